@@ -1,0 +1,79 @@
+"""BreastLab MONAI Label app: every bundle under ``bundles/`` becomes an infer and a train task."""
+
+import logging
+import os
+from pathlib import Path
+
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.exception import MONAILabelException
+
+from breastlab import __version__
+from breastlab.bundle import BUNDLES_DIR, find_bundles
+from breastlab.imageio import ImageError, read_gray_png
+from breastlab.server import errors, routes
+from breastlab.server.datastore import BreastLabDatastore
+from breastlab.server.infer import BundleInferTask
+from breastlab.server.train import BundleTrainTask
+
+logger = logging.getLogger(__name__)
+
+
+class MyApp(MONAILabelApp):
+    """Serves the BreastLab bundles on a folder of PNG images."""
+
+    def __init__(self, app_dir, studies, conf):
+        bundles_dir = Path(conf.get("bundles", BUNDLES_DIR))
+        self.bundles = {b.name: b for b in find_bundles(bundles_dir)}
+        self.model_dir = Path(app_dir) / "model"
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="BreastLab",
+            description="Breast ultrasound and mammography models (MONAI bundles)",
+            version=__version__,
+        )
+
+    def on_init_complete(self):
+        """Install BreastLab's endpoint overrides into MONAI Label's FastAPI app (server process only)."""
+        super().on_init_complete()
+        import monailabel.app
+
+        routes.install(monailabel.app.app)
+
+    def init_datastore(self):
+        return BreastLabDatastore(self.studies)
+
+    def served_weights(self, name: str) -> Path:
+        return self.model_dir / f"{name}.pt"
+
+    def init_infers(self):
+        return {name: BundleInferTask(b, self.served_weights(name)) for name, b in self.bundles.items()}
+
+    def init_trainers(self):
+        return {name: BundleTrainTask(b, self.served_weights(name)) for name, b in self.bundles.items()}
+
+    def infer(self, request, datastore=None):
+        model, image = request.get("model"), request.get("image")
+        if model not in self._infers:
+            raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(self._infers))}")
+        if isinstance(image, str) and os.path.isfile(image):
+            _check_uploaded_image(image)
+        elif not (datastore or self.datastore()).get_image_uri(image or ""):
+            raise errors.not_found(f"image {image!r} is not in the datastore")
+        return super().infer(request, datastore)
+
+    def train(self, request):
+        if request.get("model") not in self._trainers:
+            raise errors.not_found(f"unknown model {request.get('model')!r}; available: {', '.join(self._trainers)}")
+        try:
+            return super().train(request)
+        except MONAILabelException as e:
+            raise errors.bad_request(e.msg) from e
+
+
+def _check_uploaded_image(path: str) -> None:
+    try:
+        read_gray_png(path)
+    except ImageError as e:
+        raise errors.image_error("image", e) from e

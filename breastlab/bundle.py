@@ -1,0 +1,142 @@
+"""BreastLab bundles: MONAI bundle folders read once, used by the CLI, the app and the tests."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.transforms import Compose, SaveImaged
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLES_DIR = PROJECT_ROOT / "bundles"
+
+
+class BundleError(LookupError):
+    """A bundle name or folder that does not exist or is incomplete."""
+
+
+class Bundle:
+    """One bundle folder: ``configs/{metadata,inference,train,evaluate}.json`` and ``models/model.pt``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        if not (self.root / "configs" / "metadata.json").is_file():
+            raise BundleError(f"{self.root}: not a bundle (configs/metadata.json missing)")
+        self.name = self.root.name
+
+    def __repr__(self) -> str:
+        return f"Bundle({self.name!r})"
+
+    @cached_property
+    def metadata(self) -> dict:
+        return json.loads((self.root / "configs" / "metadata.json").read_text())
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / "models" / "model.pt"
+
+    @property
+    def task(self) -> str:
+        """``segmentation`` or ``classification``: what the app serves it as."""
+        return self.metadata["breastlab"]["task"]
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Output label names and values, background excluded (MONAI Label's ``labels``)."""
+        channels = self.metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+        return {name: int(i) for i, name in channels.items() if name != "background"}
+
+    @property
+    def description(self) -> str:
+        return self.metadata.get("description", self.name)
+
+    def config_files(self, *names: str) -> list[str]:
+        return [str(self.root / "configs" / f"{n}.json") for n in names]
+
+    def parser(self, *names: str, **overrides) -> ConfigParser:
+        """Parse the named configs (merged in order) with ``bundle_root`` set to this folder."""
+        parser = ConfigParser()
+        parser.read_config(self.config_files(*names))
+        parser.update({"bundle_root": str(self.root), **overrides})
+        parser.parse()
+        return parser
+
+    @cached_property
+    def inference(self) -> ConfigParser:
+        return self.parser("inference")
+
+    def network(self) -> torch.nn.Module:
+        """A fresh, untrained network as defined by ``network_def``."""
+        return self.inference.get_parsed_content("network_def", instantiate=True, lazy=False)
+
+    def transforms(self, key: str) -> list:
+        """``preprocessing`` or ``postprocessing`` as a list, without file-saving transforms."""
+        compose = self.inference.get_parsed_content(key)
+        return [t for t in compose.transforms if not isinstance(t, SaveImaged)]
+
+    def inferer(self):
+        return self.inference.get_parsed_content("inferer")
+
+    def train(self, **overrides) -> ConfigParser:
+        """Run ``train.json`` (with config overrides) in this process, as ``monai.bundle run`` does."""
+        parser = self.parser("train", **overrides)
+        parser.get_parsed_content("initialize")
+        parser.get_parsed_content("run")
+        return parser
+
+    def predictor(self, weights: str | Path | None = None, device: str = "cpu") -> "Predictor":
+        return Predictor(self, weights or self.model_path, device)
+
+
+def find_bundles(root: str | Path = BUNDLES_DIR) -> list[Bundle]:
+    """Every bundle folder directly under ``root``, sorted by name."""
+    return [Bundle(p) for p in sorted(Path(root).iterdir()) if (p / "configs" / "metadata.json").is_file()]
+
+
+def get_bundle(name_or_path: str | Path) -> Bundle:
+    """A bundle by folder path or by name under ``bundles/``."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return Bundle(path)
+    names = [b.name for b in find_bundles()]
+    if str(name_or_path) not in names:
+        raise BundleError(f"unknown bundle {str(name_or_path)!r}; available: {', '.join(names)}")
+    return Bundle(BUNDLES_DIR / str(name_or_path))
+
+
+def load_weights(network: torch.nn.Module, path: str | Path | None, device: str | torch.device = "cpu"):
+    """Load a checkpoint (a state dict, or a dict holding one under ``model``) into ``network``."""
+    if path:
+        state = torch.load(path, map_location=device, weights_only=True)
+        network.load_state_dict(state["model"] if isinstance(state.get("model"), dict) else state)
+    return network.to(device)
+
+
+class Predictor:
+    """Runs a bundle's inference pipeline on one image path; returns arrays at the image's size."""
+
+    def __init__(self, bundle: Bundle, weights: str | Path, device: str = "cpu"):
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.network = load_weights(bundle.network(), weights, self.device).eval()
+        self.pre = Compose(bundle.transforms("preprocessing"))
+        self.post = Compose(bundle.transforms("postprocessing"))
+        self.inferer = bundle.inferer()
+
+    @torch.no_grad()
+    def __call__(self, image_path: str | Path) -> dict:
+        """``{"mask": uint8 HxW (1 = lesion), "probability": float32 HxW}``."""
+        data = self.pre({"image": str(image_path)})
+        data["pred"] = self.inferer(data["image"][None].to(self.device), self.network)[0]
+        data = self.post(data)
+        return {"mask": as_image_array(data["pred"]).astype(np.uint8), "probability": as_image_array(data["prob"])}
+
+
+def as_image_array(channel_first) -> np.ndarray:
+    """A (1, W, H) array as MONAI's PILReader yields it → (H, W) numpy, as PIL/PNG stores it."""
+    array = channel_first.detach().cpu().numpy() if torch.is_tensor(channel_first) else np.asarray(channel_first)
+    return np.ascontiguousarray(array[0].T)

@@ -1,0 +1,116 @@
+"""``breastlab`` command line: serve, import, train, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from breastlab.bundle import PROJECT_ROOT, get_bundle
+
+SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
+APP_DIR = PROJECT_ROOT / "apps" / "breastlab"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (LookupError, ValueError, FileNotFoundError) as e:
+        print(f"breastlab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_serve(args) -> int:
+    """Import the samples (first run only) and run the MONAI Label server in this process."""
+    studies = Path(args.studies) if args.studies else PROJECT_ROOT / "studies" / SAMPLES.name
+    if not args.studies and not (studies / "datastore_v2.json").is_file():
+        from breastlab.studies import import_dataset
+
+        import_dataset(SAMPLES, studies)
+    print(f"BreastLab MONAI Label server: http://{args.host}:{args.port}/  (studies: {studies})", flush=True)
+    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR),
+               "--studies", str(studies), "--host", args.host, "--port", str(args.port)]
+    os.execv(sys.executable, command)
+
+
+def cmd_import(args) -> int:
+    from breastlab.studies import import_dataset
+
+    n = import_dataset(args.data, args.studies, args.split)
+    print(f"imported {n} images into {args.studies}")
+
+
+def cmd_train(args) -> int:
+    bundle = get_bundle(args.bundle)
+    overrides = {k: v for k, v in {"data_dir": args.data, "epochs": args.epochs, "ckpt_dir": args.out}.items() if v}
+    overrides.update(_parse_overrides(args.override))
+    parser = bundle.train(**overrides)
+    state = parser.get_parsed_content("validate#evaluator").state
+    metric = next(iter(parser["validate"]["key_metric"]))
+    print(f"best {metric}: {state.best_metric:.4f} at epoch {state.best_metric_epoch}")
+
+
+def cmd_evaluate(args) -> int:
+    from breastlab.evaluate import evaluate, print_report
+
+    report = evaluate(get_bundle(args.bundle), args.data, args.split, args.weights, args.save_masks)
+    print_report(report)
+    out = Path(args.out or f"{get_bundle(args.bundle).name}_evaluation.json")
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values parsed as JSON when possible (numbers, lists), else kept as text."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"override {pair!r} is not key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="breastlab", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start the MONAI Label server (default: on the shipped samples)")
+    s.add_argument("--studies", help="studies folder (default: the samples, imported into studies/)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("import", help="dataset folder -> MONAI Label studies folder")
+    s.add_argument("data", help="dataset folder (images/, optional masks/, manifest.csv)")
+    s.add_argument("studies", help="studies folder to create or extend")
+    s.add_argument("--split", help="only this split (default: every row)")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("train", help="train a bundle with its configs/train.json")
+    s.add_argument("bundle", help="bundle name under bundles/ or a bundle folder")
+    s.add_argument("--data", help="dataset folder (default: the bundle's data_dir)")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--out", help="checkpoint folder (default: the bundle's models/)")
+    s.add_argument("override", nargs="*", help="more config overrides as key=value")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="evaluate a bundle on a dataset folder")
+    s.add_argument("bundle", help="bundle name under bundles/ or a bundle folder")
+    s.add_argument("--data", required=True, help="dataset folder (images/, optional masks/, manifest.csv)")
+    s.add_argument("--split", help="only this split (default: every row of the manifest)")
+    s.add_argument("--out", help="JSON report path (default: <bundle>_evaluation.json)")
+    s.add_argument("--weights", help="checkpoint to evaluate (default: the bundle's models/model.pt)")
+    s.add_argument("--save-masks", help="also write predicted masks (0/255 PNG) into this folder")
+    s.set_defaults(func=cmd_evaluate)
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())

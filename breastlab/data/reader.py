@@ -1,0 +1,99 @@
+"""One reader for every dataset folder of the BreastLab layout.
+
+A dataset folder holds ``images/<case>.png``, optionally ``masks/<case>.png`` (0 = background,
+anything else = lesion) and ``manifest.csv`` with at least a ``case`` column; ``label``
+(normal|benign|malignant) and ``split`` are optional. Extra columns are kept as metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLASS_NAMES = ("normal", "benign", "malignant")
+IMAGE_SUFFIX = ".png"
+
+
+class DatasetError(ValueError):
+    """A dataset folder does not follow the layout; the message names the file or column."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One image of a dataset folder."""
+
+    case: str
+    image: Path
+    mask: Path | None = None
+    label: str | None = None
+    split: str | None = None
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def class_index(self) -> int | None:
+        return CLASS_NAMES.index(self.label) if self.label else None
+
+
+def read_dataset(root: str | Path, split: str | None = None) -> list[Case]:
+    """Read ``root/manifest.csv``; keep the rows of ``split`` (all rows when ``None``)."""
+    root = Path(root)
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        raise DatasetError(f"{manifest}: manifest.csv not found (expected images/, masks/, manifest.csv)")
+    rows = _read_manifest(manifest)
+    if split is not None:
+        splits = sorted({r.get("split") or "" for r in rows})
+        rows = [r for r in rows if r.get("split") == split]
+        if not rows:
+            raise DatasetError(f"{manifest}: no rows with split={split!r} (column 'split' holds {splits})")
+    masks_dir = root / "masks"
+    return [_case_from_row(root, masks_dir if masks_dir.is_dir() else None, row, manifest, i + 2)
+            for i, row in enumerate(rows)]
+
+
+def to_monai_dicts(cases: list[Case], with_masks: bool = True) -> list[dict]:
+    """MONAI dictionaries: ``image``, ``label`` (mask path), ``class`` (index) and ``case``."""
+    items = []
+    for c in cases:
+        item = {"image": str(c.image), "case": c.case}
+        if with_masks:
+            if c.mask is None:
+                raise DatasetError(f"{c.image}: case {c.case!r} has no mask in masks/")
+            item["label"] = str(c.mask)
+        if c.label is not None:
+            item["class"] = c.class_index
+        items.append(item)
+    return items
+
+
+def dataset_dicts(root: str | Path, split: str | None = None, with_masks: bool = True) -> list[dict]:
+    """``to_monai_dicts(read_dataset(root, split))``: the entry point bundle configs use."""
+    return to_monai_dicts(read_dataset(root, split), with_masks)
+
+
+def _read_manifest(manifest: Path) -> list[dict]:
+    with manifest.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "case" not in reader.fieldnames:
+            raise DatasetError(f"{manifest}: missing column 'case' (columns: {reader.fieldnames})")
+        return list(reader)
+
+
+def _case_from_row(root: Path, masks_dir: Path | None, row: dict, manifest: Path, line: int) -> Case:
+    name = (row.get("case") or "").strip()
+    if not name or Path(name).name != name or name.startswith("."):
+        raise DatasetError(f"{manifest}:{line}: column 'case' holds an invalid case id {name!r}")
+    image = root / "images" / f"{name}{IMAGE_SUFFIX}"
+    if not image.is_file():
+        raise DatasetError(f"{manifest}:{line}: image file {image} not found")
+    mask = None
+    if masks_dir is not None:
+        mask = masks_dir / f"{name}{IMAGE_SUFFIX}"
+        if not mask.is_file():
+            raise DatasetError(f"{manifest}:{line}: mask file {mask} not found (masks/ exists, so every case needs one)")
+    label = (row.get("label") or "").strip().lower() or None
+    if label is not None and label not in CLASS_NAMES:
+        raise DatasetError(f"{manifest}:{line}: column 'label' holds {label!r}, expected one of {CLASS_NAMES}")
+    meta = {k: v for k, v in row.items() if k not in ("case", "label", "split")}
+    return Case(name, image, mask, label, (row.get("split") or "").strip() or None, meta)

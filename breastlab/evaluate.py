@@ -1,0 +1,86 @@
+"""Evaluate a bundle on any dataset folder: per-image scores, per-class summaries, bootstrap CIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from breastlab.bundle import Bundle
+from breastlab.data import Case, DatasetError, read_dataset
+from breastlab.imageio import ImageError, read_gray_png, write_png
+from breastlab.metrics import classification_scores, format_table, segmentation_scores, summarize_segmentation
+
+SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "hd95_mean", "precision_mean", "recall_mean",
+                        "pixel_accuracy_mean", "n_missed", "mean_fp_fraction", "fp_rate"]
+CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "accuracy", "sensitivity", "specificity", "f1"]
+
+
+def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, weights: str | Path | None = None,
+             save_masks: str | Path | None = None) -> dict:
+    """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it."""
+    cases = read_dataset(data_dir, split)
+    predictor = bundle.predictor(weights)
+    if save_masks:
+        Path(save_masks).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for case in tqdm(cases, desc=f"evaluate {bundle.name}", unit="image"):
+        output = predictor(case.image)
+        if save_masks:
+            write_png(output["mask"] * 255, Path(save_masks) / f"{case.case}.png")
+        rows.append(_score_case(case, output))
+    return {
+        "bundle": bundle.name,
+        "weights": str(weights or bundle.model_path),
+        "data": str(Path(data_dir).resolve()),
+        "split": split,
+        "n_images": len(rows),
+        "segmentation": summarize_segmentation([r for r in rows if "dice" in r]) if _has_masks(rows) else None,
+        "classification": _classification(rows),
+        "cases": rows,
+    }
+
+
+def print_report(report: dict) -> None:
+    """Print the summary tables of an ``evaluate`` report."""
+    title = f"{report['bundle']} on {report['data']} (split: {report['split'] or 'all'}, {report['n_images']} images)"
+    if report["segmentation"]:
+        rows = [{"group": group, **stats} for group, stats in report["segmentation"].items()]
+        print(format_table(rows, SEGMENTATION_COLUMNS, f"Segmentation: {title}"), end="\n\n")
+    if report["classification"]:
+        rows = [{"task": task, **scores} for task, scores in report["classification"].items()]
+        print(format_table(rows, CLASSIFICATION_COLUMNS, "Classification (bootstrap 95% CI)"), end="\n\n")
+
+
+def _score_case(case: Case, output: dict) -> dict:
+    row = {"case": case.case, "label": case.label, "lesion_probability": float(output["probability"].max())}
+    if case.meta.get("label_conflict") == "1":
+        row["label_conflict"] = True
+    if case.mask is not None:
+        try:
+            truth = read_gray_png(case.mask)
+        except ImageError as e:
+            raise DatasetError(f"{case.mask}: {e}") from e
+        if truth.shape != output["mask"].shape:
+            raise DatasetError(f"{case.mask}: mask size {truth.shape[::-1]} differs from its image "
+                               f"{output['mask'].shape[::-1]}")
+        row.update(segmentation_scores(output["mask"], truth))
+    return row
+
+
+def _has_masks(rows: list[dict]) -> bool:
+    return any("dice" in r for r in rows)
+
+
+def _classification(rows: list[dict]) -> dict:
+    """Lesion detection (abnormal vs normal) from the highest lesion probability in the image.
+
+    Cases whose class label conflicts between frames (``label_conflict=1``) are left out.
+    """
+    scored = [r for r in rows if r["label"] and not r.get("label_conflict")]
+    y_true = np.array([r["label"] != "normal" for r in scored], dtype=int)
+    if len(set(y_true)) < 2:
+        return {}
+    y_score = np.array([r["lesion_probability"] for r in scored])
+    return {"lesion detection (abnormal vs normal)": classification_scores(y_true, y_score)}

@@ -1,0 +1,84 @@
+"""Strict PNG reading for anything that arrives from outside (uploads, label saves, imports)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MIN_SIDE = 16
+MAX_SIDE = 8192
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class ImageError(ValueError):
+    """An image file that BreastLab does not accept; ``kind`` is ``corrupt`` or ``unsupported``."""
+
+    def __init__(self, message: str, kind: str = "corrupt"):
+        super().__init__(message)
+        self.kind = kind
+
+
+def check_id(name: str, what: str = "image id") -> str:
+    """Return ``name`` if it is a safe file-system id (no paths, no dot-dot, no odd characters)."""
+    if not isinstance(name, str) or not SAFE_ID.match(name) or ".." in name:
+        raise ValueError(
+            f"invalid {what} {name!r}: use 1-128 letters, digits, '_', '-', '.' (not starting with '.', no '..')"
+        )
+    return name
+
+
+def read_gray_png(path: str | Path) -> np.ndarray:
+    """Read an 8-bit grayscale PNG as an (H, W) uint8 array; raise ``ImageError`` on anything else."""
+    try:
+        with Image.open(path) as im:
+            if im.format != "PNG":
+                raise ImageError(f"not a PNG file (found {im.format or 'unknown format'})", "unsupported")
+            _check_size(im.size)
+            if im.mode == "1":
+                im = im.convert("L")
+            if im.mode != "L":
+                raise ImageError(
+                    f"PNG mode {im.mode!r} is not supported: convert to 8-bit grayscale (mode 'L')", "unsupported"
+                )
+            return np.asarray(im)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot decode PNG: {e}") from e
+
+
+def write_png(array: np.ndarray, path: str | Path) -> Path:
+    """Write an (H, W) uint8 array as PNG atomically."""
+    return _write_atomic(path, lambda f: Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(f, "PNG"))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write text atomically."""
+    return _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _write_atomic(path: str | Path, write) -> Path:
+    """Write through ``write(file)`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        try:
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+            os.chmod(tmp.name, 0o644)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)
+    return path
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    w, h = size
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        raise ImageError(f"image size {w}x{h} outside the accepted {MIN_SIDE}..{MAX_SIDE} pixels per side", "unsupported")

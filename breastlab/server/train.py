@@ -1,0 +1,83 @@
+"""A bundle's ``train.json`` as a MONAI Label train task that fine-tunes on the datastore's final labels."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from monailabel.interfaces.tasks.train import TrainTask
+
+from breastlab.bundle import Bundle
+from breastlab.imageio import write_text_atomic
+from breastlab.server import errors
+
+logger = logging.getLogger(__name__)
+
+
+class BundleTrainTask(TrainTask):
+    """Fine-tune from the weights being served; the best checkpoint on a held-out part replaces them."""
+
+    def __init__(self, bundle: Bundle, served_weights: Path):
+        super().__init__(f"Fine-tune {bundle.name} on the datastore's final labels")
+        self.bundle = bundle
+        self.served_weights = Path(served_weights)
+        self.stats_file = self.served_weights.with_suffix(".json")
+
+    def config(self) -> dict:
+        return {"max_epochs": 10, "learning_rate": 1e-4, "batch_size": 8, "val_fraction": 0.2}
+
+    def stats(self) -> dict:
+        """The last finished run (training runs in a MONAI Label subprocess, so it is read from disk)."""
+        return json.loads(self.stats_file.read_text()) if self.stats_file.is_file() else {}
+
+    def __call__(self, request: dict, datastore) -> dict:
+        options = {**self.config(), **{k: v for k, v in request.items() if k in self.config()}}
+        items = datastore.datalist()
+        if not items:
+            raise errors.conflict("no image has a final label yet: save labels before training")
+        train, val = split_train_val(items, float(options["val_fraction"]))
+        start_weights = self.served_weights if self.served_weights.is_file() else self.bundle.model_path
+        self.served_weights.parent.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        with tempfile.TemporaryDirectory(dir=self.served_weights.parent, prefix=".train-") as run_dir:
+            parser = self.bundle.train(
+                train_datalist=train,
+                val_datalist=val,
+                epochs=int(options["max_epochs"]),
+                learning_rate=float(options["learning_rate"]),
+                batch_size=int(options["batch_size"]),
+                initial_weights=str(start_weights),
+                ckpt_dir=run_dir,
+                output_dir=run_dir,
+                num_workers=0,
+            )
+            os.replace(Path(run_dir) / "model.pt", self.served_weights)
+            best = parser.get_parsed_content("validate#evaluator").state
+        stats = {
+            "bundle": self.bundle.name,
+            "train_images": len(train),
+            "val_images": len(val),
+            "epochs": int(options["max_epochs"]),
+            "best_metric": float(best.best_metric),
+            "best_epoch": int(best.best_metric_epoch),
+            "seconds": round(time.time() - start, 1),
+            "weights": str(self.served_weights),
+        }
+        write_text_atomic(self.stats_file, json.dumps(stats, indent=2))
+        logger.info(f"Training finished: {stats}")
+        return stats
+
+
+def split_train_val(items: list[dict], val_fraction: float) -> tuple[list[dict], list[dict]]:
+    """Every k-th item (sorted by image) goes to validation; with fewer than 2 items, validate on train."""
+    items = sorted(items, key=lambda d: d["image"])
+    if len(items) < 2 or val_fraction <= 0:
+        return items, items
+    step = max(2, round(1 / val_fraction))
+    val = items[::step]
+    train = [d for d in items if d not in val]
+    return train, val

@@ -1,0 +1,27 @@
+"""Turn a BreastLab dataset folder into a MONAI Label studies folder (images, final labels, classes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monailabel.interfaces.datastore import DefaultLabelTag
+from tqdm import tqdm
+
+from breastlab.data import read_dataset
+from breastlab.server.datastore import BreastLabDatastore
+
+
+def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | None = None) -> int:
+    """Copy every case into ``studies_dir``; masks become final labels, the class goes in image info.
+
+    The image-level class (``normal``/``benign``/``malignant``) is stored as ``class`` in the image
+    info, so it is listed by ``/datastore`` whether or not the image has a mask. Returns the count.
+    """
+    cases = read_dataset(data_dir, split)
+    store = BreastLabDatastore(str(studies_dir))
+    for case in tqdm(cases, desc=f"import {Path(data_dir).name}", unit="image"):
+        info = {"source": str(case.image)} | ({"class": case.label} if case.label else {})
+        store.add_image(case.case, str(case.image), info)
+        if case.mask is not None:
+            store.save_label(case.case, str(case.mask), DefaultLabelTag.FINAL.value, {"source": str(case.mask)})
+    return len(cases)
