@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class ImageError(ValueError):
@@ -25,7 +25,7 @@ class ImageError(ValueError):
 
 def check_id(name: str, what: str = "image id") -> str:
     """Return ``name`` if it is a safe file-system id (no paths, no dot-dot, no odd characters)."""
-    if not isinstance(name, str) or not SAFE_ID.match(name) or ".." in name:
+    if not isinstance(name, str) or not SAFE_ID.fullmatch(name) or ".." in name:
         raise ValueError(
             f"invalid {what} {name!r}: use 1-128 letters, digits, '_', '-', '.' (not starting with '.', no '..')"
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import HTTPException
 from monailabel.interfaces.datastore import DefaultLabelTag
 from tqdm import tqdm
 
-from breastlab.data import read_dataset
+from breastlab.data import DatasetError, read_dataset
 from breastlab.server.datastore import BreastLabDatastore
 
 
@@ -21,7 +22,10 @@ def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | N
     store = BreastLabDatastore(str(studies_dir))
     for case in tqdm(cases, desc=f"import {Path(data_dir).name}", unit="image"):
         info = {"source": str(case.image)} | ({"class": case.label} if case.label else {})
-        store.add_image(case.case, str(case.image), info)
-        if case.mask is not None:
-            store.save_label(case.case, str(case.mask), DefaultLabelTag.FINAL.value, {"source": str(case.mask)})
+        try:
+            store.add_image(case.case, str(case.image), info)
+            if case.mask is not None:
+                store.save_label(case.case, str(case.mask), DefaultLabelTag.FINAL.value, {"source": str(case.mask)})
+        except HTTPException as e:
+            raise DatasetError(f"case {case.case!r} ({case.image}): {e.detail}") from e
     return len(cases)

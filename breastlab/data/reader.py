@@ -11,6 +11,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from breastlab.imageio import check_id
+
 CLASS_NAMES = ("normal", "benign", "malignant")
 IMAGE_SUFFIX = ".png"
 
@@ -41,15 +43,15 @@ def read_dataset(root: str | Path, split: str | None = None) -> list[Case]:
     manifest = root / "manifest.csv"
     if not manifest.is_file():
         raise DatasetError(f"{manifest}: manifest.csv not found (expected images/, masks/, manifest.csv)")
-    rows = _read_manifest(manifest)
+    numbered = list(enumerate(_read_manifest(manifest), start=2))  # line 1 is the header
     if split is not None:
-        splits = sorted({r.get("split") or "" for r in rows})
-        rows = [r for r in rows if r.get("split") == split]
-        if not rows:
+        splits = sorted({row.get("split") or "" for _, row in numbered})
+        numbered = [(line, row) for line, row in numbered if row.get("split") == split]
+        if not numbered:
             raise DatasetError(f"{manifest}: no rows with split={split!r} (column 'split' holds {splits})")
     masks_dir = root / "masks"
-    return [_case_from_row(root, masks_dir if masks_dir.is_dir() else None, row, manifest, i + 2)
-            for i, row in enumerate(rows)]
+    return [_case_from_row(root, masks_dir if masks_dir.is_dir() else None, row, manifest, line)
+            for line, row in numbered]
 
 
 def to_monai_dicts(cases: list[Case], with_masks: bool = True) -> list[dict]:
@@ -82,8 +84,10 @@ def _read_manifest(manifest: Path) -> list[dict]:
 
 def _case_from_row(root: Path, masks_dir: Path | None, row: dict, manifest: Path, line: int) -> Case:
     name = (row.get("case") or "").strip()
-    if not name or Path(name).name != name or name.startswith("."):
-        raise DatasetError(f"{manifest}:{line}: column 'case' holds an invalid case id {name!r}")
+    try:
+        check_id(name, "case id")
+    except ValueError as e:
+        raise DatasetError(f"{manifest}:{line}: column 'case': {e}") from e
     image = root / "images" / f"{name}{IMAGE_SUFFIX}"
     if not image.is_file():
         raise DatasetError(f"{manifest}:{line}: image file {image} not found")

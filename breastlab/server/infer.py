@@ -22,7 +22,7 @@ class BundleInferTask(BasicInferTask):
 
     def __init__(self, bundle: Bundle, served_weights: Path):
         super().__init__(
-            path=[str(served_weights), str(bundle.model_path)],
+            path=[str(bundle.model_path), str(served_weights)],  # MONAI Label uses the last one that exists
             network=bundle.network(),
             type=InferType.SEGMENTATION,
             labels=bundle.labels,

@@ -1,0 +1,77 @@
+"""Shared fixtures: the real data folders and a factory for small crafted dataset folders."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``<project root>/../shared/data``; tests that need it skip when it is absent."""
+    path = (PROJECT_ROOT.parent / "shared" / "data").resolve()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder {path} not found (expected next to the project root)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The six demo ultrasound cases shipped with the project."""
+    return PROJECT_ROOT / "samples" / "breast_lesions_usg"
+
+
+def _write_image(path: Path, content) -> None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, Image.Image):
+        content.save(path, "PNG")
+    else:
+        Image.fromarray(np.asarray(content, dtype=np.uint8)).save(path, "PNG")
+
+
+@pytest.fixture
+def make_dataset(tmp_path):
+    """Factory: ``make_dataset(images, labels=None, splits=None, masks=None, rows=None, manifest=None)``.
+
+    ``images``/``masks`` map case ids to arrays (or PIL images, or raw bytes for broken files);
+    ``masks=None`` creates no ``masks/`` folder. The manifest is written from ``rows`` (dicts),
+    else from the images with their ``labels``/``splits``; ``manifest`` gives the raw CSV text and
+    ``manifest=False`` writes none. Returns the dataset folder.
+    """
+    counter = iter(range(1_000_000))
+
+    def make(images: dict, labels: dict | None = None, splits: dict | None = None, masks: dict | None = None,
+             rows: list[dict] | None = None, manifest: str | bool | None = None) -> Path:
+        root = tmp_path / f"dataset{next(counter)}"
+        (root / "images").mkdir(parents=True)
+        for case, content in images.items():
+            _write_image(root / "images" / f"{case}.png", content)
+        if masks is not None:
+            (root / "masks").mkdir()
+            for case, content in masks.items():
+                _write_image(root / "masks" / f"{case}.png", content)
+        if isinstance(manifest, str):
+            (root / "manifest.csv").write_text(manifest, encoding="utf-8")
+        elif manifest is None:
+            if rows is None:
+                rows = [{"case": c} for c in images]
+                for row in rows:
+                    if labels is not None:
+                        row["label"] = labels.get(row["case"], "")
+                    if splits is not None:
+                        row["split"] = splits.get(row["case"], "")
+            fields = list(dict.fromkeys(k for r in rows for k in r)) or ["case"]
+            with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        return root
+
+    return make

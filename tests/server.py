@@ -1,0 +1,68 @@
+"""Start and stop a real MONAI Label server with the BreastLab app for tests and benchmarks."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python -m monailabel.main start_server`` on a free 127.0.0.1 port, with a private app folder.
+
+    The app folder is a copy of ``apps/breastlab`` under ``workdir``, so the server's ``model/`` and
+    ``logs/`` (fine-tuned weights included) never touch the repository.
+    """
+
+    def __init__(self, studies: Path, workdir: Path):
+        self.app_dir = workdir / "app"
+        shutil.copytree(PROJECT_ROOT / "apps" / "breastlab", self.app_dir,
+                        ignore=shutil.ignore_patterns("model", "logs", "__pycache__"))
+        self.studies = studies
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "server.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180) -> "Server":
+        command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(self.app_dir),
+                   "--studies", str(self.studies), "--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.app_dir)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            if self.alive():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"server did not answer /info/ in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def alive(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/info/", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

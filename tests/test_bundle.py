@@ -1,0 +1,103 @@
+"""breastlab.bundle: bundle metadata, the network, weights loading and the Predictor."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from breastlab.bundle import BUNDLES_DIR, BundleError, Predictor, get_bundle, load_weights
+
+BUNDLE_DIRS = sorted(p for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
+REQUIRED_IDS = {
+    "inference": ["network_def", "preprocessing", "inferer", "postprocessing"],
+    "train": ["train#trainer", "train#dataset", "validate#evaluator"],
+}
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return get_bundle("breast_us_t2kd")
+
+
+@pytest.fixture(scope="module")
+def network(bundle):
+    return bundle.network().eval()
+
+
+def test_metadata(bundle):
+    meta = bundle.metadata
+    assert meta["version"] and meta["version"] in meta["changelog"]
+    assert meta["network_data_format"]["inputs"]["image"]["channel_def"] == {"0": "image"}
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "background", "1": "lesion"}
+    assert bundle.labels == {"lesion": 1}
+    assert bundle.task == "segmentation"
+
+
+def test_unknown_bundle_lists_available():
+    with pytest.raises(BundleError, match="unknown bundle 'nope'.*breast_us_t2kd"):
+        get_bundle("nope")
+
+
+def test_network_size(network):
+    n = sum(p.numel() for p in network.parameters())
+    assert 1.8e6 <= n <= 2.5e6, n
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 256, 256), (1, 1, 256, 192)])
+def test_network_shape(network, shape):
+    with torch.no_grad():
+        assert tuple(network(torch.rand(shape)).shape) == shape
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["plain", "model-key"])
+def test_load_weights_round_trip(tmp_path, wrap):
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    state = source.state_dict()
+    torch.save({"model": state, "epoch": 3} if wrap else state, tmp_path / "w.pt")
+    target = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    assert not torch.equal(target[0].weight, source[0].weight)
+    assert load_weights(target, tmp_path / "w.pt") is target
+    for key, value in state.items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_load_weights_without_path_keeps_network():
+    net = torch.nn.Linear(2, 2)
+    before = net.weight.clone()
+    assert torch.equal(load_weights(net, None).weight, before)
+
+
+def test_predictor_returns_image_size(tmp_path, bundle, samples_dir):
+    torch.manual_seed(0)
+    torch.save(bundle.network().state_dict(), tmp_path / "model.pt")
+    image = samples_dir / "images" / "case002.png"
+    with Image.open(image) as im:
+        width, height = im.size
+    assert (width, height) == (761, 572)
+    predictor = bundle.predictor(tmp_path / "model.pt")
+    assert isinstance(predictor, Predictor)
+    out = predictor(image)
+    assert out["mask"].shape == (height, width) and out["probability"].shape == (height, width)
+    assert out["mask"].dtype == np.uint8 and set(np.unique(out["mask"])) <= {0, 1}
+    prob = out["probability"]
+    assert np.issubdtype(prob.dtype, np.floating) and 0.0 <= prob.min() <= prob.max() <= 1.0
+    np.testing.assert_array_equal(out["mask"], (prob >= 0.5).astype(np.uint8))
+
+
+def test_bundles_found():
+    assert [p.name for p in BUNDLE_DIRS] and "breast_us_t2kd" in [p.name for p in BUNDLE_DIRS]
+
+
+@pytest.mark.parametrize("root", BUNDLE_DIRS, ids=[p.name for p in BUNDLE_DIRS])
+def test_bundle_configs(root):
+    assert isinstance(json.loads((root / "configs" / "metadata.json").read_text()), dict)
+    for name, ids in REQUIRED_IDS.items():
+        config = json.loads((root / "configs" / f"{name}.json").read_text())
+        for id_ in ids:
+            node = config
+            for part in id_.split("#"):
+                assert isinstance(node, dict) and part in node, f"{name}.json lacks {id_!r}"
+                node = node[part]

@@ -1,0 +1,126 @@
+"""breastlab.data: the one dataset reader, on the real folders and on crafted broken layouts."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from breastlab.data import CLASS_NAMES, Case, DatasetError, dataset_dicts, read_dataset, to_monai_dicts
+
+IMG = np.full((20, 24), 100, dtype=np.uint8)
+MASK = np.zeros((20, 24), dtype=np.uint8)
+
+
+def test_busi_splits_and_class_counts(shared_data):
+    train = read_dataset(shared_data / "busi", "train")
+    val = read_dataset(shared_data / "busi", "val")
+    assert (len(train), len(val)) == (466, 165)
+    assert Counter(c.label for c in train) == {"benign": 259, "malignant": 131, "normal": 76}
+    assert Counter(c.label for c in val) == {"benign": 95, "malignant": 40, "normal": 30}
+    assert {c.split for c in train} == {"train"} and {c.split for c in val} == {"val"}
+    assert not {c.case for c in train} & {c.case for c in val}
+    assert all(c.mask is not None and c.mask.is_file() and c.image.is_file() for c in train + val)
+    assert len(read_dataset(shared_data / "busi")) == 631
+
+
+def test_busi_keeps_extra_columns_as_meta(shared_data):
+    case = read_dataset(shared_data / "busi", "train")[0]
+    assert {"group", "n_lesions", "height", "width", "source_file"} <= set(case.meta)
+    assert not {"case", "label", "split"} & set(case.meta)
+
+
+def test_mias_has_no_masks(shared_data):
+    cases = read_dataset(shared_data / "mias")
+    assert len(cases) == 258
+    assert Counter(c.label for c in cases) == {"normal": 170, "benign": 49, "malignant": 39}
+    assert all(c.mask is None for c in cases)
+    assert cases[0].meta["lesions"].startswith("[{")  # quoted JSON with commas survives the CSV
+    with pytest.raises(DatasetError, match="has no mask"):
+        to_monai_dicts(cases)
+    items = to_monai_dicts(cases, with_masks=False)
+    assert len(items) == 258 and all("label" not in d for d in items)
+
+
+def test_samples(samples_dir):
+    cases = read_dataset(samples_dir)
+    assert [c.case for c in cases] == ["case001", "case002", "case003", "case005", "case007", "case008"]
+    assert all(c.mask == samples_dir / "masks" / f"{c.case}.png" and c.mask.is_file() for c in cases)
+    assert Counter(c.label for c in cases) == {"benign": 3, "malignant": 3}
+    items = dataset_dicts(samples_dir, "demo")
+    assert items[0] == {"image": str(samples_dir / "images" / "case001.png"), "case": "case001",
+                        "label": str(samples_dir / "masks" / "case001.png"), "class": 1}
+
+
+def test_class_index_mapping():
+    assert CLASS_NAMES == ("normal", "benign", "malignant")
+    assert [Case("c", None, label=n).class_index for n in CLASS_NAMES] == [0, 1, 2]
+    assert Case("c", None).class_index is None
+
+
+def test_labels_are_normalised_and_optional(make_dataset):
+    root = make_dataset({"a": IMG, "b": IMG, "c": IMG}, labels={"a": " Malignant ", "b": "NORMAL", "c": ""})
+    cases = read_dataset(root)
+    assert [c.label for c in cases] == ["malignant", "normal", None]
+    assert [d.get("class") for d in to_monai_dicts(cases, with_masks=False)] == [2, 0, None]
+
+
+def test_split_selection(make_dataset):
+    root = make_dataset({"a": IMG, "b": IMG, "c": IMG}, splits={"a": "train", "b": "val", "c": "train"})
+    assert [c.case for c in read_dataset(root, "train")] == ["a", "c"]
+    assert [c.case for c in read_dataset(root, "val")] == ["b"]
+    assert len(read_dataset(root)) == 3
+
+
+def test_unknown_split_lists_available(make_dataset):
+    root = make_dataset({"a": IMG, "b": IMG}, splits={"a": "train", "b": "val"})
+    with pytest.raises(DatasetError, match="manifest.csv") as e:
+        read_dataset(root, "test")
+    assert "'test'" in str(e.value) and "'train'" in str(e.value) and "'val'" in str(e.value)
+
+
+def test_missing_manifest(make_dataset):
+    root = make_dataset({"a": IMG}, manifest=False)
+    with pytest.raises(DatasetError, match="manifest.csv not found"):
+        read_dataset(root)
+
+
+@pytest.mark.parametrize("text", ["name,label\na,benign\n", ""])
+def test_missing_case_column(make_dataset, text):
+    root = make_dataset({"a": IMG}, manifest=text)
+    with pytest.raises(DatasetError, match="missing column 'case'"):
+        read_dataset(root)
+
+
+def test_missing_image_names_file_and_line(make_dataset):
+    root = make_dataset({"a": IMG}, rows=[{"case": "a"}, {"case": "ghost"}])
+    with pytest.raises(DatasetError) as e:
+        read_dataset(root)
+    assert "manifest.csv:3" in str(e.value) and str(root / "images" / "ghost.png") in str(e.value)
+
+
+def test_missing_mask_when_masks_folder_exists(make_dataset):
+    root = make_dataset({"a": IMG, "b": IMG}, masks={"a": MASK})
+    with pytest.raises(DatasetError, match="mask file") as e:
+        read_dataset(root)
+    assert str(root / "masks" / "b.png") in str(e.value)
+
+
+def test_bad_label_names_column_and_line(make_dataset):
+    root = make_dataset({"a": IMG, "b": IMG}, labels={"a": "benign", "b": "cancer"})
+    with pytest.raises(DatasetError) as e:
+        read_dataset(root)
+    assert "manifest.csv:3" in str(e.value) and "'label'" in str(e.value) and "'cancer'" in str(e.value)
+
+
+def test_bad_label_line_number_with_split(make_dataset):
+    root = make_dataset({"a": IMG, "b": IMG}, labels={"a": "benign", "b": "cancer"},
+                        splits={"a": "train", "b": "val"})
+    with pytest.raises(DatasetError, match=r"manifest\.csv:3: column 'label'"):
+        read_dataset(root, "val")
+
+
+@pytest.mark.parametrize("case", ["../x", "sub/x", "/abs", ".hidden", ""])
+def test_invalid_case_ids(make_dataset, case):
+    root = make_dataset({"a": IMG}, rows=[{"case": "a"}, {"case": case}])
+    with pytest.raises(DatasetError, match="manifest.csv:3: column 'case': invalid case id"):
+        read_dataset(root)

@@ -1,0 +1,155 @@
+"""The real MONAI Label server with the BreastLab app, called over HTTP (slow: starts a server)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from breastlab.studies import import_dataset
+from server import PROJECT_ROOT, Server
+
+pytestmark = pytest.mark.slow
+SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
+MODEL = "breast_us_t2kd"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("server")
+    import_dataset(SAMPLES, workdir / "studies")
+    srv = Server(workdir / "studies", workdir).start()
+    yield srv
+    srv.stop()
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
+    """PNG bytes of ``array`` (mode from its dtype and shape, or converted to ``mode``)."""
+    image = Image.fromarray(array)
+    buffer = io.BytesIO()
+    (image.convert(mode) if mode else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload(server, image_id: str, data: bytes, name: str = "upload.png") -> requests.Response:
+    return requests.put(f"{server.url}/datastore/image", params={"image": image_id},
+                        files={"file": (name, data, "image/png")}, timeout=30)
+
+
+def save_label(server, image_id: str, data: bytes) -> requests.Response:
+    return requests.put(f"{server.url}/datastore/label", params={"image": image_id, "tag": "final"},
+                        files={"label": ("label.png", data, "image/png")}, timeout=30)
+
+
+def infer(server, image_id: str, model: str = MODEL, output: str = "json") -> requests.Response:
+    return requests.post(f"{server.url}/infer/{model}", params={"image": image_id, "output": output}, timeout=120)
+
+
+def test_info_lists_the_bundle_as_a_2d_segmentation_model(server):
+    info = requests.get(f"{server.url}/info/", timeout=10).json()
+    model = info["models"][MODEL]
+    assert model["type"] == "segmentation"
+    assert model["labels"] == {"lesion": 1}
+    assert model["dimension"] == 2
+    assert MODEL in info["trainers"]
+    assert info["datastore"]["total"] == 6
+
+
+def test_upload_infer_and_save_label(server):
+    image = (SAMPLES / "images" / "case002.png").read_bytes()
+    assert upload(server, "uploaded_case", image).json() == {"image": "uploaded_case"}
+    listing = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=10).json()
+    assert "uploaded_case" in listing["objects"]
+
+    response = infer(server, "uploaded_case", output="image")
+    assert response.status_code == 200, response.text
+    mask = np.asarray(Image.open(io.BytesIO(response.content)))
+    assert mask.shape == (572, 761)  # height x width of case002, not transposed
+    assert set(np.unique(mask)) <= {0, 1}
+    summary = infer(server, "uploaded_case").json()
+    assert summary["height"] == 572 and summary["width"] == 761
+    assert summary["lesion_pixels"] == int(mask.sum())
+    assert 0.0 <= summary["lesion_probability"] <= 1.0
+
+    truth = np.asarray(Image.open(SAMPLES / "masks" / "case002.png"))
+    assert save_label(server, "uploaded_case", png_bytes(truth)).status_code == 200
+    saved = requests.get(f"{server.url}/datastore/label", params={"label": "uploaded_case", "tag": "final"}, timeout=10)
+    stored = np.asarray(Image.open(io.BytesIO(saved.content)))
+    np.testing.assert_array_equal(stored, (truth > 0).astype(np.uint8))
+
+
+def test_train_one_epoch_changes_the_served_model(server):
+    before = infer(server, "case001").json()["weights"]
+    response = requests.post(f"{server.url}/train/{MODEL}", json={"max_epochs": 1, "val_fraction": 0.3}, timeout=30)
+    assert response.status_code == 200, response.text
+    status = wait_for_training(server)
+    assert status["status"] == "DONE", json.dumps(status)[-2000:]
+
+    stats = requests.get(f"{server.url}/info/", timeout=10).json()["train_stats"][MODEL]
+    assert stats["epochs"] == 1 and stats["train_images"] + stats["val_images"] == 7
+    after = infer(server, "case001").json()["weights"]
+    assert after["file"] == f"{MODEL}.pt"  # the fine-tuned weights, not the bundle's own
+    assert after["modified"] > before["modified"]
+
+
+def wait_for_training(server, timeout: float = 600) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = requests.get(f"{server.url}/train/", timeout=10).json()
+        if status.get("status") not in ("SUBMITTED", "RUNNING", "QUEUED"):
+            return status
+        time.sleep(1)
+    raise TimeoutError("training did not finish")
+
+
+@pytest.mark.parametrize(
+    "data, status, words",
+    [
+        ((SAMPLES / "images" / "case001.png").read_bytes()[:300], 400, "truncated"),
+        (b"definitely not a png", 400, "cannot decode"),
+        (b"", 400, "cannot decode"),
+        (png_bytes(np.full((64, 64), 1000, np.uint16)), 415, "mode"),
+        (png_bytes(np.zeros((64, 64, 4), np.uint8)), 415, "RGBA"),
+        (png_bytes(np.zeros((64, 64), np.uint8), "P"), 415, "'P'"),
+        (png_bytes(np.zeros((8, 8), np.uint8)), 415, "size"),
+    ],
+    ids=["truncated", "garbage", "empty", "16-bit", "rgba", "palette", "too-small"],
+)
+def test_bad_uploads_get_a_clear_4xx(server, data, status, words):
+    response = upload(server, "bad_upload", data)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+    assert "bad_upload" not in requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=10).json()[
+        "objects"]
+
+
+@pytest.mark.parametrize("image_id", ["../escape", "a/b", ".hidden", "x" * 300])
+def test_odd_image_ids_are_rejected(server, image_id):
+    response = upload(server, image_id, (SAMPLES / "images" / "case001.png").read_bytes())
+    assert response.status_code == 400 and "invalid image id" in response.json()["detail"]
+
+
+def test_unknown_ids_and_models_get_404(server):
+    assert infer(server, "no_such_image").status_code == 404
+    response = infer(server, "case001", model="no_such_model")
+    assert response.status_code == 404 and MODEL in response.json()["detail"]
+    assert requests.post(f"{server.url}/train/no_such_model", json={}, timeout=10).status_code == 404
+    label = png_bytes(np.zeros((537, 485), np.uint8))
+    assert save_label(server, "no_such_image", label).status_code == 404
+
+
+def test_label_of_the_wrong_size_is_rejected_and_the_old_one_kept(server):
+    before = requests.get(f"{server.url}/datastore/label", params={"label": "case001", "tag": "final"}, timeout=10)
+    response = save_label(server, "case001", png_bytes(np.ones((20, 40), np.uint8)))
+    assert response.status_code == 422 and "does not match" in response.json()["detail"]
+    after = requests.get(f"{server.url}/datastore/label", params={"label": "case001", "tag": "final"}, timeout=10)
+    assert after.content == before.content
+
+
+def test_server_still_answers_after_bad_input(server):
+    assert server.alive()

@@ -1,0 +1,110 @@
+"""Small units: the train/val split of the server, CLI overrides, dataset import into studies."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from breastlab.cli import _parse_overrides
+from breastlab.imageio import read_gray_png
+from breastlab.server.train import split_train_val
+from breastlab.studies import import_dataset
+
+
+def items(n: int) -> list[dict]:
+    return [{"image": f"/s/img{i:03d}.png", "label": f"/s/labels/final/img{i:03d}.png"} for i in range(n)]
+
+
+@pytest.mark.parametrize("n,fraction,n_val", [(10, 0.2, 2), (10, 0.1, 1), (7, 0.5, 4), (100, 0.25, 25)])
+def test_split_disjoint_and_complete(n, fraction, n_val):
+    train, val = split_train_val(items(n), fraction)
+    assert len(val) == n_val and len(train) == n - n_val
+    assert not {d["image"] for d in train} & {d["image"] for d in val}
+    assert sorted(d["image"] for d in train + val) == [d["image"] for d in items(n)]
+
+
+def test_split_is_deterministic_and_order_independent():
+    shuffled = items(20)
+    random.Random(1).shuffle(shuffled)
+    assert split_train_val(shuffled, 0.2) == split_train_val(items(20), 0.2)
+    assert split_train_val(items(20), 0.2) == split_train_val(items(20), 0.2)
+    assert [d["image"] for d in split_train_val(items(10), 0.2)[1]] == ["/s/img000.png", "/s/img005.png"]
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_split_too_few_items_uses_same_list(n):
+    train, val = split_train_val(items(n), 0.2)
+    assert train == val == items(n)
+
+
+def test_split_zero_fraction_validates_on_train():
+    train, val = split_train_val(items(5), 0.0)
+    assert train == val == items(5)
+
+
+def test_parse_overrides_values():
+    out = _parse_overrides(["epochs=5", "learning_rate=1e-3", "image_size=[128, 96]", "data_dir=/data/busi",
+                            "amp=true", "name=", "expr=a=b"])
+    assert out == {"epochs": 5, "learning_rate": 0.001, "image_size": [128, 96], "data_dir": "/data/busi",
+                   "amp": True, "name": "", "expr": "a=b"}
+    assert isinstance(out["epochs"], int) and isinstance(out["learning_rate"], float)
+    assert _parse_overrides([]) == {}
+
+
+def test_parse_overrides_requires_equals():
+    with pytest.raises(ValueError, match="'epochs' is not key=value"):
+        _parse_overrides(["lr=0.1", "epochs"])
+
+
+def image(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)
+
+
+def lesion(h: int, w: int) -> np.ndarray:
+    mask = np.zeros((h, w), dtype=np.uint8)
+    mask[4:12, 6:20] = 255
+    return mask
+
+
+def test_import_dataset(make_dataset, tmp_path):
+    images = {"a": image(20, 30, 0), "b": image(24, 18, 1), "c": image(16, 16, 2)}
+    data = make_dataset(images, labels={"a": "benign", "b": "malignant", "c": ""},
+                        splits={"a": "train", "b": "train", "c": "val"},
+                        masks={"a": lesion(20, 30), "b": np.zeros((24, 18), np.uint8), "c": lesion(16, 16)})
+    studies = tmp_path / "studies"
+    assert import_dataset(data, studies, "train") == 2
+    for case in ("a", "b"):
+        np.testing.assert_array_equal(read_gray_png(studies / f"{case}.png"), images[case])
+    assert not (studies / "c.png").exists()
+    label_a = read_gray_png(studies / "labels" / "final" / "a.png")
+    np.testing.assert_array_equal(label_a, (lesion(20, 30) > 0).astype(np.uint8))
+    assert set(np.unique(read_gray_png(studies / "labels" / "final" / "b.png"))) == {0}
+    objects = json.loads((studies / "datastore_v2.json").read_text())["objects"]
+    assert set(objects) == {"a", "b"}
+    assert objects["a"]["image"]["info"]["class"] == "benign"
+    assert objects["b"]["image"]["info"]["class"] == "malignant"
+    assert objects["a"]["image"]["info"]["height"] == 20 and objects["a"]["image"]["info"]["width"] == 30
+    assert "final" in objects["a"]["labels"]
+
+
+def test_import_without_masks_or_labels(make_dataset, tmp_path):
+    data = make_dataset({"x": image(20, 20, 3), "y": image(20, 20, 4)}, labels={"x": "normal", "y": ""})
+    assert import_dataset(data, tmp_path / "studies") == 2
+    objects = json.loads((tmp_path / "studies" / "datastore_v2.json").read_text())["objects"]
+    assert objects["x"]["image"]["info"]["class"] == "normal" and "class" not in objects["y"]["image"]["info"]
+    assert objects["x"]["labels"] == {} and not list((tmp_path / "studies" / "labels" / "final").iterdir())
+
+
+def test_import_bad_dataset_layout(make_dataset, tmp_path):
+    data = make_dataset({"a": image(20, 20, 0)}, rows=[{"case": "a"}, {"case": "missing"}])
+    with pytest.raises(ValueError, match="missing.png not found"):
+        import_dataset(data, tmp_path / "studies")
+
+
+def test_import_bad_image_names_the_case(make_dataset, tmp_path):
+    rgb = Image.fromarray(image(20, 20, 0)).convert("RGB")
+    data = make_dataset({"good": image(20, 20, 1), "bad_rgb": rgb})
+    with pytest.raises((ValueError, LookupError), match="bad_rgb"):
+        import_dataset(data, tmp_path / "studies")
