@@ -24,12 +24,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args) -> int:
-    """Import the samples (first run only) and run the MONAI Label server in this process."""
-    studies = Path(args.studies) if args.studies else PROJECT_ROOT / "studies" / SAMPLES.name
-    if not args.studies and not (studies / "datastore_v2.json").is_file():
+    """Import ``--data`` into a new studies folder (first run only), then become the MONAI Label server."""
+    studies = Path(args.studies)
+    if not (studies / "datastore_v2.json").is_file():
         from breastlab.studies import import_dataset
 
-        import_dataset(SAMPLES, studies)
+        import_dataset(args.data, studies)
     print(f"BreastLab MONAI Label server: http://{args.host}:{args.port}/  (studies: {studies})", flush=True)
     command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR),
                "--studies", str(studies), "--host", args.host, "--port", str(args.port)]
@@ -82,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="start the MONAI Label server (default: on the shipped samples)")
-    s.add_argument("--studies", help="studies folder (default: the samples, imported into studies/)")
+    s.add_argument("--studies", default=str(PROJECT_ROOT / "studies" / SAMPLES.name),
+                   help="MONAI Label studies folder (default: studies/breast_lesions_usg)")
+    s.add_argument("--data", default=str(SAMPLES), help="dataset folder imported when the studies folder is new "
+                                                        "(default: the shipped samples)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)

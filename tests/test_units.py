@@ -108,3 +108,21 @@ def test_import_bad_image_names_the_case(make_dataset, tmp_path):
     data = make_dataset({"good": image(20, 20, 1), "bad_rgb": rgb})
     with pytest.raises((ValueError, LookupError), match="bad_rgb"):
         import_dataset(data, tmp_path / "studies")
+
+
+def test_training_log_is_read_per_epoch_and_plotted(tmp_path):
+    from breastlab.plots import plot_training_log, read_training_log
+
+    log = tmp_path / "train.log"
+    log.write_text(
+        "2026-11-22 22:00:54,084 - INFO - Epoch: 1/2, Iter: 1/2 -- train_loss: 1.5000 \n"
+        "2026-11-22 22:00:56,753 - INFO - Epoch: 1/2, Iter: 2/2 -- train_loss: 0.5000 \n"
+        "2026-11-22 22:04:04,453 - INFO - Epoch[1] Metrics -- val_lesion_dice: 0.3196 val_lesion_iou: 0.2000 \n"
+        "2026-11-22 22:05:00,000 - INFO - Epoch: 2/2, Iter: 1/2 -- train_loss: 0.2500 \n"
+        "2026-11-22 22:06:00,000 - INFO - Epoch[2] Metrics -- val_lesion_dice: 0.5000 \n"
+    )
+    losses, metrics = read_training_log(log)
+    assert losses == {1: 1.0, 2: 0.25}
+    assert metrics == {"val_lesion_dice": {1: 0.3196, 2: 0.5}, "val_lesion_iou": {1: 0.2}}
+    png = plot_training_log(log, tmp_path / "curve.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
@@ -29,7 +30,7 @@ class BundleInferTask(BasicInferTask):
             dimension=2,
             description=bundle.description,
             load_strict=True,
-            config={"device": "cpu"},
+            config={"device": "cuda" if torch.cuda.is_available() else "cpu"},
         )
         self.bundle = bundle
 

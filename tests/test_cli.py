@@ -1,0 +1,89 @@
+"""The console commands and the bundle run alone with ``monai.bundle`` (slow: real inference/training)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from server import PROJECT_ROOT, free_port
+
+pytestmark = pytest.mark.slow
+BUNDLE = PROJECT_ROOT / "bundles" / "breast_us_t2kd"
+
+
+def run(*command: str, cwd=PROJECT_ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def test_evaluate_prints_tables_and_writes_json(samples_dir, tmp_path):
+    out = tmp_path / "report.json"
+    result = run(sys.executable, "-m", "breastlab.cli", "evaluate", "breast_us_t2kd", "--data", str(samples_dir),
+                 "--out", str(out), "--save-masks", str(tmp_path / "masks"))
+    assert "Segmentation: breast_us_t2kd" in result.stdout and "overall" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["n_images"] == 6 and report["split"] is None
+    assert set(report["segmentation"]) == {"benign", "malignant", "overall"}
+    assert 0.0 <= report["segmentation"]["overall"]["dice_mean"] <= 1.0
+    assert {c["case"] for c in report["cases"]} == {"case001", "case002", "case003", "case005", "case007", "case008"}
+    mask = np.asarray(Image.open(tmp_path / "masks" / "case002.png"))
+    assert mask.shape == (572, 761) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_evaluate_reports_a_missing_dataset_clearly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "breastlab.cli", "evaluate", "breast_us_t2kd", "--data",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "manifest.csv not found" in result.stderr
+
+
+def test_bundle_inference_runs_alone(samples_dir, tmp_path):
+    run(sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+        "--input_dir", str(samples_dir / "images"), "--output_dir", str(tmp_path), cwd=BUNDLE)
+    written = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert written == [f"{c}.png" for c in ("case001", "case002", "case003", "case005", "case007", "case008")]
+    for name in written:
+        source = Image.open(samples_dir / "images" / name)
+        assert Image.open(tmp_path / name).size == source.size
+
+
+def test_bundle_trains_alone_for_one_epoch(samples_dir, tmp_path):
+    run(sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/train.json",
+        "--data_dir", str(samples_dir), "--train_split", "demo", "--val_split", "demo", "--epochs", "1",
+        "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"), cwd=BUNDLE)
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert "val_lesion_dice" in (tmp_path / "eval" / "metrics.csv").read_text()
+
+
+def test_serve_imports_the_samples_and_prints_the_url(tmp_path):
+    port = free_port()
+    studies = tmp_path / "studies"
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "breastlab.cli", "serve", "--studies", str(studies),
+                                    "--port", str(port)], stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        info = wait_for_info(f"http://127.0.0.1:{port}")
+        assert info["datastore"]["total"] == 6 and info["datastore"]["completed"] == 6
+        first_line = log.read_text().splitlines()[0]
+        assert first_line.startswith(f"BreastLab MONAI Label server: http://127.0.0.1:{port}/")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_for_info(url: str, timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            return requests.get(f"{url}/info/", timeout=5).json()
+        except requests.RequestException:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer")
