@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args) -> None:
     """Import ``--data`` into a new studies folder (first run only), then become the MONAI Label server."""
     studies = Path(args.studies)
     if not (studies / "datastore_v2.json").is_file():
@@ -36,14 +36,14 @@ def cmd_serve(args) -> int:
     os.execv(sys.executable, command)
 
 
-def cmd_import(args) -> int:
+def cmd_import(args) -> None:
     from breastlab.studies import import_dataset
 
     n = import_dataset(args.data, args.studies, args.split)
     print(f"imported {n} images into {args.studies}")
 
 
-def cmd_train(args) -> int:
+def cmd_train(args) -> None:
     bundle = get_bundle(args.bundle)
     overrides = {k: v for k, v in {"data_dir": args.data, "epochs": args.epochs, "ckpt_dir": args.out}.items() if v}
     overrides.update(_parse_overrides(args.override))
@@ -53,12 +53,13 @@ def cmd_train(args) -> int:
     print(f"best {metric}: {state.best_metric:.4f} at epoch {state.best_metric_epoch}")
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args) -> None:
     from breastlab.evaluate import evaluate, print_report
 
-    report = evaluate(get_bundle(args.bundle), args.data, args.split, args.weights, args.save_masks)
+    bundle = get_bundle(args.bundle)
+    report = evaluate(bundle, args.data, args.split, args.weights, args.save_masks)
     print_report(report)
-    out = Path(args.out or f"{get_bundle(args.bundle).name}_evaluation.json")
+    out = Path(args.out or f"{bundle.name}_evaluation.json")
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
 

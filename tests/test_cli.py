@@ -87,3 +87,11 @@ def wait_for_info(url: str, timeout: float = 180) -> dict:
         except requests.RequestException:
             time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer")
+
+
+def test_bundle_evaluates_alone(samples_dir, tmp_path):
+    run(sys.executable, "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/evaluate.json']",
+        "--data_dir", str(samples_dir), "--val_split", "demo", "--output_dir", str(tmp_path), cwd=BUNDLE)
+    metrics = dict(line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines())
+    assert set(metrics) == {"val_lesion_dice", "val_lesion_iou", "val_lesion_hd95"}
+    assert 0.0 <= float(metrics["val_lesion_dice"]) <= 1.0

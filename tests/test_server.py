@@ -134,6 +134,17 @@ def test_odd_image_ids_are_rejected(server, image_id):
     assert response.status_code == 400 and "invalid image id" in response.json()["detail"]
 
 
+def test_infer_on_an_uploaded_file_checks_it_first(server):
+    def infer_file(data: bytes) -> requests.Response:
+        return requests.post(f"{server.url}/infer/{MODEL}", params={"output": "json"},
+                             files={"file": ("x.png", data, "image/png")}, timeout=120)
+
+    good = infer_file((SAMPLES / "images" / "case007.png").read_bytes())
+    assert good.status_code == 200 and good.json()["width"] == 485
+    bad = infer_file(b"\x89PNG\r\n\x1a\n truncated")
+    assert bad.status_code == 400 and "cannot decode" in bad.json()["detail"]
+
+
 def test_unknown_ids_and_models_get_404(server):
     assert infer(server, "no_such_image").status_code == 404
     response = infer(server, "case001", model="no_such_model")

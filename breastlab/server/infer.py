@@ -25,7 +25,7 @@ class BundleInferTask(BasicInferTask):
         super().__init__(
             path=[str(bundle.model_path), str(served_weights)],  # MONAI Label uses the last one that exists
             network=bundle.network(),
-            type=InferType.SEGMENTATION,
+            type=InferType(bundle.task),
             labels=bundle.labels,
             dimension=2,
             description=bundle.description,
