@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="dataset folder (default: the bundle's data_dir)")
     s.add_argument("--epochs", type=int)
     s.add_argument("--out", help="checkpoint folder (default: the bundle's models/)")
-    s.add_argument("override", nargs="*", help="more config overrides as key=value")
+    s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other train.json override, e.g. --set learning_rate=0.0003 (repeatable)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="evaluate a bundle on a dataset folder")

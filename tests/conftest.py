@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from breastlab.bundle import PROJECT_ROOT
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ import pytest
 import requests
 from PIL import Image
 
-from server import PROJECT_ROOT, free_port
+from breastlab.bundle import PROJECT_ROOT
+from breastlab.server.process import free_port
 
 pytestmark = pytest.mark.slow
 BUNDLE = PROJECT_ROOT / "bundles" / "breast_us_t2kd"

@@ -11,8 +11,9 @@ import pytest
 import requests
 from PIL import Image
 
+from breastlab.bundle import PROJECT_ROOT
+from breastlab.server.process import Server
 from breastlab.studies import import_dataset
-from server import PROJECT_ROOT, Server
 
 pytestmark = pytest.mark.slow
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"

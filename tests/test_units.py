@@ -126,3 +126,12 @@ def test_training_log_is_read_per_epoch_and_plotted(tmp_path):
     assert metrics == {"val_lesion_dice": {1: 0.3196, 2: 0.5}, "val_lesion_iou": {1: 0.2}}
     png = plot_training_log(log, tmp_path / "curve.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_command_takes_config_overrides_anywhere():
+    from breastlab.cli import _parser
+
+    args = _parser().parse_args(["train", "breast_us_t2kd", "--set", "learning_rate=0.0003", "--epochs", "3",
+                                 "--set", "initial_weights=/x/model.pt"])
+    assert args.bundle == "breast_us_t2kd" and args.epochs == 3
+    assert args.override == ["learning_rate=0.0003", "initial_weights=/x/model.pt"]

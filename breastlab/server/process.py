@@ -1,4 +1,4 @@
-"""Start and stop a real MONAI Label server with the BreastLab app for tests and benchmarks."""
+"""Run a real MONAI Label server with the BreastLab app in a subprocess (tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from breastlab.bundle import PROJECT_ROOT
 
 
 def free_port() -> int:

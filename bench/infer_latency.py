@@ -1,0 +1,70 @@
+"""Per-image CPU latency of each bundle: raw network forward, bundle pipeline, and /infer over HTTP.
+
+Run by hand (not in CI): ``python bench/infer_latency.py [--repeats 20]``. Prints one table,
+all numbers measured in this run, ratios relative to the raw forward pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import requests
+import torch
+
+from breastlab.bundle import PROJECT_ROOT, find_bundles
+from breastlab.metrics import format_table
+from breastlab.server.process import Server
+from breastlab.studies import import_dataset
+
+SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_bundle(bundle, server: Server, repeats: int) -> dict:
+    image = SAMPLES / "images" / "case002.png"
+    predictor = bundle.predictor()
+    size = predictor.bundle.inference.get_parsed_content("image_size")
+    x = torch.rand(1, 1, *size)
+    with torch.no_grad():
+        raw = median_seconds(lambda: predictor.network(x), repeats)
+    pipeline = median_seconds(lambda: predictor(image), repeats)
+    url = f"{server.url}/infer/{bundle.name}"
+    http = median_seconds(lambda: requests.post(url, params={"image": "case002", "output": "image"}, timeout=60)
+                          .raise_for_status(), repeats)
+    return {"bundle": bundle.name, "raw forward (ms)": raw * 1e3, "bundle pipeline (ms)": pipeline * 1e3,
+            "HTTP /infer (ms)": http * 1e3, "pipeline / raw": pipeline / raw, "HTTP / pipeline": http / pipeline,
+            "server RSS (MB)": psutil.Process(server.process.pid).memory_info().rss / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        import_dataset(SAMPLES, Path(tmp) / "studies")
+        server = Server(Path(tmp) / "studies", Path(tmp)).start()
+        try:
+            rows = [bench_bundle(b, server, args.repeats) for b in find_bundles()]
+        finally:
+            server.stop()
+    columns = list(rows[0])
+    print(format_table(rows, columns, f"Per-image latency on {torch.get_num_threads()} CPU threads "
+                                      f"(case002, 761x572; median of {args.repeats})"))
+
+
+if __name__ == "__main__":
+    main()
