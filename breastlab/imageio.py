@@ -81,4 +81,4 @@ def _write_atomic(path: str | Path, write) -> Path:
 def _check_size(size: tuple[int, int]) -> None:
     w, h = size
     if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
-        raise ImageError(f"image size {w}x{h} outside the accepted {MIN_SIDE}..{MAX_SIDE} pixels per side", "unsupported")
+        raise ImageError(f"image size {w}x{h} outside the accepted {MIN_SIDE}..{MAX_SIDE} px per side", "unsupported")

@@ -6,8 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from breastlab.metrics import classification_scores, format_ci, format_table
-from breastlab.metrics import segmentation_scores, summarize_segmentation
+from breastlab.metrics import (
+    classification_scores,
+    format_ci,
+    format_table,
+    segmentation_scores,
+    summarize_segmentation,
+)
 
 
 def square(r0: int, r1: int, c0: int, c1: int, shape=(10, 10)) -> np.ndarray:

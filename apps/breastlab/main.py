@@ -1,11 +1,9 @@
 """BreastLab MONAI Label app: every bundle under ``bundles/`` becomes an infer and a train task."""
 
-import logging
 import os
 from pathlib import Path
 
 from monailabel.interfaces.app import MONAILabelApp
-from monailabel.interfaces.exception import MONAILabelException
 
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
@@ -15,15 +13,12 @@ from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.train import BundleTrainTask
 
-logger = logging.getLogger(__name__)
-
 
 class MyApp(MONAILabelApp):
     """Serves the BreastLab bundles on a folder of PNG images."""
 
     def __init__(self, app_dir, studies, conf):
-        bundles_dir = Path(conf.get("bundles", BUNDLES_DIR))
-        self.bundles = {b.name: b for b in find_bundles(bundles_dir)}
+        self.bundles = {b.name: b for b in find_bundles(BUNDLES_DIR)}
         self.model_dir = Path(app_dir) / "model"
         super().__init__(
             app_dir=app_dir,
@@ -35,7 +30,7 @@ class MyApp(MONAILabelApp):
         )
 
     def on_init_complete(self):
-        """Install BreastLab's endpoint overrides into MONAI Label's FastAPI app (server process only)."""
+        """Put BreastLab's endpoint overrides (``/train/<model>`` 404s) in front of MONAI Label's own."""
         super().on_init_complete()
         import monailabel.app
 
@@ -62,14 +57,6 @@ class MyApp(MONAILabelApp):
         elif not (datastore or self.datastore()).get_image_uri(image or ""):
             raise errors.not_found(f"image {image!r} is not in the datastore")
         return super().infer(request, datastore)
-
-    def train(self, request):
-        if request.get("model") not in self._trainers:
-            raise errors.not_found(f"unknown model {request.get('model')!r}; available: {', '.join(self._trainers)}")
-        try:
-            return super().train(request)
-        except MONAILabelException as e:
-            raise errors.bad_request(e.msg) from e
 
 
 def _check_uploaded_image(path: str) -> None:

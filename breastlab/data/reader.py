@@ -95,7 +95,7 @@ def _case_from_row(root: Path, masks_dir: Path | None, row: dict, manifest: Path
     if masks_dir is not None:
         mask = masks_dir / f"{name}{IMAGE_SUFFIX}"
         if not mask.is_file():
-            raise DatasetError(f"{manifest}:{line}: mask file {mask} not found (masks/ exists, so every case needs one)")
+            raise DatasetError(f"{manifest}:{line}: mask file {mask} not found (masks/ exists: every case needs one)")
     label = (row.get("label") or "").strip().lower() or None
     if label is not None and label not in CLASS_NAMES:
         raise DatasetError(f"{manifest}:{line}: column 'label' holds {label!r}, expected one of {CLASS_NAMES}")

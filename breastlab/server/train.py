@@ -62,6 +62,7 @@ class BundleTrainTask(TrainTask):
             "train_images": len(train),
             "val_images": len(val),
             "epochs": int(options["max_epochs"]),
+            "metric": next(iter(parser["validate"]["key_metric"])),
             "best_metric": float(best.best_metric),
             "best_epoch": int(best.best_metric_epoch),
             "seconds": round(time.time() - start, 1),
