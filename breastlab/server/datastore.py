@@ -43,8 +43,7 @@ class BreastLabDatastore(LocalDatastore):
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict) -> str:
         image_id = _checked_id(image_id)
         tag = check_id(label_tag or DefaultLabelTag.FINAL.value, "label tag")
-        if image_id not in self._datastore.objects:
-            raise errors.not_found(f"image {image_id!r} is not in the datastore")
+        self._require_image(image_id)
         mask = _read(label_filename, "label")
         image_shape = read_gray_png(self.get_image_uri(image_id)).shape
         if mask.shape != image_shape:
@@ -62,12 +61,24 @@ class BreastLabDatastore(LocalDatastore):
             self._update_datastore_file(lock=False)
         return image_id
 
+    def remove_image(self, image_id: str) -> None:
+        self._require_image(image_id)
+        super().remove_image(image_id)
+
+    def remove_label(self, label_id: str, label_tag: str) -> None:
+        if not self._datastore.label(label_id, label_tag):
+            raise errors.not_found(f"no {label_tag!r} label for image {label_id!r}")
+        super().remove_label(label_id, label_tag)
+
     def update_image_info(self, image_id: str, info: dict) -> None:
-        if image_id not in self._datastore.objects:
-            raise errors.not_found(f"image {image_id!r} is not in the datastore")
+        self._require_image(image_id)
         with FileLock(self._lock_file):
             self._datastore.objects[image_id].image.info.update(info)
             self._update_datastore_file(lock=False)
+
+    def _require_image(self, image_id: str) -> None:
+        if image_id not in self._datastore.objects:
+            raise errors.not_found(f"image {image_id!r} is not in the datastore")
 
     def _update_datastore_file(self, lock: bool = True) -> None:
         """Write ``datastore_v2.json`` atomically (temp file + rename)."""
