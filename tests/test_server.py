@@ -153,8 +153,9 @@ def test_unknown_ids_and_models_get_404(server):
     assert requests.post(f"{server.url}/train/no_such_model", json={}, timeout=10).status_code == 404
     label = png_bytes(np.zeros((537, 485), np.uint8))
     assert save_label(server, "no_such_image", label).status_code == 404
-    assert requests.delete(f"{server.url}/datastore/image", params={"id": "no_such_image"}, timeout=10).status_code == 404
-    missing_label = requests.delete(f"{server.url}/datastore/label", params={"id": "case001", "tag": "nope"}, timeout=10)
+    missing_image = requests.delete(f"{server.url}/datastore/image", params={"id": "no_such_image"}, timeout=10)
+    assert missing_image.status_code == 404
+    missing_label = requests.delete(f"{server.url}/datastore/label", params={"id": "case001", "tag": "x"}, timeout=10)
     assert missing_label.status_code == 404
 
 

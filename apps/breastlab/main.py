@@ -7,7 +7,6 @@ from monailabel.interfaces.app import MONAILabelApp
 
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
-from breastlab.imageio import ImageError, read_gray_png
 from breastlab.server import errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
@@ -53,14 +52,8 @@ class MyApp(MONAILabelApp):
         if model not in self._infers:
             raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(self._infers))}")
         if isinstance(image, str) and os.path.isfile(image):
-            _check_uploaded_image(image)
+            errors.read_upload(image, "image")
         elif not (datastore or self.datastore()).get_image_uri(image or ""):
             raise errors.not_found(f"image {image!r} is not in the datastore")
         return super().infer(request, datastore)
 
-
-def _check_uploaded_image(path: str) -> None:
-    try:
-        read_gray_png(path)
-    except ImageError as e:
-        raise errors.image_error("image", e) from e

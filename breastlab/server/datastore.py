@@ -15,8 +15,9 @@ from pathlib import Path
 from filelock import FileLock
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
+from PIL import Image
 
-from breastlab.imageio import ImageError, check_id, read_gray_png, write_png, write_text_atomic
+from breastlab.imageio import check_id, write_png, write_text_atomic
 from breastlab.server import errors
 
 EXTENSION = ".png"
@@ -30,7 +31,7 @@ class BreastLabDatastore(LocalDatastore):
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
         image_id = _checked_id(image_id or Path(image_filename).name.removesuffix(EXTENSION))
-        array = _read(image_filename, "image")
+        array = errors.read_upload(image_filename, "image")
         name = image_id + EXTENSION
         with FileLock(self._lock_file):
             write_png(array, Path(self._datastore.image_path()) / name)
@@ -44,8 +45,9 @@ class BreastLabDatastore(LocalDatastore):
         image_id = _checked_id(image_id)
         tag = check_id(label_tag or DefaultLabelTag.FINAL.value, "label tag")
         self._require_image(image_id)
-        mask = _read(label_filename, "label")
-        image_shape = read_gray_png(self.get_image_uri(image_id)).shape
+        mask = errors.read_upload(label_filename, "label")
+        with Image.open(self.get_image_uri(image_id)) as image:  # header only, no decode
+            image_shape = image.size[::-1]
         if mask.shape != image_shape:
             raise errors.unprocessable(
                 f"label size {mask.shape[1]}x{mask.shape[0]} does not match image {image_id!r} "
@@ -97,9 +99,3 @@ def _checked_id(image_id: str) -> str:
     except ValueError as e:
         raise errors.bad_request(str(e)) from e
 
-
-def _read(path: str, what: str):
-    try:
-        return read_gray_png(path)
-    except ImageError as e:
-        raise errors.image_error(what, e) from e

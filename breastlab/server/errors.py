@@ -1,8 +1,9 @@
 """HTTP errors with a clear message; MONAI Label lets FastAPI's HTTPException through to the client."""
 
+import numpy as np
 from fastapi import HTTPException
 
-from breastlab.imageio import ImageError
+from breastlab.imageio import ImageError, read_gray_png
 
 
 def bad_request(message: str) -> HTTPException:
@@ -24,3 +25,11 @@ def unprocessable(message: str) -> HTTPException:
 def image_error(what: str, error: ImageError) -> HTTPException:
     """415 for a well-formed but unsupported image, 400 for a corrupt one."""
     return HTTPException(status_code=415 if error.kind == "unsupported" else 400, detail=f"{what}: {error}")
+
+
+def read_upload(path: str, what: str) -> np.ndarray:
+    """``read_gray_png`` for files that came over HTTP: a rejected file becomes a 400/415."""
+    try:
+        return read_gray_png(path)
+    except ImageError as e:
+        raise image_error(what, e) from e
