@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
+TEMP_MARK = ".tmp-"
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -62,10 +63,18 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def remove_stale_temp_files(root: Path) -> list[Path]:
+    """Delete the temp files that writes killed before their rename left under ``root``; return them."""
+    stale = [p for p in root.rglob(f".*{TEMP_MARK}*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def _write_atomic(path: str | Path, write) -> Path:
     """Write through ``write(file)`` to a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", delete=False) as tmp:
         try:
             write(tmp)
             tmp.flush()
@@ -75,7 +84,20 @@ def _write_atomic(path: str | Path, write) -> Path:
             os.unlink(tmp.name)
             raise
     os.replace(tmp.name, path)
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_size(size: tuple[int, int]) -> None:

@@ -15,9 +15,10 @@ from breastlab.bundle import PROJECT_ROOT
 from breastlab.server.process import Server
 from breastlab.studies import import_dataset
 
+from helpers import MODEL, infer, png_bytes, save_label, upload
+
 pytestmark = pytest.mark.slow
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
-MODEL = "breast_us_t2kd"
 
 
 @pytest.fixture(scope="module")
@@ -27,28 +28,6 @@ def server(tmp_path_factory):
     srv = Server(workdir / "studies", workdir).start()
     yield srv
     srv.stop()
-
-
-def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
-    """PNG bytes of ``array`` (mode from its dtype and shape, or converted to ``mode``)."""
-    image = Image.fromarray(array)
-    buffer = io.BytesIO()
-    (image.convert(mode) if mode else image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def upload(server, image_id: str, data: bytes, name: str = "upload.png") -> requests.Response:
-    return requests.put(f"{server.url}/datastore/image", params={"image": image_id},
-                        files={"file": (name, data, "image/png")}, timeout=30)
-
-
-def save_label(server, image_id: str, data: bytes) -> requests.Response:
-    return requests.put(f"{server.url}/datastore/label", params={"image": image_id, "tag": "final"},
-                        files={"label": ("label.png", data, "image/png")}, timeout=30)
-
-
-def infer(server, image_id: str, model: str = MODEL, output: str = "json") -> requests.Response:
-    return requests.post(f"{server.url}/infer/{model}", params={"image": image_id, "output": output}, timeout=120)
 
 
 def test_info_lists_the_bundle_as_a_2d_segmentation_model(server):

@@ -10,6 +10,7 @@ from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.server import errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
+from breastlab.server.strategies import RandomUnlabeled
 from breastlab.server.train import BundleTrainTask
 
 
@@ -46,6 +47,15 @@ class MyApp(MONAILabelApp):
 
     def init_trainers(self):
         return {name: BundleTrainTask(b, self.served_weights(name)) for name, b in self.bundles.items()}
+
+    def init_strategies(self):
+        return {"random": RandomUnlabeled()}
+
+    def next_sample(self, request):
+        strategy = request.get("strategy") or "random"
+        if strategy not in self._strategies:
+            raise errors.not_found(f"unknown strategy {strategy!r}; available: {', '.join(sorted(self._strategies))}")
+        return super().next_sample(request)
 
     def infer(self, request, datastore=None):
         model, image = request.get("model"), request.get("image")

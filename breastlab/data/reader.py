@@ -69,9 +69,21 @@ def to_monai_dicts(cases: list[Case], with_masks: bool = True) -> list[dict]:
     return items
 
 
-def dataset_dicts(root: str | Path, split: str | None = None, with_masks: bool = True) -> list[dict]:
-    """``to_monai_dicts(read_dataset(root, split))``: the entry point bundle configs use."""
-    return to_monai_dicts(read_dataset(root, split), with_masks)
+def dataset_dicts(root: str | Path, split: str | None = None, with_masks: bool = True,
+                  classes: list[str] | None = None) -> list[dict]:
+    """``to_monai_dicts(read_dataset(root, split))``, optionally only the cases labelled one of ``classes``.
+
+    The entry point bundle configs use.
+    """
+    cases = read_dataset(root, split)
+    if classes is not None:
+        unknown = sorted(set(classes) - set(CLASS_NAMES))
+        if unknown:
+            raise DatasetError(f"unknown classes {unknown}, expected some of {CLASS_NAMES}")
+        cases = [c for c in cases if c.label in classes]
+        if not cases:
+            raise DatasetError(f"{root}: no cases of classes {list(classes)} in split {split!r}")
+    return to_monai_dicts(cases, with_masks)
 
 
 def _read_manifest(manifest: Path) -> list[dict]:

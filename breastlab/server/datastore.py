@@ -1,15 +1,22 @@
-"""MONAI Label's local datastore for 2D PNGs, with validated input and atomic writes.
+"""MONAI Label's local datastore for 2D PNGs, with validated input, atomic writes and safe concurrency.
 
 Uploads must be 8-bit grayscale PNGs with safe ids; labels must match their image's size and are
 stored as 0/1 PNGs (MONAI Label's label-index convention). Files and ``datastore_v2.json`` are
-written to a temporary file and renamed, so a killed server never leaves half a label behind.
+written to a temporary file and renamed, so a killed server never leaves half a label behind; on
+start, MONAI Label's reconciliation re-adds any file whose index entry the kill prevented.
+
+Requests run in a thread pool, so writers hold one lock (a thread lock plus the datastore's file
+lock) and replace the index entries copy-on-write: a reader iterating the index never sees it change.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
@@ -17,7 +24,7 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.datastore import DefaultLabelTag
 from PIL import Image
 
-from breastlab.imageio import check_id, write_png, write_text_atomic
+from breastlab.imageio import check_id, remove_stale_temp_files, write_png, write_text_atomic
 from breastlab.server import errors
 
 EXTENSION = ".png"
@@ -27,23 +34,24 @@ class BreastLabDatastore(LocalDatastore):
     """A folder of PNG images (and ``labels/<tag>/`` PNG masks) served by MONAI Label."""
 
     def __init__(self, path: str, **kwargs):
+        self._mutex = threading.RLock()
+        remove_stale_temp_files(Path(path))
         super().__init__(path, extensions=(f"*{EXTENSION}",), **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
-        image_id = _checked_id(image_id or Path(image_filename).name.removesuffix(EXTENSION))
+        image_id = _checked_id(image_id)
         array = errors.read_upload(image_filename, "image")
         name = image_id + EXTENSION
-        with FileLock(self._lock_file):
+        with self._writing():
             write_png(array, Path(self._datastore.image_path()) / name)
             info = {**(image_info or {}), "ts": int(time.time()), "name": name, "height": array.shape[0],
                     "width": array.shape[1]}
-            self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=EXTENSION))
-            self._update_datastore_file(lock=False)
+            self._put(image_id, ImageLabelModel(image=DataModel(info=info, ext=EXTENSION)))
         return image_id
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict) -> str:
         image_id = _checked_id(image_id)
-        tag = check_id(label_tag or DefaultLabelTag.FINAL.value, "label tag")
+        tag = _checked_id(label_tag or DefaultLabelTag.FINAL.value, "label tag")
         self._require_image(image_id)
         mask = errors.read_upload(label_filename, "label")
         with Image.open(self.get_image_uri(image_id)) as image:  # header only, no decode
@@ -55,47 +63,93 @@ class BreastLabDatastore(LocalDatastore):
             )
         name = image_id + EXTENSION
         label_dir = Path(self._datastore.label_path(tag))
-        with FileLock(self._lock_file):
+        with self._writing():
+            obj = self._require_image(image_id)
             label_dir.mkdir(parents=True, exist_ok=True)
             write_png((mask > 0).astype("uint8"), label_dir / name)
-            info = {**(label_info or {}), "ts": int(time.time()), "name": name}
-            self._datastore.objects[image_id].labels[tag] = DataModel(info=info, ext=EXTENSION)
-            self._update_datastore_file(lock=False)
+            label = DataModel(info={**(label_info or {}), "ts": int(time.time()), "name": name}, ext=EXTENSION)
+            self._put(image_id, obj.model_copy(update={"labels": {**obj.labels, tag: label}}))
         return image_id
 
     def remove_image(self, image_id: str) -> None:
-        self._require_image(image_id)
-        super().remove_image(image_id)
+        with self._writing():
+            obj = self._require_image(image_id)
+            for tag in obj.labels:
+                Path(self.get_label_uri(image_id, tag)).unlink(missing_ok=True)
+            Path(self.get_image_uri(image_id)).unlink(missing_ok=True)
+            self._put(image_id, None)
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
-        if not self._datastore.label(label_id, label_tag):
-            raise errors.not_found(f"no {label_tag!r} label for image {label_id!r}")
-        super().remove_label(label_id, label_tag)
+        with self._writing():
+            obj = self._require_label(label_id, label_tag)
+            Path(self.get_label_uri(label_id, label_tag)).unlink(missing_ok=True)
+            labels = {tag: label for tag, label in obj.labels.items() if tag != label_tag}
+            self._put(label_id, obj.model_copy(update={"labels": labels}))
 
     def update_image_info(self, image_id: str, info: dict) -> None:
-        self._require_image(image_id)
-        with FileLock(self._lock_file):
-            self._datastore.objects[image_id].image.info.update(info)
-            self._update_datastore_file(lock=False)
+        with self._writing():
+            obj = self._require_image(image_id)
+            image = obj.image.model_copy(update={"info": {**obj.image.info, **info}})
+            self._put(image_id, obj.model_copy(update={"image": image}))
 
-    def _require_image(self, image_id: str) -> None:
-        if image_id not in self._datastore.objects:
+    def update_label_info(self, label_id: str, label_tag: str, info: dict) -> None:
+        with self._writing():
+            obj = self._require_label(label_id, label_tag)
+            label = obj.labels[label_tag]
+            label = label.model_copy(update={"info": {**label.info, **info}})
+            self._put(label_id, obj.model_copy(update={"labels": {**obj.labels, label_tag: label}}))
+
+    def random_unlabeled(self, exclude: set[str] = frozenset(), tries: int = 64) -> str | None:
+        """A random image without a final label and not in ``exclude``; O(1) expected while many are left."""
+        objects = self._datastore.objects
+        ids = list(objects)
+        for image_id in random.choices(ids, k=min(tries, len(ids))):
+            if image_id not in exclude and not objects[image_id].labels.get(DefaultLabelTag.FINAL):
+                return image_id
+        left = [i for i, obj in objects.items() if i not in exclude and not obj.labels.get(DefaultLabelTag.FINAL)]
+        return random.choice(left) if left else None
+
+    @contextmanager
+    def _writing(self):
+        """One writer at a time: threads of this server (lock) and other processes (file lock)."""
+        with self._mutex, FileLock(self._lock_file):
+            yield
+
+    def _put(self, image_id: str, obj: ImageLabelModel | None) -> None:
+        """Replace (or with ``None`` drop) one entry copy-on-write, then persist the index."""
+        objects = dict(self._datastore.objects)
+        if obj is None:
+            objects.pop(image_id, None)
+        else:
+            objects[image_id] = obj
+        self._datastore.objects = objects
+        self._update_datastore_file(lock=False)
+
+    def _require_image(self, image_id: str) -> ImageLabelModel:
+        obj = self._datastore.objects.get(image_id)
+        if obj is None:
             raise errors.not_found(f"image {image_id!r} is not in the datastore")
+        return obj
+
+    def _require_label(self, image_id: str, tag: str) -> ImageLabelModel:
+        obj = self._datastore.objects.get(image_id)
+        if obj is None or tag not in obj.labels:
+            raise errors.not_found(f"no {tag!r} label for image {image_id!r}")
+        return obj
 
     def _update_datastore_file(self, lock: bool = True) -> None:
         """Write ``datastore_v2.json`` atomically (temp file + rename)."""
         if lock:
-            with FileLock(self._lock_file):
+            with self._writing():
                 return self._update_datastore_file(lock=False)
         self._ignore_event_config = True
-        text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
+        text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), default=str)
         write_text_atomic(self._datastore_config_path, text)
         self._config_ts = os.stat(self._datastore_config_path).st_mtime
 
 
-def _checked_id(image_id: str) -> str:
+def _checked_id(image_id: str, what: str = "image id") -> str:
     try:
-        return check_id(image_id)
+        return check_id(image_id, what)
     except ValueError as e:
         raise errors.bad_request(str(e)) from e
-

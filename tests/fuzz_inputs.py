@@ -1,0 +1,91 @@
+"""Hypothesis strategies for malformed uploads and parameters (PNG, DICOM, JSON, ids)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pydicom
+from hypothesis import strategies as st
+from pydicom.dataset import FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+from helpers import png_bytes
+
+VALID_PNG = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 80), dtype=np.uint8))
+IHDR_DATA = slice(16, 29)  # width, height, bit depth, colour type, compression, filter, interlace
+
+
+def dicom_bytes(rows: int = 64, columns: int = 64, bits: int = 16, pixels: bool = True,
+                syntax=ExplicitVRLittleEndian, modality: str = "MG") -> bytes:
+    """A small single-frame DICOM file (a mammogram by default)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns = modality, rows, columns
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    if pixels:
+        data = np.zeros((rows, columns), np.uint16 if bits == 16 else np.uint8).tobytes()
+        ds.PixelData = data if syntax == ExplicitVRLittleEndian else encapsulate([data])
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    buffer = io.BytesIO()
+    ds.save_as(buffer, write_like_original=False)
+    return buffer.getvalue()
+
+
+def with_ihdr(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
+    """``VALID_PNG`` with its header rewritten (and its CRC fixed, so only the values are wrong)."""
+    fields = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + fields))
+    return VALID_PNG[:IHDR_DATA.start] + fields + crc + VALID_PNG[IHDR_DATA.stop + 4:]
+
+
+def flip_byte(position: int, value: int) -> bytes:
+    data = bytearray(VALID_PNG)
+    data[position] ^= value or 1
+    return bytes(data)
+
+
+ODD_FILES = [
+    png_bytes(np.full((64, 64), 1000, np.uint16)),
+    png_bytes(np.zeros((64, 64, 4), np.uint8)),
+    png_bytes(np.zeros((64, 64, 3), np.uint8)),
+    png_bytes(np.zeros((64, 64), np.uint8), "P"),
+    png_bytes(np.zeros((64, 64), np.uint8), "LA"),
+    png_bytes(np.zeros((64, 64), bool)),
+    png_bytes(np.zeros((8, 8), np.uint8)),
+    png_bytes(np.zeros((16, 9000), np.uint8)),
+    dicom_bytes(),
+    dicom_bytes(bits=8, modality="US"),
+    dicom_bytes(pixels=False),
+    dicom_bytes(syntax=JPEG2000Lossless),
+]
+
+files = st.one_of(
+    st.binary(max_size=1024),
+    st.integers(0, len(VALID_PNG) - 1).map(lambda n: VALID_PNG[:n]),
+    st.builds(flip_byte, st.integers(0, len(VALID_PNG) - 1), st.integers(0, 255)),
+    st.builds(with_ihdr, st.sampled_from([0, 1, 15, 64, 8193, 100_000, 2**31 - 1]),
+              st.sampled_from([0, 16, 64, 65_535, 2**32 - 1]), st.sampled_from([0, 1, 2, 3, 8, 16, 33]),
+              st.sampled_from([0, 1, 2, 3, 4, 6, 7])),
+    st.sampled_from(ODD_FILES),
+    st.sampled_from(ODD_FILES).flatmap(lambda d: st.integers(0, len(d) - 1).map(lambda n: d[:n])),
+)
+
+printable_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+params = st.one_of(
+    st.just("{}"),
+    printable_text,
+    st.sampled_from(["[]", "1", '"x"', "null", '{"a":', '{"a": 1}', "{" * 500, '{"label_info": [1, 2]}']),
+)
+ids = st.one_of(st.just("fuzz_target"), st.sampled_from(["..", "../x", "/etc/passwd", "a\x00b", "x" * 300]),
+                printable_text)
+endpoints = st.sampled_from(["upload", "label", "infer", "image_info"])
