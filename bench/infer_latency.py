@@ -8,30 +8,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-import time
-from pathlib import Path
 
-import psutil
 import requests
 import torch
+from common import SAMPLES, peak_rss_mb, sample_server, timed
 
-from breastlab.bundle import PROJECT_ROOT, find_bundles
+from breastlab.bundle import find_bundles
 from breastlab.metrics import format_table
 from breastlab.server.process import Server
-from breastlab.studies import import_dataset
-
-SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 
 
 def median_seconds(fn, repeats: int) -> float:
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(fn) for _ in range(repeats))
 
 
 def bench_bundle(bundle, server: Server, repeats: int) -> dict:
@@ -47,20 +36,15 @@ def bench_bundle(bundle, server: Server, repeats: int) -> dict:
                           .raise_for_status(), repeats)
     return {"bundle": bundle.name, "raw forward (ms)": raw * 1e3, "bundle pipeline (ms)": pipeline * 1e3,
             "HTTP /infer (ms)": http * 1e3, "pipeline / raw": pipeline / raw, "HTTP / pipeline": http / pipeline,
-            "server RSS (MB)": psutil.Process(server.process.pid).memory_info().rss / 2**20}
+            "server peak RSS (MB)": peak_rss_mb(server.process.pid)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        import_dataset(SAMPLES, Path(tmp) / "studies")
-        server = Server(Path(tmp) / "studies", Path(tmp)).start()
-        try:
-            rows = [bench_bundle(b, server, args.repeats) for b in find_bundles()]
-        finally:
-            server.stop()
+    with sample_server() as server:
+        rows = [bench_bundle(b, server, args.repeats) for b in find_bundles()]
     columns = list(rows[0])
     print(format_table(rows, columns, f"Per-image latency on {torch.get_num_threads()} CPU threads "
                                       f"(case002, 761x572; median of {args.repeats})"))

@@ -7,7 +7,7 @@ from monailabel.interfaces.app import MONAILabelApp
 
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
-from breastlab.server import errors, routes
+from breastlab.server import auth, errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.strategies import RandomUnlabeled
@@ -30,11 +30,13 @@ class MyApp(MONAILabelApp):
         )
 
     def on_init_complete(self):
-        """Put BreastLab's endpoint overrides (``/train/<model>`` 404s) in front of MONAI Label's own."""
+        """Put BreastLab's endpoints in front of MONAI Label's own (``BREASTLAB_STOCK_ROUTES=1``: benchmarks only)."""
         super().on_init_complete()
         import monailabel.app
 
-        routes.install(monailabel.app.app)
+        auth.install()
+        if os.environ.get("BREASTLAB_STOCK_ROUTES") != "1":
+            routes.install(monailabel.app.app)
 
     def init_datastore(self):
         return BreastLabDatastore(self.studies)

@@ -11,11 +11,13 @@ lock) and replace the index entries copy-on-write: a reader iterating the index 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +37,7 @@ class BreastLabDatastore(LocalDatastore):
 
     def __init__(self, path: str, **kwargs):
         self._mutex = threading.RLock()
+        self._status: tuple[dict | None, dict] = (None, {})
         remove_stale_temp_files(Path(path))
         super().__init__(path, extensions=(f"*{EXTENSION}",), **kwargs)
 
@@ -99,6 +102,15 @@ class BreastLabDatastore(LocalDatastore):
             label = label.model_copy(update={"info": {**label.info, **info}})
             self._put(label_id, obj.model_copy(update={"labels": {**obj.labels, label_tag: label}}))
 
+    def status(self) -> dict:
+        """Image and label counts, recomputed only after a write (each write replaces the index dict)."""
+        objects = self._datastore.objects
+        if self._status[0] is not objects:
+            tags = Counter(tag for obj in objects.values() for tag in obj.labels)
+            status = {"total": len(objects), "completed": tags[DefaultLabelTag.FINAL.value], "label_tags": dict(tags)}
+            self._status = (objects, status)
+        return copy.deepcopy(self._status[1])
+
     def random_unlabeled(self, exclude: set[str] = frozenset(), tries: int = 64) -> str | None:
         """A random image without a final label and not in ``exclude``; O(1) expected while many are left."""
         objects = self._datastore.objects
@@ -108,6 +120,31 @@ class BreastLabDatastore(LocalDatastore):
                 return image_id
         left = [i for i, obj in objects.items() if i not in exclude and not obj.labels.get(DefaultLabelTag.FINAL)]
         return random.choice(left) if left else None
+
+    def _reconcile_datastore(self) -> None:
+        """Match the index to the files on disk in O(n): drop entries whose file is gone, add new files.
+
+        Replaces MONAI Label's version, which tests list membership once per file (O(n^2): hours at 100k).
+        """
+        self._init_from_datastore_file()
+        images = _png_ids(Path(self._datastore.image_path()))
+        labels_root = Path(self._datastore.label_path(None))
+        labels = {d.name: _png_ids(d) for d in labels_root.iterdir() if d.is_dir()} if labels_root.is_dir() else {}
+        now = int(time.time())
+        objects, changed = {}, False
+        for image_id in sorted(images):
+            old = self._datastore.objects.get(image_id)
+            obj = old or ImageLabelModel(image=DataModel(info={"ts": now, "name": image_id + EXTENSION}, ext=EXTENSION))
+            kept = {tag: label for tag, label in obj.labels.items() if image_id in labels.get(tag, ())}
+            found = {tag: DataModel(info={"ts": now, "name": image_id + EXTENSION}, ext=EXTENSION)
+                     for tag, ids in labels.items() if image_id in ids and tag not in kept}
+            if old is None or found or len(kept) != len(obj.labels):
+                obj, changed = obj.model_copy(update={"labels": {**kept, **found}}), True
+            objects[image_id] = obj
+        if changed or len(objects) != len(self._datastore.objects):
+            with self._writing():
+                self._datastore.objects = objects
+                self._update_datastore_file(lock=False)
 
     @contextmanager
     def _writing(self):
@@ -146,6 +183,13 @@ class BreastLabDatastore(LocalDatastore):
         text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), default=str)
         write_text_atomic(self._datastore_config_path, text)
         self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+
+def _png_ids(folder: Path) -> set[str]:
+    """Ids of the PNG files directly in ``folder`` (temp files, which start with a dot, excluded)."""
+    with os.scandir(folder) as entries:
+        return {e.name.removesuffix(EXTENSION) for e in entries
+                if e.name.endswith(EXTENSION) and not e.name.startswith(".") and e.is_file()}
 
 
 def _checked_id(image_id: str, what: str = "image id") -> str:

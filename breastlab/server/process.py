@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -27,7 +28,7 @@ class Server:
     ``logs/`` (fine-tuned weights included) never touch the repository.
     """
 
-    def __init__(self, studies: Path, workdir: Path):
+    def __init__(self, studies: Path, workdir: Path, env: dict | None = None, headers: dict | None = None):
         self.app_dir = workdir / "app"
         shutil.copytree(PROJECT_ROOT / "apps" / "breastlab", self.app_dir,
                         ignore=shutil.ignore_patterns("model", "logs", "__pycache__"))
@@ -35,13 +36,16 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "server.log"
+        self.env = {**os.environ, **(env or {})}
+        self.headers = headers or {}  # e.g. an Authorization header when MONAI Label's auth is on
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180) -> "Server":
         command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(self.app_dir),
                    "--studies", str(self.studies), "--host", "127.0.0.1", "--port", str(self.port)]
         with self.log.open("w") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.app_dir)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.app_dir,
+                                            env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -54,7 +58,7 @@ class Server:
 
     def alive(self) -> bool:
         try:
-            return requests.get(f"{self.url}/info/", timeout=5).status_code == 200
+            return requests.get(f"{self.url}/info/", headers=self.headers, timeout=5).status_code == 200
         except requests.RequestException:
             return False
 

@@ -1,0 +1,100 @@
+"""MONAI Label's authentication still guards every BreastLab route (slow: real server, local realm).
+
+A tiny HTTP server plays the Keycloak realm (it publishes the public key MONAI Label fetches), and
+the tests sign their own JWTs with the matching private key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import numpy as np
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from breastlab.server.process import Server
+
+from helpers import MODEL, png_bytes
+
+pytestmark = pytest.mark.slow
+ROLES = {"user": ["monailabel-user"], "annotator": ["monailabel-user", "monailabel-annotator"],
+         "admin": ["monailabel-user", "monailabel-annotator", "monailabel-admin"]}
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def realm_server(public_key: bytes) -> ThreadingHTTPServer:
+    body = json.dumps({"realm": "breastlab", "public_key": base64.b64encode(public_key).decode()}).encode()
+
+    class Realm(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Realm)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def bearer(role: str, key=KEY, expires_in: float = 600) -> dict:
+    claims = {"preferred_username": role, "realm_access": {"roles": ROLES[role]}, "exp": int(time.time() + expires_in)}
+    return {"Authorization": f"Bearer {jwt.encode(claims, key, algorithm='RS256')}"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    public = KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    realm = realm_server(public)
+    workdir = tmp_path_factory.mktemp("auth")
+    studies = workdir / "studies"
+    studies.mkdir()
+    (studies / "img.png").write_bytes(png_bytes(np.zeros((64, 80), np.uint8)))
+    env = {"MONAI_LABEL_AUTH_ENABLE": "true",
+           "MONAI_LABEL_AUTH_REALM_URI": f"http://127.0.0.1:{realm.server_address[1]}/realms/breastlab"}
+    srv = Server(studies, workdir, env=env, headers=bearer("admin", expires_in=3600)).start()
+    yield srv
+    srv.stop()
+    realm.shutdown()
+
+
+def calls(url: str) -> dict:
+    label = {"label": ("l.png", png_bytes(np.zeros((64, 80), np.uint8)))}
+    return {
+        "info": lambda h: requests.get(f"{url}/info/", headers=h, timeout=30),
+        "infer": lambda h: requests.post(f"{url}/infer/{MODEL}", params={"image": "img"}, headers=h, timeout=60),
+        "next sample": lambda h: requests.post(f"{url}/activelearning/random", json={}, headers=h, timeout=30),
+        "save label": lambda h: requests.put(f"{url}/datastore/label", params={"image": "img"}, files=label,
+                                             headers=h, timeout=30),
+        "remove label": lambda h: requests.delete(f"{url}/datastore/label", params={"id": "img", "tag": "final"},
+                                                  headers=h, timeout=30),
+    }
+
+
+@pytest.mark.parametrize("call", ["info", "infer", "next sample", "save label", "remove label"])
+def test_requests_without_a_valid_token_get_401(server, call):
+    request = calls(server.url)[call]
+    assert request({}).status_code == 401
+    assert request(bearer("admin", expires_in=-60)).status_code == 401
+    assert request(bearer("admin", key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+                   ).status_code == 401
+
+
+def test_roles_decide_who_may_do_what(server):
+    request = calls(server.url)
+    assert request["info"](bearer("user")).status_code == 200
+    assert request["infer"](bearer("user")).status_code == 200
+    assert request["save label"](bearer("user")).status_code == 403
+    assert request["save label"](bearer("annotator")).status_code == 200
+    assert request["remove label"](bearer("annotator")).status_code == 403
+    assert request["remove label"](bearer("admin")).status_code == 200

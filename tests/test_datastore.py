@@ -1,0 +1,84 @@
+"""BreastLabDatastore on its own (no server): reconciliation with the files on disk, temp-file cleanup."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fastapi import HTTPException
+
+from breastlab.imageio import TEMP_MARK, write_png
+from breastlab.server.datastore import BreastLabDatastore
+
+IMAGE = np.zeros((32, 40), np.uint8)
+
+
+def index(root) -> dict:
+    return json.loads((root / "datastore_v2.json").read_text())["objects"]
+
+
+def test_reconciliation_adds_new_files_and_drops_missing_ones(tmp_path):
+    for name in ("a", "b", "c"):
+        write_png(IMAGE, tmp_path / f"{name}.png")
+    (tmp_path / "labels" / "final").mkdir(parents=True)
+    write_png(IMAGE, tmp_path / "labels" / "final" / "a.png")
+    write_png(IMAGE, tmp_path / "labels" / "final" / "orphan.png")  # no image: ignored
+    BreastLabDatastore(str(tmp_path))
+    assert sorted(index(tmp_path)) == ["a", "b", "c"]
+    assert list(index(tmp_path)["a"]["labels"]) == ["final"]
+
+    (tmp_path / "b.png").unlink()
+    (tmp_path / "labels" / "final" / "a.png").unlink()
+    write_png(IMAGE, tmp_path / "d.png")
+    write_png(IMAGE, tmp_path / "labels" / "final" / "c.png")
+    store = BreastLabDatastore(str(tmp_path))
+    assert sorted(index(tmp_path)) == ["a", "c", "d"]
+    assert index(tmp_path)["a"]["labels"] == {} and list(index(tmp_path)["c"]["labels"]) == ["final"]
+    assert store.get_unlabeled_images() == ["a", "d"]
+
+
+def test_reconciliation_keeps_image_info_of_known_images(tmp_path):
+    write_png(IMAGE, tmp_path / "a.png")
+    BreastLabDatastore(str(tmp_path)).update_image_info("a", {"class": "benign"})
+    assert BreastLabDatastore(str(tmp_path)).get_image_info("a")["class"] == "benign"
+
+
+def test_temp_files_of_killed_writes_are_removed_and_never_listed(tmp_path):
+    write_png(IMAGE, tmp_path / "a.png")
+    (tmp_path / "labels" / "final").mkdir(parents=True)
+    stale = [tmp_path / f".b.png{TEMP_MARK}x1y2", tmp_path / "labels" / "final" / f".a.png{TEMP_MARK}z"]
+    for path in stale:
+        path.write_bytes(b"half a png")
+    store = BreastLabDatastore(str(tmp_path))
+    assert store.list_images() == ["a"] and not any(p.exists() for p in stale)
+
+
+def test_random_unlabeled_skips_labelled_and_excluded_images(tmp_path):
+    for name in ("a", "b", "c"):
+        write_png(IMAGE, tmp_path / f"{name}.png")
+    (tmp_path / "labels" / "final").mkdir(parents=True)
+    write_png(IMAGE, tmp_path / "labels" / "final" / "a.png")
+    store = BreastLabDatastore(str(tmp_path))
+    assert {store.random_unlabeled(exclude={"b"}) for _ in range(20)} == {"c"}
+    assert store.random_unlabeled(exclude={"b", "c"}) is None
+
+
+def test_unknown_ids_raise_404(tmp_path):
+    store = BreastLabDatastore(str(tmp_path))
+    for call in (lambda: store.update_image_info("x", {}), lambda: store.remove_image("x"),
+                 lambda: store.remove_label("x", "final"), lambda: store.update_label_info("x", "final", {})):
+        with pytest.raises(HTTPException) as error:
+            call()
+        assert error.value.status_code == 404
+
+
+def test_status_follows_every_write(tmp_path):
+    for name in ("a", "b"):
+        write_png(IMAGE, tmp_path / f"{name}.png")
+    store = BreastLabDatastore(str(tmp_path))
+    assert store.status() == {"total": 2, "completed": 0, "label_tags": {}}
+    store.save_label("a", str(write_png(IMAGE, tmp_path / "mask.tmp")), "final", {})
+    assert store.status() == {"total": 2, "completed": 1, "label_tags": {"final": 1}}
+    store.remove_image("a")
+    assert store.status() == {"total": 1, "completed": 0, "label_tags": {}}
