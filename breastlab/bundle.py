@@ -81,9 +81,10 @@ class Bundle:
     def inferer(self):
         return self.inference.get_parsed_content("inferer")
 
-    def train(self, **overrides) -> ConfigParser:
-        """Run ``train.json`` (with config overrides) in this process, as ``monai.bundle run`` does."""
-        parser = self.parser("train", **overrides)
+    def train(self, *extra: str, **overrides) -> ConfigParser:
+        """Run ``train.json`` merged with the ``extra`` configs (e.g. ``distill``) in this process, as
+        ``monai.bundle run`` does."""
+        parser = self.parser("train", *extra, **overrides)
         parser.get_parsed_content("initialize")
         parser.get_parsed_content("run")
         return parser

@@ -47,7 +47,7 @@ def cmd_train(args) -> None:
     bundle = get_bundle(args.bundle)
     overrides = {k: v for k, v in {"data_dir": args.data, "epochs": args.epochs, "ckpt_dir": args.out}.items() if v}
     overrides.update(_parse_overrides(args.override))
-    parser = bundle.train(**overrides)
+    parser = bundle.train(*args.extra, **overrides)
     state = parser.get_parsed_content("validate#evaluator").state
     metric = next(iter(parser["validate"]["key_metric"]))
     print(f"best {metric}: {state.best_metric:.4f} at epoch {state.best_metric_epoch}")
@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="dataset folder (default: the bundle's data_dir)")
     s.add_argument("--epochs", type=int)
     s.add_argument("--out", help="checkpoint folder (default: the bundle's models/)")
+    s.add_argument("--with", dest="extra", action="append", default=[], metavar="CONFIG",
+                   help="merge configs/CONFIG.json after train.json, e.g. --with distill (repeatable)")
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                    help="any other train.json override, e.g. --set learning_rate=0.0003 (repeatable)")
     s.set_defaults(func=cmd_train)
