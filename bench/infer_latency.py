@@ -35,7 +35,8 @@ def bench_bundle(bundle, server: Server, repeats: int) -> dict:
     http = median_seconds(lambda: requests.post(url, params={"image": "case002", "output": "image"}, timeout=60)
                           .raise_for_status(), repeats)
     return {"bundle": bundle.name, "raw forward (ms)": raw * 1e3, "bundle pipeline (ms)": pipeline * 1e3,
-            "HTTP /infer (ms)": http * 1e3, "pipeline / raw": pipeline / raw, "HTTP / pipeline": http / pipeline,
+            "HTTP /infer (ms)": http * 1e3, "pipeline / raw": pipeline / raw, "HTTP / raw": http / raw,
+            "HTTP / pipeline": http / pipeline,
             "server peak RSS (MB)": peak_rss_mb(server.process.pid)}
 
 
