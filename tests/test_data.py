@@ -98,11 +98,14 @@ def test_missing_image_names_file_and_line(make_dataset):
     assert "manifest.csv:3" in str(e.value) and str(root / "images" / "ghost.png") in str(e.value)
 
 
-def test_missing_mask_when_masks_folder_exists(make_dataset):
+def test_a_case_without_mask_is_read_and_named_when_a_mask_is_needed(make_dataset):
     root = make_dataset({"a": IMG, "b": IMG}, masks={"a": MASK})
-    with pytest.raises(DatasetError, match="mask file") as e:
-        read_dataset(root)
-    assert str(root / "masks" / "b.png") in str(e.value)
+    cases = {c.case: c for c in read_dataset(root)}
+    assert cases["a"].mask == root / "masks" / "a.png" and cases["b"].mask is None
+    assert len(dataset_dicts(root, with_masks=False)) == 2
+    with pytest.raises(DatasetError, match="has no mask") as e:
+        dataset_dicts(root)
+    assert "'b'" in str(e.value)
 
 
 def test_bad_label_names_column_and_line(make_dataset):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
 from fastapi import HTTPException
+from PIL import Image
 
+from breastlab.data import read_dataset
 from breastlab.imageio import TEMP_MARK, write_png
 from breastlab.server.datastore import BreastLabDatastore
 
@@ -82,3 +85,39 @@ def test_status_follows_every_write(tmp_path):
     assert store.status() == {"total": 2, "completed": 1, "label_tags": {"final": 1}}
     store.remove_image("a")
     assert store.status() == {"total": 1, "completed": 0, "label_tags": {}}
+
+
+def test_image_level_labels_are_normalised_and_unknown_values_rejected(tmp_path):
+    write_png(IMAGE, tmp_path / "a.png")
+    store = BreastLabDatastore(str(tmp_path))
+    store.update_image_info("a", {"class": " Benign ", "birads": "4A", "note": "kept as is"})
+    info = store.get_image_info("a")
+    assert (info["class"], info["birads"], info["note"]) == ("benign", "4a", "kept as is")
+    for bad in ({"class": "cyst"}, {"birads": "7"}, {"class": 3}):
+        with pytest.raises(HTTPException) as error:
+            store.update_image_info("a", bad)
+        assert error.value.status_code == 422 and "expected one of" in error.value.detail
+    assert store.get_image_info("a")["class"] == "benign"
+
+
+def test_dataset_archive_round_trips_through_the_reader(tmp_path):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for name in ("a", "b"):
+        write_png(IMAGE + (name == "b"), studies / f"{name}.png")
+    store = BreastLabDatastore(str(studies))
+    mask = IMAGE.copy()
+    mask[4:9, 5:20] = 1
+    store.save_label("a", str(write_png(mask, tmp_path / "mask.png")), "final", {})
+    store.update_image_info("a", {"class": "malignant", "birads": "5"})
+    store.update_image_info("b", {"class": "normal"})
+    with zipfile.ZipFile(store.get_dataset_archive()) as archive:
+        archive.extractall(tmp_path / "export")
+    cases = {c.case: c for c in read_dataset(tmp_path / "export")}
+    assert (cases["a"].label, cases["a"].meta["birads"], cases["b"].label) == ("malignant", "5", "normal")
+    assert cases["b"].mask is None
+    np.testing.assert_array_equal(np.asarray(Image.open(cases["a"].mask)) > 0, mask > 0)
+    np.testing.assert_array_equal(np.asarray(Image.open(cases["b"].image)), IMAGE + 1)
+    with pytest.raises(HTTPException) as error:
+        BreastLabDatastore(str(tmp_path / "empty")).get_dataset_archive()
+    assert error.value.status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import requests
 from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT
+from breastlab.data import read_dataset
 from breastlab.server.process import Server
 from breastlab.studies import import_dataset
 
@@ -148,3 +150,32 @@ def test_label_of_the_wrong_size_is_rejected_and_the_old_one_kept(server):
 
 def test_server_still_answers_after_bad_input(server):
     assert server.alive()
+
+
+def set_image_labels(server, image_id: str, info) -> requests.Response:
+    return requests.put(f"{server.url}/datastore/image/info", params={"image": image_id},
+                        data={"info": json.dumps(info)}, timeout=10)
+
+
+def test_image_level_labels_are_stored_listed_and_validated(server):
+    assert set_image_labels(server, "case003", {"class": "malignant", "birads": "4C"}).status_code == 200
+    listing = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=10).json()
+    assert listing["objects"]["case003"]["image"]["info"]["class"] == "malignant"
+    info = requests.get(f"{server.url}/datastore/image/info", params={"image": "case003"}, timeout=10).json()
+    assert info["birads"] == "4c"
+    unknown = set_image_labels(server, "case003", {"class": "fibroadenoma"})
+    assert unknown.status_code == 422 and "normal, benign, malignant" in unknown.json()["detail"]
+    assert set_image_labels(server, "case003", {"birads": "9"}).status_code == 422
+    assert set_image_labels(server, "no_such_image", {"class": "benign"}).status_code == 404
+    assert requests.get(f"{server.url}/datastore/image/info", params={"image": "case003"}, timeout=10
+                        ).json()["class"] == "malignant"
+
+
+def test_dataset_export_is_a_dataset_folder_breastlab_reads(server, tmp_path):
+    response = requests.get(f"{server.url}/datastore/dataset", timeout=60)
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        archive.extractall(tmp_path)
+    cases = {c.case: c for c in read_dataset(tmp_path)}
+    assert {"case001", "case002", "case005"} <= set(cases)
+    assert cases["case005"].label == "malignant" and cases["case005"].mask is not None

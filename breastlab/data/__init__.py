@@ -1,5 +1,7 @@
 """Dataset folders (``images/``, optional ``masks/``, ``manifest.csv``) read one way everywhere."""
 
-from .reader import CLASS_NAMES, Case, DatasetError, dataset_dicts, read_dataset, to_monai_dicts
+from .reader import BIRADS, CLASS_NAMES, Case, DatasetError, dataset_dicts, read_dataset, to_monai_dicts
+from .writer import write_dataset
 
-__all__ = ["CLASS_NAMES", "Case", "DatasetError", "dataset_dicts", "read_dataset", "to_monai_dicts"]
+__all__ = ["BIRADS", "CLASS_NAMES", "Case", "DatasetError", "dataset_dicts", "read_dataset", "to_monai_dicts",
+           "write_dataset"]

@@ -1,8 +1,9 @@
 """One reader for every dataset folder of the BreastLab layout.
 
-A dataset folder holds ``images/<case>.png``, optionally ``masks/<case>.png`` (0 = background,
-anything else = lesion) and ``manifest.csv`` with at least a ``case`` column; ``label``
-(normal|benign|malignant) and ``split`` are optional. Extra columns are kept as metadata.
+A dataset folder holds ``images/<case>.png``, optionally ``masks/<case>.png`` for some or all
+cases (0 = background, anything else = lesion) and ``manifest.csv`` with at least a ``case``
+column; ``label`` (normal|benign|malignant) and ``split`` are optional. Extra columns are kept as
+metadata.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from breastlab.imageio import check_id
 
 CLASS_NAMES = ("normal", "benign", "malignant")
+BIRADS = ("0", "1", "2", "3", "4", "4a", "4b", "4c", "5", "6")  # ACR BI-RADS assessment categories
 IMAGE_SUFFIX = ".png"
 
 
@@ -103,11 +105,9 @@ def _case_from_row(root: Path, masks_dir: Path | None, row: dict, manifest: Path
     image = root / "images" / f"{name}{IMAGE_SUFFIX}"
     if not image.is_file():
         raise DatasetError(f"{manifest}:{line}: image file {image} not found")
-    mask = None
-    if masks_dir is not None:
-        mask = masks_dir / f"{name}{IMAGE_SUFFIX}"
-        if not mask.is_file():
-            raise DatasetError(f"{manifest}:{line}: mask file {mask} not found (masks/ exists: every case needs one)")
+    mask = masks_dir / f"{name}{IMAGE_SUFFIX}" if masks_dir is not None else None
+    if mask is not None and not mask.is_file():
+        mask = None  # an image without a mask (yet); to_monai_dicts names it if a mask is required
     label = (row.get("label") or "").strip().lower() or None
     if label is not None and label not in CLASS_NAMES:
         raise DatasetError(f"{manifest}:{line}: column 'label' holds {label!r}, expected one of {CLASS_NAMES}")

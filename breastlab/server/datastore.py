@@ -15,6 +15,8 @@ import copy
 import json
 import os
 import random
+import shutil
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -26,10 +28,12 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.datastore import DefaultLabelTag
 from PIL import Image
 
+from breastlab.data import BIRADS, CLASS_NAMES, Case, write_dataset
 from breastlab.imageio import check_id, remove_stale_temp_files, write_png, write_text_atomic
 from breastlab.server import errors
 
 EXTENSION = ".png"
+IMAGE_LABELS = {"class": CLASS_NAMES, "birads": BIRADS}  # image-level labels kept in the image info
 
 
 class BreastLabDatastore(LocalDatastore):
@@ -47,7 +51,8 @@ class BreastLabDatastore(LocalDatastore):
         name = image_id + EXTENSION
         with self._writing():
             write_png(array, Path(self._datastore.image_path()) / name)
-            info = {**(image_info or {}), "ts": int(time.time()), "name": name, "height": array.shape[0],
+            info = {**checked_image_labels(image_info or {}), "ts": int(time.time()), "name": name,
+                    "height": array.shape[0],
                     "width": array.shape[1]}
             self._put(image_id, ImageLabelModel(image=DataModel(info=info, ext=EXTENSION)))
         return image_id
@@ -90,6 +95,7 @@ class BreastLabDatastore(LocalDatastore):
             self._put(label_id, obj.model_copy(update={"labels": labels}))
 
     def update_image_info(self, image_id: str, info: dict) -> None:
+        info = checked_image_labels(info)
         with self._writing():
             obj = self._require_image(image_id)
             image = obj.image.model_copy(update={"info": {**obj.image.info, **info}})
@@ -101,6 +107,23 @@ class BreastLabDatastore(LocalDatastore):
             label = obj.labels[label_tag]
             label = label.model_copy(update={"info": {**label.info, **info}})
             self._put(label_id, obj.model_copy(update={"labels": {**obj.labels, label_tag: label}}))
+
+    def get_dataset_archive(self, limit_cases: int | None = None) -> str:
+        """A zip of the datastore as a dataset folder (images, final masks, classes) ``breastlab import`` reads."""
+        ids = sorted(self._datastore.objects)[: limit_cases or None]
+        if not ids:
+            raise errors.not_found("the datastore is empty: nothing to export")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = write_dataset(Path(tmp) / "dataset", [self._as_case(i) for i in ids])
+            with tempfile.NamedTemporaryFile(suffix=".zip", delete=False) as archive:
+                base = archive.name.removesuffix(".zip")
+            return shutil.make_archive(base, "zip", folder)
+
+    def _as_case(self, image_id: str) -> Case:
+        info = self._datastore.objects[image_id].image.info
+        label = self.get_label_uri(image_id, DefaultLabelTag.FINAL.value)
+        return Case(image_id, Path(self.get_image_uri(image_id)), Path(label) if label else None, info.get("class"),
+                    None, {"birads": info.get("birads") or ""})
 
     def status(self) -> dict:
         """Image and label counts, recomputed only after a write (each write replaces the index dict)."""
@@ -183,6 +206,18 @@ class BreastLabDatastore(LocalDatastore):
         text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), default=str)
         write_text_atomic(self._datastore_config_path, text)
         self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+
+def checked_image_labels(info: dict) -> dict:
+    """``info`` with its image-level labels (``class``, ``birads``) normalised; 422 for unknown values."""
+    checked = dict(info)
+    for key, allowed in IMAGE_LABELS.items():
+        if checked.get(key) is not None:
+            value = str(checked[key]).strip().lower()
+            if value not in allowed:
+                raise errors.unprocessable(f"unknown {key} {checked[key]!r}; expected one of {', '.join(allowed)}")
+            checked[key] = value
+    return checked
 
 
 def _png_ids(folder: Path) -> set[str]:

@@ -151,6 +151,11 @@ def update_label_info(label: str, tag: str, info: str = Form("{}"), user: User =
     return datastore.update_label_info(label, tag, json_object(info, "info"), user.username)
 
 
+@router.get("/datastore/dataset", summary=f"{RBAC_ANNOTATOR}Download the datastore as a dataset folder (zip)")
+def download_dataset(limit_cases: Optional[int] = None, user: User = ANNOTATOR):
+    return datastore.download_dataset(limit_cases)
+
+
 def install(app: FastAPI) -> None:
     """Put BreastLab's routes in front of MONAI Label's (first match wins); idempotent."""
     ours = [r for r in router.routes if r not in app.router.routes]
