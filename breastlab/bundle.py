@@ -128,6 +128,10 @@ class Predictor:
         self.post = Compose(bundle.transforms("postprocessing"))
         self.inferer = bundle.inferer()
 
+    def network_input(self, image_path: str | Path) -> torch.Tensor:
+        """The preprocessed image as the network sees it: (1, C, *image_size)."""
+        return self.pre({"image": str(image_path)})["image"][None].to(self.device)
+
     @torch.no_grad()
     def __call__(self, image_path: str | Path) -> dict:
         """``{"mask": uint8 HxW (1 = lesion), "probability": float32 HxW}``."""

@@ -10,7 +10,8 @@ from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.server import auth, errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
-from breastlab.server.strategies import RandomUnlabeled
+from breastlab.server.scoring import TTAUncertaintyScoring
+from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
 from breastlab.server.train import BundleTrainTask
 
 
@@ -28,6 +29,7 @@ class MyApp(MONAILabelApp):
             description="Breast ultrasound and mammography models (MONAI bundles)",
             version=__version__,
         )
+        self._auto_update_scoring = False  # scoring runs when asked (POST /scoring/...), not after every request
 
     def on_init_complete(self):
         """Put BreastLab's endpoints in front of MONAI Label's own (``BREASTLAB_STOCK_ROUTES=1``: benchmarks only)."""
@@ -44,14 +46,24 @@ class MyApp(MONAILabelApp):
     def served_weights(self, name: str) -> Path:
         return self.model_dir / f"{name}.pt"
 
+    def weights(self, name: str) -> list[Path]:
+        """Candidate weights of a bundle; MONAI Label serves the last one that exists."""
+        return [self.bundles[name].model_path, self.served_weights(name)]
+
     def init_infers(self):
-        return {name: BundleInferTask(b, self.served_weights(name)) for name, b in self.bundles.items()}
+        return {name: BundleInferTask(b, self.weights(name)) for name, b in self.bundles.items()}
 
     def init_trainers(self):
         return {name: BundleTrainTask(b, self.served_weights(name)) for name, b in self.bundles.items()}
 
     def init_strategies(self):
-        return {"random": RandomUnlabeled()}
+        hand_outs = HandOuts()
+        return {"random": RandomUnlabeled(hand_outs),
+                "uncertainty": MostUncertain(TTAUncertaintyScoring.name, hand_outs)}
+
+    def init_scoring_methods(self):
+        scoring = TTAUncertaintyScoring(self.bundles, {name: self.weights(name) for name in self.bundles})
+        return {scoring.name: scoring}
 
     def next_sample(self, request):
         strategy = request.get("strategy") or "random"

@@ -42,8 +42,19 @@ class BreastLabDatastore(LocalDatastore):
     def __init__(self, path: str, **kwargs):
         self._mutex = threading.RLock()
         self._status: tuple[dict | None, dict] = (None, {})
-        remove_stale_temp_files(Path(path))
         super().__init__(path, extensions=(f"*{EXTENSION}",), **kwargs)
+        with self._writing():  # every write holds this lock: no other process is mid-write now
+            remove_stale_temp_files(Path(path))
+
+    @property
+    def root(self) -> Path:
+        """The studies folder."""
+        return Path(self._datastore_path)
+
+    @property
+    def objects(self) -> dict[str, ImageLabelModel]:
+        """The current index (image id → image and labels); replaced, never changed, by writes."""
+        return self._datastore.objects
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
         image_id = _checked_id(image_id)

@@ -15,15 +15,16 @@ from breastlab.imageio import write_png
 
 
 class BundleInferTask(BasicInferTask):
-    """Serves ``bundle``: its transforms and inferer, the newest of ``served_weights`` or the bundle's weights.
+    """Serves ``bundle``: its transforms and inferer, and the last of ``weights`` that exists
+    (the bundle's own weights, then the fine-tuned ones the app's train task writes).
 
-    MONAI Label reloads the network whenever the weights file changes, so fine-tuned weights written
-    to ``served_weights`` are used by the next request without a restart.
+    MONAI Label reloads the network whenever the weights file changes, so fine-tuned weights are used
+    by the next request without a restart.
     """
 
-    def __init__(self, bundle: Bundle, served_weights: Path):
+    def __init__(self, bundle: Bundle, weights: list[Path]):
         super().__init__(
-            path=[str(bundle.model_path), str(served_weights)],  # MONAI Label uses the last one that exists
+            path=[str(p) for p in weights],  # MONAI Label uses the last one that exists
             network=bundle.network(),
             type=InferType(bundle.task),
             labels=bundle.labels,

@@ -18,7 +18,7 @@ from typing import Optional
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, File, Form, UploadFile
 from monailabel.config import RBAC_ADMIN, RBAC_ANNOTATOR, RBAC_USER, settings
-from monailabel.endpoints import datastore, infer, train
+from monailabel.endpoints import datastore, infer, scoring, train
 from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.utils.app import app_instance
@@ -90,6 +90,18 @@ def train_model(
     if model not in trainers:
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(trainers))}")
     return train.run_model(model, params, run_sync, enqueue)
+
+
+@router.post("/scoring/{method}", summary=f"{RBAC_ANNOTATOR}Run Scoring Task for specific method")
+def run_scoring(method: str, params: Optional[dict] = None, run_sync: Optional[bool] = False, user: User = ANNOTATOR):
+    """Score the unlabelled images (in a background process unless ``run_sync``); scores go to an index."""
+    info = app_instance().info()
+    if method not in info["scoring"]:
+        raise errors.not_found(f"unknown scoring method {method!r}; available: {', '.join(sorted(info['scoring']))}")
+    model = (params or {}).get("model")
+    if model is not None and model not in info["models"]:
+        raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(info['models']))}")
+    return scoring.run_method(method, params, run_sync)
 
 
 @router.post("/activelearning/{strategy}", summary=f"{RBAC_USER}Run Active Learning strategy to get next sample")

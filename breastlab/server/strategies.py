@@ -5,31 +5,85 @@ from __future__ import annotations
 import threading
 import time
 
+from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.tasks.strategy import Strategy
+
+from breastlab.server import errors
+from breastlab.server.scores import ScoreIndex
+
+MAX_TOP_K = 100
+
+
+class HandOuts:
+    """Images handed to an annotator in the last ``hold_seconds`` (in memory), shared by the strategies."""
+
+    def __init__(self, hold_seconds: float = 600):
+        self.hold_seconds = hold_seconds
+        self.lock = threading.Lock()
+        self._times: dict[str, float] = {}
+
+    def recent(self) -> set[str]:
+        now = time.monotonic()
+        self._times = {i: t for i, t in self._times.items() if now - t < self.hold_seconds}
+        return set(self._times)
+
+    def add(self, image_id: str) -> None:
+        self._times[image_id] = time.monotonic()
 
 
 class RandomUnlabeled(Strategy):
-    """A random image without a final label, not handed to anyone in the last ``hold_seconds``.
+    """A random image without a final label, not handed to anyone recently.
 
     MONAI Label's ``Random`` reads every image's info and rewrites the whole datastore index on each
-    call (about 10 s at 2,000 images, MONAILabel#1236). This one samples ids directly and keeps the
-    recently handed-out ids in memory, so two annotators asking at once get different images.
+    call (about 10 s at 2,000 images, MONAILabel#1236). This one samples ids directly.
     """
 
-    def __init__(self, hold_seconds: float = 600):
+    def __init__(self, hand_outs: HandOuts):
         super().__init__("Random image without a final label (recently handed-out images skipped)")
-        self.hold_seconds = hold_seconds
-        self._handed_out: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self.hand_outs = hand_outs
 
     def __call__(self, request, datastore):
-        with self._lock:
-            now = time.monotonic()
-            self._handed_out = {i: t for i, t in self._handed_out.items() if now - t < self.hold_seconds}
-            image_id = datastore.random_unlabeled(exclude=self._handed_out.keys())
-            if image_id is None:
-                image_id = datastore.random_unlabeled()
-            if image_id is None:
-                return None
-            self._handed_out[image_id] = now
-            return {"id": image_id}
+        with self.hand_outs.lock:
+            image_id = datastore.random_unlabeled(exclude=self.hand_outs.recent()) or datastore.random_unlabeled()
+            if image_id is not None:
+                self.hand_outs.add(image_id)
+        return {"id": image_id} if image_id else None
+
+
+class MostUncertain(Strategy):
+    """The unlabelled image with the highest score in the index of a scoring job (``top_k`` for more).
+
+    Falls back to ``RandomUnlabeled`` (and says so) while no scored image is left.
+    """
+
+    def __init__(self, method: str, hand_outs: HandOuts):
+        super().__init__(f"Highest '{method}' score among images without a final label; param top_k (1-100)")
+        self.method, self.hand_outs = method, hand_outs
+        self.fallback = RandomUnlabeled(hand_outs)
+        self._indexes: dict[str, ScoreIndex] = {}
+
+    def __call__(self, request, datastore):
+        k = _top_k(request.get("top_k", 1))
+        index = self._indexes.setdefault(datastore.root, ScoreIndex.of(datastore.root, self.method)).load()
+        objects = datastore.objects
+        with self.hand_outs.lock:
+            recent = self.hand_outs.recent()
+            top = index.top(k, skip=lambda i: i in recent or i not in objects
+                            or bool(objects[i].labels.get(DefaultLabelTag.FINAL)))
+            if top:
+                self.hand_outs.add(top[0][0])
+        if not top:
+            result = self.fallback(request, datastore)
+            return {**result, "fallback": "random"} if result else None
+        return {"id": top[0][0], "score": top[0][1], "top": [{"id": i, "score": s} for i, s in top],
+                "scored_with": index.meta}
+
+
+def _top_k(value) -> int:
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        k = 0
+    if not 1 <= k <= MAX_TOP_K:
+        raise errors.bad_request(f"top_k must be an integer from 1 to {MAX_TOP_K}, not {value!r}")
+    return k

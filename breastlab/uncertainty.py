@@ -1,0 +1,26 @@
+"""Uncertainty scores for active learning: test-time-augmentation variance and predictive entropy."""
+
+from __future__ import annotations
+
+import torch
+
+FLIPS = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both
+
+
+@torch.no_grad()
+def tta_probabilities(network: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Sigmoid maps of ``image`` (1, C, H, W) under the four flips, each flipped back: (4, K, H, W)."""
+    batch = torch.cat([image.flip(dims) if dims else image for dims in FLIPS])
+    logits = network(batch)
+    return torch.stack([z.flip(dims) if dims else z for z, dims in zip(logits, FLIPS)]).sigmoid()
+
+
+def tta_variance(network: torch.nn.Module, image: torch.Tensor) -> float:
+    """Mean over pixels of the variance of the four flipped predictions (0 when they all agree)."""
+    return tta_probabilities(network, image).var(0, unbiased=False).mean().item()
+
+
+def predictive_entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of class probabilities along the last axis (ln K for a uniform prediction)."""
+    p = probabilities.clamp_min(1e-12)
+    return -(p * p.log()).sum(-1)
