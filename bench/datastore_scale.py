@@ -22,10 +22,12 @@ from breastlab.imageio import write_png
 from breastlab.metrics import format_table
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.process import Server
+from breastlab.server.scores import ScoreIndex
+from breastlab.server.scoring import TTAUncertaintyScoring
 
 
 def make_studies(root: Path, count: int) -> None:
-    """``count`` identical tiny PNG images; every tenth one gets a final label."""
+    """``count`` identical tiny PNG images; every tenth one gets a final label; random uncertainty scores."""
     (root / "labels" / "final").mkdir(parents=True)
     data = write_png(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8), root / "img.png")
     data = data.read_bytes()
@@ -34,6 +36,8 @@ def make_studies(root: Path, count: int) -> None:
         (root / f"img{i:06d}.png").write_bytes(data)
         if i % 10 == 0:
             write_png(np.zeros((16, 16), np.uint8), root / "labels" / "final" / f"img{i:06d}.png")
+    scores = np.random.default_rng(1).random(count)
+    ScoreIndex.of(root, TTAUncertaintyScoring.name).save({f"img{i:06d}": float(s) for i, s in enumerate(scores)})
 
 
 def latencies(fn, repeats: int) -> list[float]:
@@ -52,6 +56,8 @@ def bench_size(count: int, repeats: int) -> dict:
             url = server.url
             sample = latencies(lambda: requests.post(f"{url}/activelearning/random", json={}, timeout=600)
                                .raise_for_status(), repeats)
+            uncertain = latencies(lambda: requests.post(f"{url}/activelearning/uncertainty", json={"top_k": 10},
+                                                        timeout=600).raise_for_status(), repeats)
             info = latencies(lambda: requests.get(f"{url}/info/", timeout=600).raise_for_status(), repeats)
             stats = latencies(lambda: requests.get(f"{url}/datastore/", params={"output": "stats"}, timeout=600)
                               .raise_for_status(), repeats)
@@ -69,7 +75,9 @@ def bench_size(count: int, repeats: int) -> dict:
     ms = 1e3
     return {"images": count, "server start (s)": startup,
             "next sample p50 (ms)": percentile(sample, 50) * ms, "next sample p99 (ms)": percentile(sample, 99) * ms,
-            "MONAI Label Random (ms)": stock * ms, "/info/ p50 (ms)": percentile(info, 50) * ms,
+            "uncertainty top-10 p50 (ms)": percentile(uncertain, 50) * ms,
+            "uncertainty top-10 p99 (ms)": percentile(uncertain, 99) * ms, "MONAI Label Random (ms)": stock * ms,
+            "/info/ p50 (ms)": percentile(info, 50) * ms,
             "stats p50 (ms)": percentile(stats, 50) * ms, "list all (ms)": min(listing) * ms,
             "label save p50 (ms)": percentile(saves, 50) * ms, "server peak RSS (MB)": rss}
 
