@@ -1,4 +1,4 @@
-"""``breastlab`` command line: serve, import, train, evaluate."""
+"""``breastlab`` command line: serve, import, train, evaluate, al-study."""
 
 from __future__ import annotations
 
@@ -64,6 +64,15 @@ def cmd_evaluate(args) -> None:
     print(f"wrote {out}")
 
 
+def cmd_al_study(args) -> None:
+    from breastlab.al_study import print_summary, run_study
+
+    rows = run_study(get_bundle(args.bundle), args.data, args.out, args.initial, args.per_round, args.rounds,
+                     tuple(args.seeds), tuple(args.strategies), args.epochs)
+    print_summary(rows)
+    print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'learning_curve.png'}")
+
+
 def _parse_overrides(pairs: list[str]) -> dict:
     """``key=value`` pairs; values parsed as JSON when possible (numbers, lists), else kept as text."""
     out = {}
@@ -107,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                    help="any other train.json override, e.g. --set learning_rate=0.0003 (repeatable)")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("al-study", help="simulated active-learning study: random vs uncertainty picks")
+    s.add_argument("bundle", help="segmentation bundle name under bundles/ or a bundle folder")
+    s.add_argument("--data", required=True, help="dataset folder with train and val splits (e.g. busi)")
+    s.add_argument("--out", default="runs/al_study", help="folder for results.json and learning_curve.png")
+    s.add_argument("--initial", type=int, default=20)
+    s.add_argument("--per-round", type=int, default=20)
+    s.add_argument("--rounds", type=int, default=5)
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--strategies", nargs="+", default=["random", "uncertainty"])
+    s.add_argument("--epochs", type=int, default=10, help="training epochs per round (from scratch)")
+    s.set_defaults(func=cmd_al_study)
 
     s = sub.add_parser("evaluate", help="evaluate a bundle on a dataset folder")
     s.add_argument("bundle", help="bundle name under bundles/ or a bundle folder")
