@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import requests
-from common import peak_rss_mb, percentile, timed
 from monailabel.tasks.activelearning.random import Random
 from tqdm import tqdm
 
@@ -24,6 +23,8 @@ from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.process import Server
 from breastlab.server.scores import ScoreIndex
 from breastlab.server.scoring import TTAUncertaintyScoring
+
+from common import peak_rss_mb, percentile, timed
 
 
 def make_studies(root: Path, count: int) -> None:

@@ -11,11 +11,12 @@ import statistics
 
 import requests
 import torch
-from common import SAMPLES, peak_rss_mb, sample_server, timed
 
 from breastlab.bundle import find_bundles
 from breastlab.metrics import format_table
 from breastlab.server.process import Server
+
+from common import SAMPLES, peak_rss_mb, sample_server, timed
 
 
 def median_seconds(fn, repeats: int) -> float:

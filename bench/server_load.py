@@ -11,9 +11,10 @@ import threading
 import time
 
 import requests
-from common import percentile, sample_server, timed
 
 from breastlab.metrics import format_table
+
+from common import percentile, sample_server, timed
 
 MODEL = "breast_us_t2kd"
 

@@ -11,12 +11,13 @@ import argparse
 import time
 
 import torch
-from common import SAMPLES
 from monai.data import Dataset
 
 from breastlab.bundle import find_bundles
 from breastlab.data import dataset_dicts
 from breastlab.metrics import format_table
+
+from common import SAMPLES
 
 
 def step_throughput(parser, steps: int) -> tuple[float, int, list]:

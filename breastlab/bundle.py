@@ -22,11 +22,13 @@ class BundleError(LookupError):
 class Bundle:
     """One bundle folder: ``configs/{metadata,inference,train,evaluate}.json`` and ``models/model.pt``."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, **overrides):
+        """``overrides`` apply to every config this bundle parses (e.g. a teacher's ``network_def#channels``)."""
         self.root = Path(root).resolve()
         if not (self.root / "configs" / "metadata.json").is_file():
             raise BundleError(f"{self.root}: not a bundle (configs/metadata.json missing)")
         self.name = self.root.name
+        self.overrides = overrides
 
     def __repr__(self) -> str:
         return f"Bundle({self.name!r})"
@@ -61,7 +63,7 @@ class Bundle:
         """Parse the named configs (merged in order) with ``bundle_root`` set to this folder."""
         parser = ConfigParser()
         parser.read_config(self.config_files(*names))
-        parser.update({"bundle_root": str(self.root), **overrides})
+        parser.update({"bundle_root": str(self.root), **self.overrides, **overrides})
         parser.parse()
         return parser
 
@@ -98,15 +100,15 @@ def find_bundles(root: str | Path = BUNDLES_DIR) -> list[Bundle]:
     return [Bundle(p) for p in sorted(Path(root).iterdir()) if (p / "configs" / "metadata.json").is_file()]
 
 
-def get_bundle(name_or_path: str | Path) -> Bundle:
-    """A bundle by folder path or by name under ``bundles/``."""
+def get_bundle(name_or_path: str | Path, **overrides) -> Bundle:
+    """A bundle by folder path or by name under ``bundles/``, with config ``overrides``."""
     path = Path(name_or_path)
     if path.is_dir():
-        return Bundle(path)
+        return Bundle(path, **overrides)
     names = [b.name for b in find_bundles()]
     if str(name_or_path) not in names:
         raise BundleError(f"unknown bundle {str(name_or_path)!r}; available: {', '.join(names)}")
-    return Bundle(BUNDLES_DIR / str(name_or_path))
+    return Bundle(BUNDLES_DIR / str(name_or_path), **overrides)
 
 
 def load_weights(network: torch.nn.Module, path: str | Path | None, device: str | torch.device = "cpu"):
