@@ -1,0 +1,267 @@
+"""BreastLab: annotate breast ultrasound images with the BreastLab (MONAI Label) server's models.
+
+The widget only wires the panel to ``BreastLabLib``: ``client`` (HTTP), ``session`` (the image, its lesion
+segment, click lists and saliency overlay in the scene), ``mrml`` (array <-> node helpers) and ``results``.
+"""
+
+import numpy as np
+import qt
+import slicer
+from BreastLabLib import mrml
+from BreastLabLib.client import BreastLabClient, ServerError
+from BreastLabLib.results import probabilities_text, training_progress
+from BreastLabLib.session import AnnotationSession
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+TRAINING_POLL_MS = 2000
+
+
+class BreastLab(ScriptedLoadableModule):
+    def __init__(self, parent):
+        super().__init__(parent)
+        parent.title = "BreastLab"
+        parent.categories = ["Segmentation"]
+        parent.contributors = ["BreastLab contributors"]
+        parent.helpText = (
+            "Connect to a BreastLab server, get the next image to annotate, run segmentation, click-based, "
+            "classification and saliency models, set the class and BI-RADS, save the label and train."
+        )
+        parent.acknowledgementText = "Built on MONAI and MONAI Label. Research use only; not a medical device."
+
+
+class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: each button calls one method of the logic's ``AnnotationSession``."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = BreastLabLogic()
+        self.training_timer = qt.QTimer()
+        self.training_timer.setInterval(TRAINING_POLL_MS)
+
+    def setup(self):
+        super().setup()
+        panel = slicer.util.loadUI(self.resourcePath("UI/BreastLab.ui"))
+        self.layout.addWidget(panel)
+        self.ui = slicer.util.childWidgetVariables(panel)
+        panel.setMRMLScene(slicer.mrmlScene)
+        for place in (self.ui.foregroundPlaceWidget, self.ui.backgroundPlaceWidget):
+            place.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
+        self.training_timer.connect("timeout()", self.on_training_timer)
+        for button, handler in (
+            (self.ui.connectButton, self.on_connect),
+            (self.ui.nextSampleButton, self.on_next_sample),
+            (self.ui.loadImageButton, self.on_load_image),
+            (self.ui.segmentButton, self.on_segment),
+            (self.ui.clearPointsButton, self.on_clear_points),
+            (self.ui.classifyButton, self.on_classify),
+            (self.ui.saliencyButton, self.on_saliency),
+            (self.ui.saveButton, self.on_save),
+            (self.ui.trainButton, self.on_train),
+        ):
+            button.connect("clicked(bool)", handler)
+        self.ui.opacitySlider.connect("valueChanged(double)", self.on_opacity_changed)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.on_scene_closed)
+        self.update_buttons()
+
+    def cleanup(self):
+        self.training_timer.stop()
+        self.removeObservers()
+
+    def on_connect(self):
+        with slicer.util.tryWithErrorDisplay("Cannot connect to the BreastLab server.", waitCursor=True):
+            info = self.logic.connect(self.ui.serverUrlEdit.text.strip())
+            fill(self.ui.strategyComboBox, info.strategies)
+            for kind in ("segmentation", "interactive", "classification", "saliency"):
+                fill(getattr(self.ui, f"{kind}ModelComboBox"), info.models_of_type(kind))
+            fill(self.ui.trainModelComboBox, sorted(info.trainers))
+            self.ui.serverStatusLabel.text = f"{info.name}: {len(info.models)} model(s), strategies {info.strategies}"
+            self.watch_points()
+        self.update_buttons()
+
+    def watch_points(self):
+        """Re-run the click model whenever a foreground or background point is placed."""
+        session = self.logic.session
+        self.removeObservers(self.on_point_placed)
+        self.ui.foregroundPlaceWidget.setCurrentNode(session.foreground)
+        self.ui.backgroundPlaceWidget.setCurrentNode(session.background)
+        for points in (session.foreground, session.background):
+            self.addObserver(points, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.on_point_placed)
+
+    def on_scene_closed(self, caller=None, event=None):
+        """Closing the scene removed the session's nodes: start a fresh session on the same server."""
+        if self.logic.session is not None:
+            self.logic.new_session(self.logic.session.client)
+            self.watch_points()
+            self.update_buttons()
+
+    def on_next_sample(self):
+        with slicer.util.tryWithErrorDisplay("Cannot get the next sample.", waitCursor=True):
+            image_id = self.logic.session.load_next(self.ui.strategyComboBox.currentText)
+            if image_id is None:
+                slicer.util.infoDisplay("Every image has a final label.")
+                return
+            self.show_loaded_image()
+
+    def on_load_image(self):
+        with slicer.util.tryWithErrorDisplay("Cannot load the image.", waitCursor=True):
+            self.logic.session.load(self.ui.imageIdEdit.text.strip())
+            self.show_loaded_image()
+
+    def show_loaded_image(self):
+        session = self.logic.session
+        self.ui.imageIdEdit.text = session.image_id
+        info = session.image_info()
+        self.ui.classComboBox.setCurrentText(info.get("class", ""))
+        self.ui.biradsComboBox.setCurrentText(info.get("birads", ""))
+        self.ui.probabilitiesLabel.text = ""
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView)
+        slicer.util.resetSliceViews()
+        self.update_buttons()
+
+    def on_segment(self):
+        with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
+            pixels = self.logic.session.segment(self.ui.segmentationModelComboBox.currentText)
+            slicer.util.showStatusMessage(f"Lesion: {pixels} pixels", 3000)
+
+    def on_point_placed(self, caller=None, event=None):
+        model = self.ui.interactiveModelComboBox.currentText
+        if not model or self.logic.session.image_id is None:
+            return
+        with slicer.util.tryWithErrorDisplay("The click model failed.", waitCursor=True):
+            self.logic.session.refine(model)
+
+    def on_clear_points(self):
+        self.logic.session.clear_points()
+
+    def on_classify(self):
+        with slicer.util.tryWithErrorDisplay("Classification failed.", waitCursor=True):
+            probabilities = self.logic.session.classify(self.ui.classificationModelComboBox.currentText)
+            self.ui.probabilitiesLabel.text = probabilities_text(probabilities)
+
+    def on_saliency(self):
+        with slicer.util.tryWithErrorDisplay("Saliency failed.", waitCursor=True):
+            self.logic.session.show_saliency(self.ui.saliencyModelComboBox.currentText, self.ui.opacitySlider.value)
+
+    def on_opacity_changed(self, opacity):
+        if self.logic.session is not None:
+            self.logic.session.set_overlay_opacity(opacity)
+
+    def on_save(self):
+        with slicer.util.tryWithErrorDisplay("Saving the label failed.", waitCursor=True):
+            info = self.logic.session.save(self.ui.classComboBox.currentText, self.ui.biradsComboBox.currentText)
+            slicer.util.showStatusMessage(f"Saved label of {self.logic.session.image_id} {info}", 3000)
+
+    def on_train(self):
+        with slicer.util.tryWithErrorDisplay("Cannot start training.", waitCursor=True):
+            self.logic.session.client.start_training(self.ui.trainModelComboBox.currentText,
+                                                     max_epochs=self.ui.epochsSpinBox.value)
+            self.training_timer.start()
+            self.on_training_timer()
+
+    def on_training_timer(self):
+        try:
+            progress = self.logic.training_progress(self.ui.trainModelComboBox.currentText)
+        except ServerError as e:  # busy or unreachable: say so and keep polling
+            self.ui.trainStatusLabel.text = f"Training status unavailable: {e}"
+            return
+        self.ui.trainProgressBar.value = progress.percent
+        self.ui.trainStatusLabel.text = progress.text
+        if not progress.running:
+            self.training_timer.stop()
+
+    def update_buttons(self):
+        connected = self.logic.session is not None
+        loaded = connected and self.logic.session.image_id is not None
+        self.ui.nextSampleButton.enabled = self.ui.loadImageButton.enabled = connected
+        self.ui.trainButton.enabled = connected and self.ui.trainModelComboBox.count > 0
+        for button, models in ((self.ui.segmentButton, self.ui.segmentationModelComboBox),
+                               (self.ui.classifyButton, self.ui.classificationModelComboBox),
+                               (self.ui.saliencyButton, self.ui.saliencyModelComboBox)):
+            button.enabled = loaded and models.count > 0
+        self.ui.saveButton.enabled = self.ui.clearPointsButton.enabled = loaded
+
+
+def fill(combo_box, names):
+    """Replace a combo box's items, keeping the current choice when it is still offered."""
+    current = combo_box.currentText
+    combo_box.clear()
+    combo_box.addItems(list(names))
+    if current in names:
+        combo_box.setCurrentText(current)
+
+
+class BreastLabLogic(ScriptedLoadableModuleLogic):
+    """Holds the server connection and the annotation session in Slicer's scene."""
+
+    def __init__(self):
+        super().__init__()
+        self.info = None
+        self.session = None
+
+    def connect(self, url: str):
+        """Read the server's ``/info/`` and start a session on it, replacing the previous one's nodes."""
+        client = BreastLabClient(url)
+        self.info = client.info()
+        if self.session is not None:
+            self.session.close()
+            for points in (self.session.foreground, self.session.background):
+                slicer.mrmlScene.RemoveNode(points)
+        self.new_session(client)
+        return self.info
+
+    def new_session(self, client: BreastLabClient):
+        self.session = AnnotationSession(client, slicer.mrmlScene)
+
+    def training_progress(self, model: str):
+        return training_progress(self.session.client.training_status(), self.info.default_epochs(model))
+
+
+class BreastLabTest(ScriptedLoadableModuleTest):
+    """Runs in Slicer (no server needed): the MRML side of BreastLabLib on the application's scene."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        for test in (self.test_image_volume_is_rows_by_columns, self.test_clicks_become_image_pixels,
+                     self.test_mask_round_trips_through_a_segment, self.test_saliency_overlay_in_the_red_view):
+            self.setUp()
+            test()
+
+    def image(self):
+        return (np.arange(20 * 30).reshape(20, 30) % 251).astype(np.uint8)
+
+    def test_image_volume_is_rows_by_columns(self):
+        volume = mrml.add_image_volume(slicer.mrmlScene, self.image(), "BreastLabTest")
+        self.assertEqual(volume.GetImageData().GetDimensions(), (30, 20, 1))
+        np.testing.assert_array_equal(mrml.image_of(volume), self.image())
+
+    def test_clicks_become_image_pixels(self):
+        volume = mrml.add_image_volume(slicer.mrmlScene, self.image(), "BreastLabTest")
+        points = mrml.add_point_list(slicer.mrmlScene, "BreastLabTest clicks", (0, 1, 0))
+        for x, y in ((5, 2), (29, 19), (40, 3)):
+            points.AddControlPointWorld(mrml.pixel_to_ras(volume, x, y))
+        self.assertEqual(mrml.pixel_points(points, volume), [[5, 2], [29, 19]])
+
+    def test_mask_round_trips_through_a_segment(self):
+        volume = mrml.add_image_volume(slicer.mrmlScene, self.image(), "BreastLabTest")
+        segmentation, segment_id = mrml.add_segmentation(slicer.mrmlScene, volume)
+        mask = np.zeros((20, 30), np.uint8)
+        mask[3:9, 4:25] = 1
+        mrml.set_segment_mask(segmentation, segment_id, mask, volume)
+        np.testing.assert_array_equal(mrml.segment_mask(segmentation, segment_id, volume), mask)
+
+    def test_saliency_overlay_in_the_red_view(self):
+        volume = mrml.add_image_volume(slicer.mrmlScene, self.image(), "BreastLabTest")
+        overlay = mrml.show_saliency(slicer.mrmlScene, volume, self.image() / 250.0, opacity=0.3)
+        red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
+        self.assertEqual(red.GetForegroundVolumeID(), overlay.GetID())
+        self.assertAlmostEqual(red.GetForegroundOpacity(), 0.3)
+        self.delayDisplay("BreastLab MRML tests passed")

@@ -1,0 +1,134 @@
+"""HTTP client for the BreastLab MONAI Label server: every call the Slicer module makes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import requests
+
+from .images import decode_png, mask_png, unit_range
+
+MODEL_TYPES = ("segmentation", "classification", "interactive", "saliency")
+
+
+class ServerError(RuntimeError):
+    """The server answered with an error status (``status`` 0: no answer at all); ``detail`` says why."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(f"server answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``/info/`` says: models (with their ``type``), trainers and active-learning strategies."""
+
+    name: str
+    models: dict
+    trainers: dict
+    strategies: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, info: dict) -> "ServerInfo":
+        return cls(info.get("name", ""), info.get("models", {}), info.get("trainers", {}),
+                   tuple(info.get("strategies", {})))
+
+    def models_of_type(self, model_type: str) -> list[str]:
+        return sorted(name for name, model in self.models.items() if model.get("type") == model_type)
+
+    def default_epochs(self, model: str) -> int:
+        return int(self.trainers.get(model, {}).get("config", {}).get("max_epochs", 1))
+
+
+class BreastLabClient:
+    """Calls one server (``url`` like ``http://127.0.0.1:8000``); ``headers`` may carry a bearer token."""
+
+    def __init__(self, url: str, timeout: float = 120, headers: dict | None = None):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.headers = headers or {}
+
+    def info(self) -> ServerInfo:
+        return ServerInfo.from_json(self._call("GET", "/info/").json())
+
+    def next_sample(self, strategy: str) -> dict | None:
+        """The next image to annotate (its id under ``"id"``, plus its info); None when none is left."""
+        return self._call("POST", f"/activelearning/{strategy}", json={}).json() or None
+
+    def image(self, image_id: str) -> np.ndarray:
+        return decode_png(self._call("GET", "/datastore/image", params={"image": image_id}).content)
+
+    def segment(self, model: str, image_id: str, foreground=(), background=()) -> np.ndarray:
+        """The model's 0/1 mask at image size; points ``[x, y]`` (column, row) go to click models."""
+        points = {"foreground": [list(p) for p in foreground], "background": [list(p) for p in background]}
+        params = points if foreground or background else {}
+        return decode_png(self._infer(model, image_id, "image", params).content)
+
+    def summary(self, model: str, image_id: str) -> dict:
+        """The model's JSON result for the image (sizes, scores, ``probabilities`` for classifiers)."""
+        return self._infer(model, image_id, "json", {}).json()
+
+    def classify(self, model: str, image_id: str) -> dict[str, float]:
+        """Per-class probabilities ``{class: p}`` from a classification model's JSON result."""
+        result = self.summary(model, image_id)
+        if not isinstance(result.get("probabilities"), dict):
+            raise ServerError(200, f"model {model!r} returned no 'probabilities' (keys: {sorted(result)})")
+        return {str(k): float(v) for k, v in result["probabilities"].items()}
+
+    def saliency(self, model: str, image_id: str) -> np.ndarray:
+        """The model's map for the image as float32 in [0, 1], shape (rows, columns)."""
+        return unit_range(decode_png(self._infer(model, image_id, "image", {}).content))
+
+    def image_info(self, image_id: str) -> dict:
+        return self._call("GET", "/datastore/image/info", params={"image": image_id}).json()
+
+    def set_image_info(self, image_id: str, info: dict) -> None:
+        """Merge ``info`` (e.g. ``{"class": "benign", "birads": "4a"}``) into the image's info."""
+        self._call("PUT", "/datastore/image/info", params={"image": image_id}, data={"info": json.dumps(info)})
+
+    def label(self, image_id: str, tag: str = "final") -> np.ndarray:
+        return decode_png(self._call("GET", "/datastore/label", params={"label": image_id, "tag": tag}).content)
+
+    def label_info(self, image_id: str, tag: str = "final") -> dict:
+        return self._call("GET", "/datastore/label/info", params={"label": image_id, "tag": tag}).json()
+
+    def save_label(self, image_id: str, mask: np.ndarray, info: dict | None = None, tag: str = "final") -> None:
+        """Store ``mask`` (non-zero = lesion, image size) as the image's label, with ``info`` as label info."""
+        self._call("PUT", "/datastore/label", params={"image": image_id, "tag": tag},
+                   data={"params": json.dumps(info or {})}, files={"label": ("label.png", mask_png(mask), "image/png")})
+
+    def start_training(self, model: str, **options) -> dict:
+        """Start fine-tuning ``model`` (options such as ``max_epochs``); the server's task record."""
+        return self._call("POST", f"/train/{model}", json=options).json()
+
+    def training_status(self) -> dict | None:
+        """The latest training task (status, request, last log lines); None before any training."""
+        try:
+            return self._call("GET", "/train/", params={"check_if_running": "false"}).json()
+        except ServerError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def _infer(self, model: str, image_id: str, output: str, params: dict) -> requests.Response:
+        return self._call("POST", f"/infer/{model}", params={"image": image_id, "output": output},
+                          data={"params": json.dumps(params)})
+
+    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
+        try:
+            response = requests.request(method, self.url + path, headers=self.headers, timeout=self.timeout, **kwargs)
+        except requests.RequestException as e:
+            raise ServerError(0, f"no answer from {self.url}: {e}") from e
+        if response.status_code >= 400:
+            raise ServerError(response.status_code, _detail(response))
+        return response
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except (ValueError, AttributeError):
+        return response.text

@@ -1,0 +1,62 @@
+"""BreastLabLib's codecs and result formatting, without a server."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+from BreastLabLib.client import BreastLabClient, ServerError
+from BreastLabLib.images import decode_png, encode_png, mask_png, unit_range
+from BreastLabLib.results import TrainingProgress, probabilities_text, ranked_probabilities
+from PIL import Image
+
+
+def test_png_round_trip_keeps_rows_and_columns(samples):
+    data = (samples / "images" / "case005.png").read_bytes()
+    image = decode_png(data)
+    assert image.shape == (538, 831)
+    np.testing.assert_array_equal(decode_png(encode_png(image)), image)
+
+
+def test_mask_png_stores_any_nonzero_as_one():
+    mask = np.array([[0, 255, 7], [0, 0, 1]], np.uint8)
+    np.testing.assert_array_equal(decode_png(mask_png(mask)), [[0, 1, 1], [0, 0, 1]])
+    np.testing.assert_array_equal(decode_png(mask_png(mask.astype(bool))), [[0, 1, 1], [0, 0, 1]])
+
+
+def test_colour_png_and_wrong_arrays_are_refused(tmp_path):
+    Image.new("RGB", (4, 3)).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match="single-channel"):
+        decode_png((tmp_path / "rgb.png").read_bytes())
+    with pytest.raises(ValueError, match="2-D uint8"):
+        encode_png(np.zeros((3, 4), np.float32))
+
+
+def test_unit_range_scales_by_the_maximum():
+    np.testing.assert_allclose(unit_range(np.array([[0, 64], [128, 255]], np.uint8)),
+                               [[0, 64 / 255], [128 / 255, 1]], rtol=1e-6)
+    assert unit_range(np.zeros((2, 2), np.uint8)).max() == 0.0
+
+
+def test_probabilities_are_ranked_and_validated():
+    probabilities = {"normal": 0.1, "malignant": 0.625, "benign": 0.275}
+    assert [name for name, _ in ranked_probabilities(probabilities)] == ["malignant", "benign", "normal"]
+    assert probabilities_text(probabilities) == "malignant: 62.5 %\nbenign: 27.5 %\nnormal: 10.0 %"
+    with pytest.raises(ValueError, match="'benign' is 1.5"):
+        ranked_probabilities({"benign": 1.5})
+
+
+def test_training_progress_percent_is_capped_at_the_requested_epochs():
+    assert TrainingProgress("RUNNING", 3, 4).percent == 75
+    assert TrainingProgress("RUNNING", 5, 4).text == "RUNNING: epoch 4 of 4"
+    assert not TrainingProgress("FAILED", 1, 4).running
+
+
+def test_an_unreachable_server_is_a_server_error_with_status_0():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connections are refused
+        with pytest.raises(ServerError) as error:
+            BreastLabClient(f"http://127.0.0.1:{port}/", timeout=5).info()
+    assert error.value.status == 0 and f"no answer from http://127.0.0.1:{port}" in error.value.detail

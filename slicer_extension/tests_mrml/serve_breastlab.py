@@ -1,0 +1,27 @@
+"""Run a BreastLab server on the shipped samples for the session tests; run with the project's .venv Python.
+
+Usage: ``serve_breastlab.py WORKDIR``. Prints one JSON line ``{"url": ..., "log": ...}`` once the server
+answers, then serves until its standard input closes, and stops the server.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from breastlab.bundle import PROJECT_ROOT
+from breastlab.server.process import Server
+from breastlab.studies import import_dataset
+
+
+def main(workdir: Path) -> None:
+    import_dataset(PROJECT_ROOT / "samples" / "breast_lesions_usg", workdir / "studies")
+    server = Server(workdir / "studies", workdir).start()
+    try:
+        print(json.dumps({"url": server.url, "log": str(server.log)}), flush=True)
+        sys.stdin.read()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
