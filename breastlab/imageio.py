@@ -39,7 +39,7 @@ def read_gray_png(path: str | Path) -> np.ndarray:
         with Image.open(path) as im:
             if im.format != "PNG":
                 raise ImageError(f"not a PNG file (found {im.format or 'unknown format'})", "unsupported")
-            _check_size(im.size)
+            check_size(im.size)
             if im.mode == "1":
                 im = im.convert("L")
             if im.mode != "L":
@@ -100,7 +100,8 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _check_size(size: tuple[int, int]) -> None:
+def check_size(size: tuple[int, int]) -> None:
+    """``ImageError`` (unsupported) unless width and height are within MIN_SIDE..MAX_SIDE."""
     w, h = size
     if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
         raise ImageError(f"image size {w}x{h} outside the accepted {MIN_SIDE}..{MAX_SIDE} px per side", "unsupported")

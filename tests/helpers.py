@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pydicom
 import requests
 from PIL import Image
+from pydicom.dataset import FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 MODEL = "breast_us_t2kd"
 
@@ -31,3 +35,37 @@ def save_label(server, image_id: str, data: bytes, tag: str = "final") -> reques
 
 def infer(server, image_id: str, model: str = MODEL, output: str = "json") -> requests.Response:
     return requests.post(f"{server.url}/infer/{model}", params={"image": image_id, "output": output}, timeout=120)
+
+
+def dicom_bytes(pixels: np.ndarray | None, syntax=ExplicitVRLittleEndian, photometric: str | None = None,
+                bits_stored: int | None = None, **attributes) -> bytes:
+    """A single-frame DICOM file of ``pixels`` ((rows, cols) gray or (rows, cols, 3) RGB; ``None``: no pixel
+    data) with any further ``attributes`` (Modality, WindowCenter, PixelSpacing, ...)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # digital mammography, for presentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MG"
+    shape = (64, 64) if pixels is None else pixels.shape
+    ds.Rows, ds.Columns = shape[:2]
+    rgb = len(shape) == 3
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = (3, "RGB") if rgb else (1, "MONOCHROME2")
+    if rgb:
+        ds.PlanarConfiguration = 0
+    bits = 8 if pixels is None or pixels.dtype == np.uint8 else 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits_stored or bits, \
+        (bits_stored or bits) - 1, 0
+    if photometric:
+        ds.PhotometricInterpretation = photometric
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    if pixels is not None:
+        data = np.ascontiguousarray(pixels).tobytes()
+        ds.PixelData = data if syntax == ExplicitVRLittleEndian else encapsulate([data])
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    buffer = io.BytesIO()
+    ds.save_as(buffer, write_like_original=False)
+    return buffer.getvalue()

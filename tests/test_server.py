@@ -14,10 +14,11 @@ from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.data import read_dataset
+from breastlab.dicomio import read_dicom_image
 from breastlab.server.process import Server
 from breastlab.studies import import_dataset
 
-from helpers import MODEL, infer, png_bytes, save_label, upload
+from helpers import MODEL, dicom_bytes, infer, png_bytes, save_label, upload
 
 pytestmark = pytest.mark.slow
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
@@ -201,3 +202,26 @@ def test_uncertainty_scoring_and_next_sample(server):
     assert requests.post(f"{server.url}/activelearning/nope", json={}, timeout=30).status_code == 404
     assert requests.post(f"{server.url}/scoring/nope", json={}, timeout=30).status_code == 404
     assert requests.post(f"{server.url}/scoring/tta_uncertainty", json={"model": "nope"}, timeout=30).status_code == 404
+
+
+def test_dicom_uploads_become_display_ready_images_with_their_details(server, tmp_path):
+    pixels = np.tile(np.linspace(0, 4095, 96).astype(np.uint16), (80, 1))
+    data = dicom_bytes(pixels, photometric="MONOCHROME1", bits_stored=12, PixelSpacing=[0.1, 0.1])
+    assert upload(server, "dicom_mg", data, name="mg.dcm").status_code == 200
+    info = requests.get(f"{server.url}/datastore/image/info", params={"image": "dicom_mg"}, timeout=10).json()
+    assert info["dicom"] == {"modality": "MG", "spacing_mm": [0.1, 0.1], "photometric": "MONOCHROME1",
+                             "bits_stored": 12}
+    stored = np.asarray(Image.open(io.BytesIO(requests.get(f"{server.url}/datastore/image",
+                                                           params={"image": "dicom_mg"}, timeout=10).content)))
+    (tmp_path / "mg.dcm").write_bytes(data)
+    np.testing.assert_array_equal(stored, read_dicom_image(tmp_path / "mg.dcm").pixels)
+    assert stored[0, 0] == 255 and stored[0, -1] == 0  # MONOCHROME1: low values are bright
+
+    inferred = requests.post(f"{server.url}/infer/{MODEL}", params={"output": "json"},
+                             files={"file": ("us.dcm", dicom_bytes(pixels.astype(np.uint8), Modality="US"))},
+                             timeout=120)
+    assert inferred.status_code == 200 and (inferred.json()["height"], inferred.json()["width"]) == (80, 96)
+
+    ct = upload(server, "dicom_ct", dicom_bytes(pixels, Modality="CT"), name="ct.dcm")
+    assert ct.status_code == 415 and "modality 'CT'" in ct.json()["detail"]
+    assert save_label(server, "dicom_mg", data).status_code == 400  # labels are PNG masks

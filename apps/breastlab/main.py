@@ -7,6 +7,7 @@ from monailabel.interfaces.app import MONAILabelApp
 
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
+from breastlab.imageio import write_png
 from breastlab.server import auth, errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
@@ -75,9 +76,15 @@ class MyApp(MONAILabelApp):
         model, image = request.get("model"), request.get("image")
         if model not in self._infers:
             raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(self._infers))}")
-        if isinstance(image, str) and os.path.isfile(image):
-            errors.read_upload(image, "image")
-        elif not (datastore or self.datastore()).get_image_uri(image or ""):
-            raise errors.not_found(f"image {image!r} is not in the datastore")
-        return super().infer(request, datastore)
-
+        if not (isinstance(image, str) and os.path.isfile(image)):
+            if not (datastore or self.datastore()).get_image_uri(image or ""):
+                raise errors.not_found(f"image {image!r} is not in the datastore")
+            return super().infer(request, datastore)
+        array, dicom = errors.read_image_upload(image)
+        if not dicom:
+            return super().infer(request, datastore)
+        converted = write_png(array, f"{image}.png")  # the bundles read PNG: hand them the display-ready pixels
+        try:
+            return super().infer({**request, "image": str(converted)}, datastore)
+        finally:
+            converted.unlink(missing_ok=True)

@@ -58,11 +58,12 @@ class BreastLabDatastore(LocalDatastore):
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
         image_id = _checked_id(image_id)
-        array = errors.read_upload(image_filename, "image")
+        array, dicom = errors.read_image_upload(image_filename)
         name = image_id + EXTENSION
+        source = {"dicom": dicom.description()} if dicom else {}
         with self._writing():
             write_png(array, Path(self._datastore.image_path()) / name)
-            info = {**checked_image_labels(image_info or {}), "ts": int(time.time()), "name": name,
+            info = {**checked_image_labels(image_info or {}), **source, "ts": int(time.time()), "name": name,
                     "height": array.shape[0],
                     "width": array.shape[1]}
             self._put(image_id, ImageLabelModel(image=DataModel(info=info, ext=EXTENSION)))

@@ -3,7 +3,10 @@
 import numpy as np
 from fastapi import HTTPException
 
+from breastlab.dicomio import DicomImage, is_dicom, read_dicom_image
 from breastlab.imageio import ImageError, read_gray_png
+
+DICOM_MODALITIES = ("MG", "US")
 
 
 def bad_request(message: str) -> HTTPException:
@@ -33,3 +36,14 @@ def read_upload(path: str, what: str) -> np.ndarray:
         return read_gray_png(path)
     except ImageError as e:
         raise image_error(what, e) from e
+
+
+def read_image_upload(path: str) -> tuple[np.ndarray, DicomImage | None]:
+    """An uploaded image, PNG or DICOM (MG or US); the DICOM details too when it was one."""
+    if not is_dicom(path):
+        return read_upload(path, "image"), None
+    try:
+        image = read_dicom_image(path, DICOM_MODALITIES)
+    except ImageError as e:
+        raise image_error("image", e) from e
+    return image.pixels, image
