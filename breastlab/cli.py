@@ -24,9 +24,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args) -> None:
-    """Import ``--data`` into a new studies folder (first run only), then become the MONAI Label server."""
-    studies = Path(args.studies)
-    if not (studies / "datastore_v2.json").is_file():
+    """Import ``--data`` into a new studies folder (first run only), then become the MONAI Label server.
+
+    A DICOMweb URL as ``--studies`` serves a PACS instead (``breastlab.server.dicomweb``)."""
+    studies = args.studies
+    if studies.startswith(("http://", "https://")):
+        os.environ["BREASTLAB_DICOMWEB_MODALITIES"] = ",".join(args.modalities)
+        if args.cache:
+            os.environ["BREASTLAB_DICOMWEB_CACHE"] = str(Path(args.cache).resolve())
+    elif not (Path(studies) / "datastore_v2.json").is_file():
         from breastlab.studies import import_dataset
 
         import_dataset(args.data, studies)
@@ -93,9 +99,14 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="start the MONAI Label server (default: on the shipped samples)")
     s.add_argument("--studies", default=str(PROJECT_ROOT / "studies" / SAMPLES.name),
-                   help="MONAI Label studies folder (default: studies/breast_lesions_usg)")
+                   help="MONAI Label studies folder, or a PACS's DICOMweb URL such as "
+                        "http://127.0.0.1:8042/dicom-web (default: studies/breast_lesions_usg)")
     s.add_argument("--data", default=str(SAMPLES), help="dataset folder imported when the studies folder is new "
                                                         "(default: the shipped samples)")
+    s.add_argument("--modalities", nargs="+", default=["MG", "US"],
+                   help="with a DICOMweb URL as --studies: the modalities served (default: MG US)")
+    s.add_argument("--cache", help="with a DICOMweb URL: cache folder "
+                                   "(default: ~/.cache/breastlab/dicomweb/<url hash>)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)

@@ -8,7 +8,7 @@ from monailabel.interfaces.app import MONAILabelApp
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.imageio import write_png
-from breastlab.server import auth, errors, routes
+from breastlab.server import auth, dicomweb, errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.scoring import TTAUncertaintyScoring
@@ -17,7 +17,7 @@ from breastlab.server.train import BundleTrainTask
 
 
 class MyApp(MONAILabelApp):
-    """Serves the BreastLab bundles on a folder of PNG images."""
+    """Serves the BreastLab bundles on a folder of PNG images or on a PACS (DICOMweb)."""
 
     def __init__(self, app_dir, studies, conf):
         self.bundles = {b.name: b for b in find_bundles(BUNDLES_DIR)}
@@ -42,6 +42,9 @@ class MyApp(MONAILabelApp):
             routes.install(monailabel.app.app)
 
     def init_datastore(self):
+        """A folder of PNGs, or a PACS when ``studies`` is a DICOMweb URL (``breastlab.server.dicomweb``)."""
+        if self.studies.startswith(("http://", "https://")):
+            return dicomweb.from_environment(self.studies)
         return BreastLabDatastore(self.studies)
 
     def served_weights(self, name: str) -> Path:

@@ -59,19 +59,25 @@ class BreastLabDatastore(LocalDatastore):
     def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
         image_id = _checked_id(image_id)
         array, dicom = errors.read_image_upload(image_filename)
-        name = image_id + EXTENSION
         source = {"dicom": dicom.description()} if dicom else {}
+        return self._store_image(image_id, array, {**checked_image_labels(image_info or {}), **source})
+
+    def _store_image(self, image_id: str, array, info: dict) -> str:
+        """Write the (checked) image and its index entry."""
+        name = image_id + EXTENSION
         with self._writing():
             write_png(array, Path(self._datastore.image_path()) / name)
-            info = {**checked_image_labels(image_info or {}), **source, "ts": int(time.time()), "name": name,
-                    "height": array.shape[0],
-                    "width": array.shape[1]}
+            info = {**info, "ts": int(time.time()), "name": name, "height": array.shape[0], "width": array.shape[1]}
             self._put(image_id, ImageLabelModel(image=DataModel(info=info, ext=EXTENSION)))
         return image_id
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict) -> str:
         image_id = _checked_id(image_id)
         tag = _checked_id(label_tag or DefaultLabelTag.FINAL.value, "label tag")
+        return self._store_label(image_id, tag, self._checked_mask(image_id, label_filename), label_info)
+
+    def _checked_mask(self, image_id: str, label_filename: str):
+        """The uploaded label as an (H, W) array; 404 for an unknown image, 422 for a size mismatch."""
         self._require_image(image_id)
         mask = errors.read_upload(label_filename, "label")
         with Image.open(self.get_image_uri(image_id)) as image:  # header only, no decode
@@ -81,6 +87,10 @@ class BreastLabDatastore(LocalDatastore):
                 f"label size {mask.shape[1]}x{mask.shape[0]} does not match image {image_id!r} "
                 f"({image_shape[1]}x{image_shape[0]})"
             )
+        return mask
+
+    def _store_label(self, image_id: str, tag: str, mask, label_info: dict | None) -> str:
+        """Write the (checked) mask as a 0/1 PNG and its index entry."""
         name = image_id + EXTENSION
         label_dir = Path(self._datastore.label_path(tag))
         with self._writing():

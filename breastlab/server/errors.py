@@ -25,6 +25,11 @@ def unprocessable(message: str) -> HTTPException:
     return HTTPException(status_code=422, detail=message)
 
 
+def bad_gateway(message: str) -> HTTPException:
+    """The PACS behind the datastore refused or did not answer."""
+    return HTTPException(status_code=502, detail=message)
+
+
 def image_error(what: str, error: ImageError) -> HTTPException:
     """415 for a well-formed but unsupported image, 400 for a corrupt one."""
     return HTTPException(status_code=415 if error.kind == "unsupported" else 400, detail=f"{what}: {error}")
@@ -38,12 +43,13 @@ def read_upload(path: str, what: str) -> np.ndarray:
         raise image_error(what, e) from e
 
 
-def read_image_upload(path: str) -> tuple[np.ndarray, DicomImage | None]:
-    """An uploaded image, PNG or DICOM (MG or US); the DICOM details too when it was one."""
+def read_image_upload(path: str, modalities: tuple[str, ...] = DICOM_MODALITIES
+                      ) -> tuple[np.ndarray, DicomImage | None]:
+    """An uploaded image, PNG or DICOM (of ``modalities``); the DICOM details too when it was one."""
     if not is_dicom(path):
         return read_upload(path, "image"), None
     try:
-        image = read_dicom_image(path, DICOM_MODALITIES)
+        image = read_dicom_image(path, modalities)
     except ImageError as e:
         raise image_error("image", e) from e
     return image.pixels, image

@@ -24,11 +24,11 @@ def free_port() -> int:
 class Server:
     """``python -m monailabel.main start_server`` on a free 127.0.0.1 port, with a private app folder.
 
-    The app folder is a copy of ``apps/breastlab`` under ``workdir``, so the server's ``model/`` and
-    ``logs/`` (fine-tuned weights included) never touch the repository.
+    ``studies`` is a folder or a DICOMweb URL (a PACS). The app folder is a copy of ``apps/breastlab`` under
+    ``workdir``, so the server's ``model/`` and ``logs/`` (fine-tuned weights included) never touch the repository.
     """
 
-    def __init__(self, studies: Path, workdir: Path, env: dict | None = None, headers: dict | None = None):
+    def __init__(self, studies: Path | str, workdir: Path, env: dict | None = None, headers: dict | None = None):
         self.app_dir = workdir / "app"
         shutil.copytree(PROJECT_ROOT / "apps" / "breastlab", self.app_dir,
                         ignore=shutil.ignore_patterns("model", "logs", "__pycache__"))
@@ -63,10 +63,15 @@ class Server:
             return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 20) -> None:
+    """Terminate ``process`` if it still runs; kill it when it ignores that for ``timeout`` seconds."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

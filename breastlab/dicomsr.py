@@ -1,0 +1,59 @@
+"""Image-level labels (class, BI-RADS, class probabilities) as a DICOM Comprehensive SR on the source image.
+
+Content tree, under a ``Findings`` (DCM 121070) container: ``Source image`` (DCM 121324, IMAGE, the
+labelled instance); ``Finding`` (DCM 121071, TEXT: normal | benign | malignant); ``Assessment Category``
+(DCM 111005, TEXT: BI-RADS 0-6, 4a-4c); one NUM per class probability, coded in the private scheme
+``99BREASTLAB`` (``prob-<class>``, unit UCUM ``1``). The SR is in the source's study, in a new series.
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from breastlab.dicomseg import writable_source
+
+SCHEME = "99BREASTLAB"
+SERIES_NUMBER = 9902
+NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
+TEXT_ITEMS = {"class": codes.DCM.Finding, "birads": codes.DCM.AssessmentCategory}
+
+
+def probability_code(name: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(f"prob-{name}", SCHEME, f"Probability of {name}")
+
+
+def assessment_sr(source: Dataset, labels: dict) -> hd.sr.ComprehensiveSR:
+    """An SR of ``labels`` (``class``, ``birads``, ``probabilities`` {class: 0..1}; any may be absent) on ``source``."""
+    items = [hd.sr.ImageContentItem(codes.DCM.SourceImage, source.SOPClassUID, source.SOPInstanceUID,
+                                    relationship_type="CONTAINS")]
+    items += [hd.sr.TextContentItem(code, str(labels[key]), relationship_type="CONTAINS")
+              for key, code in TEXT_ITEMS.items() if labels.get(key) is not None]
+    items += [hd.sr.NumContentItem(probability_code(name), float(p), NO_UNITS, relationship_type="CONTAINS")
+              for name, p in sorted((labels.get("probabilities") or {}).items())]
+    root = hd.sr.ContainerContentItem(codes.DCM.Findings)
+    root.ContentSequence = hd.sr.ContentSequence(items)
+    sr = hd.sr.ComprehensiveSR([writable_source(source)], root, generate_uid(), SERIES_NUMBER, generate_uid(), 1,
+                               manufacturer="BreastLab", is_complete=True)
+    sr.SeriesDescription = "BreastLab image assessment"
+    return sr
+
+
+def read_assessment(ds: Dataset) -> tuple[str, dict]:
+    """The labelled image's SOPInstanceUID and its labels from an SR written by ``assessment_sr`` (or its metadata)."""
+    texts = {(code.value, code.scheme_designator): key for key, code in TEXT_ITEMS.items()}
+    image, labels, probabilities = None, {}, {}
+    for item in ds.get("ContentSequence", []):
+        code = item.ConceptNameCodeSequence[0]
+        concept = (str(code.CodeValue), str(code.CodingSchemeDesignator))
+        if item.ValueType == "IMAGE":
+            image = str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+        elif item.ValueType == "TEXT" and concept in texts:
+            labels[texts[concept]] = str(item.TextValue)
+        elif item.ValueType == "NUM" and concept[1] == SCHEME:
+            probabilities[concept[0].removeprefix("prob-")] = float(item.MeasuredValueSequence[0].NumericValue)
+    if image is None:
+        raise ValueError("SR has no source image")
+    return image, {**labels, **({"probabilities": probabilities} if probabilities else {})}

@@ -1,0 +1,54 @@
+"""The DICOMweb calls BreastLab makes to a PACS: QIDO-RS search, WADO-RS retrieve, STOW-RS store."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import requests
+from monailabel.datastore.dicom import DICOMwebClientX
+from pydicom.dataset import Dataset
+
+EXPLICIT_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+UID_TAGS = ("0020000D", "0020000E", "00080018")  # study, series, SOP instance
+
+
+class Location(NamedTuple):
+    """Where an instance lives in the PACS."""
+
+    study: str
+    series: str
+    sop: str
+
+
+class StoreError(RuntimeError):
+    """The PACS did not store an instance."""
+
+
+class Pacs:
+    """A DICOMweb service (e.g. Orthanc's ``/dicom-web``); errors are ``requests`` exceptions or ``StoreError``."""
+
+    def __init__(self, url: str, session: requests.Session | None = None):
+        self.url = url.rstrip("/")
+        self.client = DICOMwebClientX(url=self.url, session=session)  # MONAI Label's, tolerant of Orthanc's replies
+
+    def instances(self, modality: str) -> dict[str, Location]:
+        """Every instance of ``modality``, by SOPInstanceUID (all pages of the QIDO-RS answer)."""
+        found = self.client.search_for_instances(search_filters={"Modality": modality}, get_remaining=True)
+        uids = ([(ds.get(tag) or {}).get("Value", [None])[0] for tag in UID_TAGS] for ds in found)
+        return {u[2]: Location(*u) for u in uids if all(u)}
+
+    def metadata(self, loc: Location) -> Dataset:
+        """An instance's attributes without bulk data (WADO-RS metadata)."""
+        return Dataset.from_json(self.client.retrieve_instance_metadata(*loc))
+
+    def retrieve(self, loc: Location) -> Dataset:
+        """The whole instance, asked for in explicit VR little endian (the PACS decodes what it can)."""
+        return self.client.retrieve_instance(*loc, media_types=(("application/dicom", EXPLICIT_LITTLE_ENDIAN),))
+
+    def store(self, ds: Dataset) -> None:
+        """STOW-RS one instance; ``StoreError`` when the PACS reports it failed."""
+        answer = self.client.store_instances([ds])
+        failed = answer.get("FailedSOPSequence")
+        if failed:
+            reason = failed[0].get("FailureReason", "unknown")
+            raise StoreError(f"the PACS did not store {ds.SOPInstanceUID} (failure reason {reason})")
