@@ -57,7 +57,7 @@ class BreastLabDatastore(LocalDatastore):
         return self._datastore.objects
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
-        image_id = _checked_id(image_id)
+        image_id = checked_id(image_id)
         array, dicom = errors.read_image_upload(image_filename)
         source = {"dicom": dicom.description()} if dicom else {}
         return self._store_image(image_id, array, {**checked_image_labels(image_info or {}), **source})
@@ -72,8 +72,8 @@ class BreastLabDatastore(LocalDatastore):
         return image_id
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict) -> str:
-        image_id = _checked_id(image_id)
-        tag = _checked_id(label_tag or DefaultLabelTag.FINAL.value, "label tag")
+        image_id = checked_id(image_id)
+        tag = checked_id(label_tag or DefaultLabelTag.FINAL.value, "label tag")
         return self._store_label(image_id, tag, self._checked_mask(image_id, label_filename), label_info)
 
     def _checked_mask(self, image_id: str, label_filename: str):
@@ -249,7 +249,7 @@ def _png_ids(folder: Path) -> set[str]:
                 if e.name.endswith(EXTENSION) and not e.name.startswith(".") and e.is_file()}
 
 
-def _checked_id(image_id: str, what: str = "image id") -> str:
+def checked_id(image_id: str, what: str = "image id") -> str:
     try:
         return check_id(image_id, what)
     except ValueError as e:

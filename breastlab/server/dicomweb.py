@@ -35,7 +35,7 @@ from breastlab.dicomseg import mask_to_seg, referenced_instance, seg_mask
 from breastlab.dicomsr import assessment_sr, read_assessment
 from breastlab.imageio import ImageError, check_id
 from breastlab.server import errors
-from breastlab.server.datastore import IMAGE_LABELS, BreastLabDatastore, _checked_id, checked_image_labels
+from breastlab.server.datastore import IMAGE_LABELS, BreastLabDatastore, checked_id, checked_image_labels
 from breastlab.server.pacs import Location, Pacs, StoreError
 
 logger = logging.getLogger(__name__)
@@ -215,8 +215,8 @@ class DicomWebDatastore(BreastLabDatastore):
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict) -> str:
         """A final label becomes a DICOM SEG in the PACS (then the cache); other tags stay in the cache."""
-        image_id = _checked_id(image_id)
-        tag = _checked_id(label_tag or FINAL, "label tag")
+        image_id = checked_id(image_id)
+        tag = checked_id(label_tag or FINAL, "label tag")
         mask = self._checked_mask(image_id, label_filename)
         if tag != FINAL:
             return self._store_label(image_id, tag, mask, label_info)
@@ -265,7 +265,7 @@ def _location(ds: Dataset) -> Location:
     uids = [str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
     if not all(uids):
         raise errors.bad_request("DICOM instance lacks StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
-    return Location(uids[0], uids[1], _checked_id(uids[2], "SOPInstanceUID"))
+    return Location(uids[0], uids[1], checked_id(uids[2], "SOPInstanceUID"))
 
 
 def _when(ds: Dataset) -> tuple:
