@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
+from ignite.engine import Events
 from monai.bundle import ConfigParser
 from monai.transforms import Compose, SaveImaged
 
@@ -83,11 +85,13 @@ class Bundle:
     def inferer(self):
         return self.inference.get_parsed_content("inferer")
 
-    def train(self, *extra: str, **overrides) -> ConfigParser:
+    def train(self, *extra: str, on_epoch: Callable | None = None, **overrides) -> ConfigParser:
         """Run ``train.json`` merged with the ``extra`` configs (e.g. ``distill``) in this process, as
-        ``monai.bundle run`` does."""
+        ``monai.bundle run`` does; ``on_epoch(trainer)`` is called after every epoch's validation."""
         parser = self.parser("train", *extra, **overrides)
         parser.get_parsed_content("initialize")
+        if on_epoch is not None:
+            parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_COMPLETED, on_epoch)
         parser.get_parsed_content("run")
         return parser
 

@@ -1,6 +1,7 @@
 """breastlab.bundle: bundle metadata, the network, weights loading and the Predictor."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 from PIL import Image
 
 from breastlab.bundle import BUNDLES_DIR, BundleError, Predictor, get_bundle, load_weights
+from breastlab.server.train import BundleTrainTask
 
 BUNDLE_DIRS = sorted(p for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
 REQUIRED_IDS = {
@@ -101,3 +103,20 @@ def test_bundle_configs(root):
             for part in id_.split("#"):
                 assert isinstance(node, dict) and part in node, f"{name}.json lacks {id_!r}"
                 node = node[part]
+
+
+@pytest.mark.slow
+def test_train_calls_on_epoch_after_every_epoch(samples_dir, tmp_path):
+    seen = []
+    get_bundle("breast_us_t2kd").train(data_dir=str(samples_dir), train_split="demo", val_split="demo", epochs=2,
+                                       ckpt_dir=str(tmp_path), output_dir=str(tmp_path / "eval"),
+                                       on_epoch=lambda trainer: seen.append(trainer.state.epoch))
+    assert seen == [1, 2]
+
+
+def test_train_task_reports_progress_while_running(tmp_path):
+    task = BundleTrainTask(get_bundle("breast_us_t2kd"), tmp_path / "served.pt")
+    assert task.stats() == {}
+    task._write_progress(SimpleNamespace(state=SimpleNamespace(epoch=2, max_epochs=5)))
+    stats = task.stats()
+    assert (stats["status"], stats["epoch"], stats["max_epochs"]) == ("RUNNING", 2, 5)

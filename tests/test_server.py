@@ -74,7 +74,7 @@ def test_train_one_epoch_changes_the_served_model(server):
     assert status["status"] == "DONE", json.dumps(status)[-2000:]
 
     stats = requests.get(f"{server.url}/info/", timeout=10).json()["train_stats"][MODEL]
-    assert stats["epochs"] == 1 and stats["train_images"] + stats["val_images"] == 7
+    assert stats["status"] == "DONE" and stats["epochs"] == 1 and stats["train_images"] + stats["val_images"] == 7
     after = infer(server, "case001").json()["weights"]
     assert after["file"] == f"{MODEL}.pt"  # the fine-tuned weights, not the bundle's own
     assert after["modified"] > before["modified"]

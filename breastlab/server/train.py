@@ -30,8 +30,14 @@ class BundleTrainTask(TrainTask):
     def config(self) -> dict:
         return {"max_epochs": 10, "learning_rate": 1e-4, "batch_size": 8, "val_fraction": 0.2}
 
+    def _write_progress(self, trainer) -> None:
+        """While training: the epochs done and planned, in the stats file (``/info/`` shows it)."""
+        progress = {"bundle": self.bundle.name, "status": "RUNNING", "epoch": trainer.state.epoch,
+                    "max_epochs": trainer.state.max_epochs, "updated": time.time()}
+        write_text_atomic(self.stats_file, json.dumps(progress, indent=2))
+
     def stats(self) -> dict:
-        """The last finished run (training runs in a MONAI Label subprocess, so it is read from disk)."""
+        """The running or last finished run (training runs in a MONAI Label subprocess, so read from disk)."""
         return json.loads(self.stats_file.read_text()) if self.stats_file.is_file() else {}
 
     def __call__(self, request: dict, datastore) -> dict:
@@ -54,11 +60,13 @@ class BundleTrainTask(TrainTask):
                 ckpt_dir=run_dir,
                 output_dir=run_dir,
                 num_workers=0,
+                on_epoch=self._write_progress,
             )
             os.replace(Path(run_dir) / "model.pt", self.served_weights)
             best = parser.get_parsed_content("validate#evaluator").state
         stats = {
             "bundle": self.bundle.name,
+            "status": "DONE",
             "train_images": len(train),
             "val_images": len(val),
             "epochs": int(options["max_epochs"]),
