@@ -93,10 +93,14 @@ def test_image_level_labels_are_normalised_and_unknown_values_rejected(tmp_path)
     store.update_image_info("a", {"class": " Benign ", "birads": "4A", "note": "kept as is"})
     info = store.get_image_info("a")
     assert (info["class"], info["birads"], info["note"]) == ("benign", "4a", "kept as is")
-    for bad in ({"class": "cyst"}, {"birads": "7"}, {"class": 3}):
+    store.update_image_info("a", {"probabilities": {"benign": "0.7", "malignant": 0.3}})
+    assert store.get_image_info("a")["probabilities"] == {"benign": 0.7, "malignant": 0.3}
+    for bad in ({"class": "cyst"}, {"birads": "7"}, {"class": 3}, {"probabilities": {"cyst": 1}},
+                {"probabilities": {"benign": 1.5}}, {"probabilities": [0.2]}):
         with pytest.raises(HTTPException) as error:
             store.update_image_info("a", bad)
-        assert error.value.status_code == 422 and "expected one of" in error.value.detail
+        detail = error.value.detail
+        assert error.value.status_code == 422 and ("expected one of" in detail or "probabilities" in detail)
     assert store.get_image_info("a")["class"] == "benign"
 
 

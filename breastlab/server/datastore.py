@@ -231,7 +231,8 @@ class BreastLabDatastore(LocalDatastore):
 
 
 def checked_image_labels(info: dict) -> dict:
-    """``info`` with its image-level labels (``class``, ``birads``) normalised; 422 for unknown values."""
+    """``info`` with its image-level labels (``class``, ``birads``, ``probabilities``) normalised; 422 for
+    unknown values."""
     checked = dict(info)
     for key, allowed in IMAGE_LABELS.items():
         if checked.get(key) is not None:
@@ -239,7 +240,7 @@ def checked_image_labels(info: dict) -> dict:
             if value not in allowed:
                 raise errors.unprocessable(f"unknown {key} {checked[key]!r}; expected one of {', '.join(allowed)}")
             checked[key] = value
-    return checked
+    return {**checked, **_checked_probabilities(info)}
 
 
 def _png_ids(folder: Path) -> set[str]:
@@ -254,3 +255,19 @@ def checked_id(image_id: str, what: str = "image id") -> str:
         return check_id(image_id, what)
     except ValueError as e:
         raise errors.bad_request(str(e)) from e
+
+
+def _checked_probabilities(info: dict) -> dict:
+    """``{"probabilities": {class: 0..1}}`` from ``info`` when given; 422 for unknown classes or values."""
+    probabilities = info.get("probabilities")
+    if probabilities is None:
+        return {}
+    if not isinstance(probabilities, dict) or not set(probabilities) <= set(CLASS_NAMES):
+        raise errors.unprocessable(f"probabilities must map classes ({', '.join(CLASS_NAMES)}) to numbers")
+    try:
+        checked = {name: float(p) for name, p in probabilities.items()}
+    except (TypeError, ValueError) as e:
+        raise errors.unprocessable(f"probabilities must be numbers: {e}") from e
+    if not all(0.0 <= p <= 1.0 for p in checked.values()):
+        raise errors.unprocessable("probabilities must lie between 0 and 1")
+    return {"probabilities": checked}

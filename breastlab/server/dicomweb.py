@@ -29,7 +29,6 @@ from monailabel.config import settings
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
-from breastlab.data import CLASS_NAMES
 from breastlab.dicomio import is_dicom, read_dicom_image
 from breastlab.dicomseg import mask_to_seg, referenced_instance, seg_mask
 from breastlab.dicomsr import assessment_sr, read_assessment
@@ -227,7 +226,7 @@ class DicomWebDatastore(BreastLabDatastore):
 
     def update_image_info(self, image_id: str, info: dict) -> None:
         """Class, BI-RADS and probabilities go to the PACS as an SR holding all three; other keys stay local."""
-        info = {**checked_image_labels(info), **_checked_probabilities(info)}
+        info = checked_image_labels(info)
         current = self._require_image(image_id).image.info
         if any(key in info for key in ASSESSMENT_KEYS):
             labels = {key: info.get(key, current.get(key)) for key in ASSESSMENT_KEYS}
@@ -272,19 +271,3 @@ def _when(ds: Dataset) -> tuple:
     """Sort key: content date and time, then the instance UID."""
     date, clock = (str(ds.get(k) or "").replace("-", "").replace(":", "") for k in ("ContentDate", "ContentTime"))
     return date, float(clock or 0), str(ds.get("SOPInstanceUID", ""))  # DA/TM as written or as read back
-
-
-def _checked_probabilities(info: dict) -> dict:
-    """``{"probabilities": {class: 0..1}}`` from ``info`` when given; 422 for unknown classes or values."""
-    probabilities = info.get("probabilities")
-    if probabilities is None:
-        return {}
-    if not isinstance(probabilities, dict) or not set(probabilities) <= set(CLASS_NAMES):
-        raise errors.unprocessable(f"probabilities must map classes ({', '.join(CLASS_NAMES)}) to numbers")
-    try:
-        checked = {name: float(p) for name, p in probabilities.items()}
-    except (TypeError, ValueError) as e:
-        raise errors.unprocessable(f"probabilities must be numbers: {e}") from e
-    if not all(0.0 <= p <= 1.0 for p in checked.values()):
-        raise errors.unprocessable("probabilities must lie between 0 and 1")
-    return {"probabilities": checked}
