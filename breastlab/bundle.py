@@ -93,6 +93,8 @@ class Bundle:
         if on_epoch is not None:
             parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_COMPLETED, on_epoch)
         parser.get_parsed_content("run")
+        if "finalize" in parser:
+            parser.get_parsed_content("finalize")
         return parser
 
     def predictor(self, weights: str | Path | None = None, device: str = "cpu") -> "Predictor":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +16,9 @@ APP_DIR = PROJECT_ROOT / "apps" / "breastlab"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args) or 0
     except (LookupError, ValueError, FileNotFoundError) as e:
@@ -49,14 +52,23 @@ def cmd_import(args) -> None:
     print(f"imported {n} images into {args.studies}")
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> int | None:
+    """Train in this process, or with ``--processes N`` re-run this command in N ``torchrun`` processes, each
+    merging the bundle's ``configs/multi_gpu_train.json`` (DDP)."""
+    under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ
+    if args.processes and not under_torchrun:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.processes}",
+                   "-m", "breastlab.cli", *args.argv]
+        return subprocess.run(command).returncode
     bundle = get_bundle(args.bundle)
     overrides = {k: v for k, v in {"data_dir": args.data, "epochs": args.epochs, "ckpt_dir": args.out}.items() if v}
     overrides.update(_parse_overrides(args.override))
-    parser = bundle.train(*args.extra, **overrides)
+    extra = [*args.extra, "multi_gpu_train"] if under_torchrun else args.extra
+    parser = bundle.train(*extra, **overrides)
     state = parser.get_parsed_content("validate#evaluator").state
     metric = next(iter(parser["validate"]["key_metric"]))
-    print(f"best {metric}: {state.best_metric:.4f} at epoch {state.best_metric_epoch}")
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"best {metric}: {state.best_metric:.4f} at epoch {state.best_metric_epoch}")
 
 
 def cmd_evaluate(args) -> None:
@@ -126,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="merge configs/CONFIG.json after train.json, e.g. --with distill (repeatable)")
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                    help="any other train.json override, e.g. --set learning_rate=0.0003 (repeatable)")
+    s.add_argument("--processes", type=int, metavar="N", help="train in N processes with DDP (torchrun; one GPU each, else gloo on CPU)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("al-study", help="simulated active-learning study: random vs uncertainty picks")

@@ -1,6 +1,6 @@
-"""Losses of the T2KD student: a weight-balance segmentation loss and pixel-wise soft distillation.
+"""BreastLab losses that MONAI does not provide (referenced from bundle configs with ``_target_``).
 
-Both take logits of shape (B, 1, H, W) (one sigmoid channel: lesion).
+Segmentation logits have shape (B, 1, H, W): one sigmoid channel, lesion.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Networks of the BreastLab bundles that MONAI does not provide (referenced with ``_target_``)."""
