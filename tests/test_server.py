@@ -225,3 +225,18 @@ def test_dicom_uploads_become_display_ready_images_with_their_details(server, tm
     ct = upload(server, "dicom_ct", dicom_bytes(pixels, Modality="CT"), name="ct.dcm")
     assert ct.status_code == 415 and "modality 'CT'" in ct.json()["detail"]
     assert save_label(server, "dicom_mg", data).status_code == 400  # labels are PNG masks
+
+
+def test_predictions_are_persisted_listed_and_forgotten_with_their_image(server):
+    assert upload(server, "predicted", png_bytes(np.full((40, 56), 90, np.uint8))).status_code == 200
+    result = infer(server, "predicted").json()
+    listed = requests.get(f"{server.url}/datastore/predictions", params={"image": "predicted"}, timeout=10).json()
+    assert [(p["image"], p["model"]) for p in listed] == [("predicted", MODEL)]
+    assert listed[0]["result"] == result and listed[0]["time"] <= time.time()
+    every = requests.get(f"{server.url}/datastore/predictions", params={"model": MODEL}, timeout=10).json()
+    assert ("predicted", MODEL) in [(p["image"], p["model"]) for p in every]
+    for params in ({"image": "no_such_image"}, {"model": "no_such_model"}):
+        assert requests.get(f"{server.url}/datastore/predictions", params=params, timeout=10).status_code == 404
+    assert requests.delete(f"{server.url}/datastore/image", params={"id": "predicted"}, timeout=10).status_code == 200
+    every = requests.get(f"{server.url}/datastore/predictions", timeout=10).json()
+    assert "predicted" not in [p["image"] for p in every]

@@ -11,6 +11,7 @@ from breastlab.imageio import write_png
 from breastlab.server import auth, dicomweb, errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
+from breastlab.server.predictions import PredictionStore
 from breastlab.server.scoring import TTAUncertaintyScoring
 from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
 from breastlab.server.train import BundleTrainTask
@@ -31,6 +32,7 @@ class MyApp(MONAILabelApp):
             version=__version__,
         )
         self._auto_update_scoring = False  # scoring runs when asked (POST /scoring/...), not after every request
+        self.predictions = PredictionStore.of(self.datastore().root)
 
     def on_init_complete(self):
         """Put BreastLab's endpoints in front of MONAI Label's own (``BREASTLAB_STOCK_ROUTES=1``: benchmarks only)."""
@@ -82,7 +84,9 @@ class MyApp(MONAILabelApp):
         if not (isinstance(image, str) and os.path.isfile(image)):
             if not (datastore or self.datastore()).get_image_uri(image or ""):
                 raise errors.not_found(f"image {image!r} is not in the datastore")
-            return super().infer(request, datastore)
+            result = super().infer(request, datastore)
+            self.predictions.put(image, model, result["params"])
+            return result
         array, dicom = errors.read_image_upload(image)
         if not dicom:
             return super().infer(request, datastore)

@@ -132,7 +132,20 @@ def add_image(
 
 @router.delete("/datastore/image", summary=f"{RBAC_ADMIN}Remove Image and corresponding labels")
 def remove_image(id: str, user: User = ADMIN):
-    return datastore.remove_image(id, user.username)
+    removed = datastore.remove_image(id, user.username)
+    app_instance().predictions.remove(id)
+    return removed
+
+
+@router.get("/datastore/predictions", summary=f"{RBAC_USER}Latest prediction of each model on each image")
+def list_predictions(image: Optional[str] = None, model: Optional[str] = None, user: User = USER):
+    """``[{image, model, time, result}]``: what every model last returned for each datastore image."""
+    instance = app_instance()
+    if image is not None and not instance.datastore().get_image_uri(image):
+        raise errors.not_found(f"image {image!r} is not in the datastore")
+    if model is not None and model not in instance.info()["models"]:
+        raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(instance.info()['models']))}")
+    return instance.predictions.list(image, model)
 
 
 @router.put("/datastore/image/info", summary=f"{RBAC_ANNOTATOR}Update Image Info")
