@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser
+from monai.data import decollate_batch
 from monai.transforms import Compose, SaveImaged
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +54,11 @@ class Bundle:
         """Output label names and values, background excluded (MONAI Label's ``labels``)."""
         channels = self.metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
         return {name: int(i) for i, name in channels.items() if name != "background"}
+
+    @property
+    def classes(self) -> list[str]:
+        """Names of a classifier's class probabilities, in output order (empty when it has none)."""
+        return list(self.metadata["breastlab"].get("classes", []))
 
     @property
     def description(self) -> str:
@@ -142,11 +148,25 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, image_path: str | Path) -> dict:
-        """``{"mask": uint8 HxW (1 = lesion), "probability": float32 HxW}``."""
+        """What the bundle's postprocessing yields, at the image's size: ``mask`` (uint8 HxW, 1 = lesion),
+        ``probability`` (float32 HxW: lesion probability or saliency) and ``class_probabilities``
+        (``{class: p}``), each where the bundle produces it."""
         data = self.pre({"image": str(image_path)})
-        data["pred"] = self.inferer(data["image"][None].to(self.device), self.network)[0]
-        data = self.post(data)
-        return {"mask": as_image_array(data["pred"]).astype(np.uint8), "probability": as_image_array(data["prob"])}
+        output = self.inferer(data["image"][None].to(self.device), self.network)
+        data["pred"] = decollate_batch(output, detach=True)[0]
+        return prediction_outputs(self.post(data), self.bundle.classes)
+
+
+def prediction_outputs(data: dict, classes: list[str]) -> dict:
+    """The ``mask``/``probability``/``class_probabilities`` of a postprocessed bundle output."""
+    outputs = {}
+    if "pred" in data:
+        outputs["mask"] = as_image_array(data["pred"]).astype(np.uint8)
+    if "prob" in data:
+        outputs["probability"] = as_image_array(data["prob"])
+    if "class_prob" in data:
+        outputs["class_probabilities"] = {c: float(p) for c, p in zip(classes, data["class_prob"])}
+    return outputs
 
 
 def as_image_array(channel_first) -> np.ndarray:

@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="merge configs/CONFIG.json after train.json, e.g. --with distill (repeatable)")
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                    help="any other train.json override, e.g. --set learning_rate=0.0003 (repeatable)")
-    s.add_argument("--processes", type=int, metavar="N", help="train in N processes with DDP (torchrun; one GPU each, else gloo on CPU)")
+    s.add_argument("--processes", type=int, metavar="N",
+                   help="train in N processes with DDP (torchrun; one GPU each, else gloo on CPU)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("al-study", help="simulated active-learning study: random vs uncertainty picks")

@@ -127,3 +127,19 @@ def test_invalid_case_ids(make_dataset, case):
     root = make_dataset({"a": IMG}, rows=[{"case": "a"}, {"case": case}])
     with pytest.raises(DatasetError, match="manifest.csv:3: column 'case': invalid case id"):
         read_dataset(root)
+
+
+def test_class_targets_and_a_seeded_stratified_mask_fraction(make_dataset):
+    labels = {f"b{i}": "benign" for i in range(8)} | {f"m{i}": "malignant" for i in range(4)} | {"n0": "normal"}
+    root = make_dataset(dict.fromkeys(labels, IMG), labels=labels, masks=dict.fromkeys(labels, MASK))
+    items = dataset_dicts(root, classes=["benign", "malignant"], mask_fraction=0.25, seed=3)
+    assert {i["case"]: i["target"] for i in items} == {c: int(c[0] == "m") for c in labels if c != "n0"}
+    annotated = sorted(i["case"] for i in items if i["has_mask"])
+    assert [c[0] for c in annotated] == ["b", "b", "m"]
+    assert annotated == sorted(i["case"] for i in dataset_dicts(root, classes=["benign", "malignant"],
+                                                                   mask_fraction=0.25, seed=3) if i["has_mask"])
+    assert all(i["has_mask"] for i in dataset_dicts(root, mask_fraction=1.0))
+    assert not any(i["has_mask"] for i in dataset_dicts(root, mask_fraction=0.0))
+    assert "has_mask" not in dataset_dicts(root)[0] and "target" not in dataset_dicts(root)[0]
+    with pytest.raises(DatasetError, match="mask_fraction"):
+        dataset_dicts(root, mask_fraction=1.5)

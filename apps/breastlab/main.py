@@ -1,5 +1,6 @@
 """BreastLab MONAI Label app: every bundle under ``bundles/`` becomes an infer and a train task."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,13 +17,15 @@ from breastlab.server.scoring import TTAUncertaintyScoring
 from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
 from breastlab.server.train import BundleTrainTask
 
+logger = logging.getLogger(__name__)
+
 
 class MyApp(MONAILabelApp):
     """Serves the BreastLab bundles on a folder of PNG images or on a PACS (DICOMweb)."""
 
     def __init__(self, app_dir, studies, conf):
-        self.bundles = {b.name: b for b in find_bundles(BUNDLES_DIR)}
         self.model_dir = Path(app_dir) / "model"
+        self.bundles = {b.name: b for b in find_bundles(BUNDLES_DIR) if self.has_weights(b)}
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -49,6 +52,13 @@ class MyApp(MONAILabelApp):
             return dicomweb.from_environment(self.studies)
         return BreastLabDatastore(self.studies)
 
+    def has_weights(self, bundle) -> bool:
+        """Bundles without weights yet (being trained) are not served."""
+        if bundle.model_path.is_file() or self.served_weights(bundle.name).is_file():
+            return True
+        logger.warning(f"bundle {bundle.name}: no weights in {bundle.model_path}; not served")
+        return False
+
     def served_weights(self, name: str) -> Path:
         return self.model_dir / f"{name}.pt"
 
@@ -57,7 +67,12 @@ class MyApp(MONAILabelApp):
         return [self.bundles[name].model_path, self.served_weights(name)]
 
     def init_infers(self):
-        return {name: BundleInferTask(b, self.weights(name)) for name, b in self.bundles.items()}
+        """One task per bundle, plus ``<name>_saliency`` (the map as an image) for every classifier."""
+        infers = {name: BundleInferTask(b, self.weights(name)) for name, b in self.bundles.items()}
+        for name, b in self.bundles.items():
+            if b.task == "classification":
+                infers[f"{name}_saliency"] = BundleInferTask(b, self.weights(name), saliency=True)
+        return infers
 
     def init_trainers(self):
         return {name: BundleTrainTask(b, self.served_weights(name)) for name, b in self.bundles.items()}

@@ -9,6 +9,7 @@ metadata.
 from __future__ import annotations
 
 import csv
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,10 +73,12 @@ def to_monai_dicts(cases: list[Case], with_masks: bool = True) -> list[dict]:
 
 
 def dataset_dicts(root: str | Path, split: str | None = None, with_masks: bool = True,
-                  classes: list[str] | None = None) -> list[dict]:
-    """``to_monai_dicts(read_dataset(root, split))``, optionally only the cases labelled one of ``classes``.
+                  classes: list[str] | None = None, mask_fraction: float | None = None, seed: int = 0) -> list[dict]:
+    """``to_monai_dicts(read_dataset(root, split))``; the entry point bundle configs use.
 
-    The entry point bundle configs use.
+    ``classes``: only the cases labelled one of them, each with ``target``, its index in ``classes``.
+    ``mask_fraction``: every item gets ``has_mask``, true for that fraction of the cases of each class
+    (a seeded draw, the same for every run): semi-supervised trainers use only those masks.
     """
     cases = read_dataset(root, split)
     if classes is not None:
@@ -85,7 +88,27 @@ def dataset_dicts(root: str | Path, split: str | None = None, with_masks: bool =
         cases = [c for c in cases if c.label in classes]
         if not cases:
             raise DatasetError(f"{root}: no cases of classes {list(classes)} in split {split!r}")
-    return to_monai_dicts(cases, with_masks)
+    items = to_monai_dicts(cases, with_masks)
+    if classes is not None:
+        for case, item in zip(cases, items):
+            item["target"] = list(classes).index(case.label)
+    if mask_fraction is not None:
+        annotated = _stratified_fraction(cases, mask_fraction, seed)
+        for case, item in zip(cases, items):
+            item["has_mask"] = case.case in annotated
+    return items
+
+
+def _stratified_fraction(cases: list[Case], fraction: float, seed: int) -> set[str]:
+    """Case ids of a seeded ``fraction`` (rounded) of the cases of each label."""
+    if not 0.0 <= fraction <= 1.0:
+        raise DatasetError(f"mask_fraction must be within [0, 1], got {fraction}")
+    rng = random.Random(seed)
+    chosen = set()
+    for label in sorted({c.label or "" for c in cases}):
+        ids = sorted(c.case for c in cases if (c.label or "") == label)
+        chosen.update(rng.sample(ids, round(fraction * len(ids))))
+    return chosen
 
 
 def _read_manifest(manifest: Path) -> list[dict]:

@@ -10,30 +10,34 @@ import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
-from breastlab.bundle import Bundle, as_image_array
+from breastlab.bundle import Bundle, prediction_outputs
 from breastlab.imageio import write_png
+from breastlab.saliency import top_boxes
 
 
 class BundleInferTask(BasicInferTask):
     """Serves ``bundle``: its transforms and inferer, and the last of ``weights`` that exists
     (the bundle's own weights, then the fine-tuned ones the app's train task writes).
 
-    MONAI Label reloads the network whenever the weights file changes, so fine-tuned weights are used
-    by the next request without a restart.
+    The image result is the mask (0/1 PNG at the image size) or, with ``saliency``, the bundle's map
+    (0-255); the JSON result carries the class probabilities, the top regions of the map as boxes and
+    the lesion statistics, as far as the bundle produces them. MONAI Label reloads the network whenever
+    the weights file changes, so fine-tuned weights are used by the next request without a restart.
     """
 
-    def __init__(self, bundle: Bundle, weights: list[Path]):
+    def __init__(self, bundle: Bundle, weights: list[Path], saliency: bool = False):
         super().__init__(
             path=[str(p) for p in weights],  # MONAI Label uses the last one that exists
             network=bundle.network(),
-            type=InferType(bundle.task),
+            type="saliency" if saliency else InferType(bundle.task),
             labels=bundle.labels,
             dimension=2,
-            description=bundle.description,
+            description=f"{bundle.description} (saliency map)" if saliency else bundle.description,
             load_strict=True,
             config={"device": "cuda" if torch.cuda.is_available() else "cpu"},
         )
         self.bundle = bundle
+        self.saliency = saliency
 
     def pre_transforms(self, data=None):
         return self.bundle.transforms("preprocessing")
@@ -48,20 +52,26 @@ class BundleInferTask(BasicInferTask):
         return self.bundle.transforms("postprocessing")
 
     def writer(self, data, extension=None, dtype=None):
-        """The mask as a 0/1 PNG at the original image size, plus a JSON summary."""
-        mask = as_image_array(data["pred"]).astype("uint8")
-        probability = as_image_array(data["prob"])
+        outputs = prediction_outputs(data, self.bundle.classes)
+        as_map = self.saliency or "mask" not in outputs
+        image = (outputs["probability"] * 255).round() if as_map else outputs["mask"]
         with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as tmp:
-            path = write_png(mask, tmp.name)
-        summary = {
-            "bundle": self.bundle.name,
-            "height": int(mask.shape[0]),
-            "width": int(mask.shape[1]),
-            "lesion_pixels": int(mask.sum()),
-            "lesion_probability": round(float(probability.max()), 4),
-            "weights": self._weights_info(),
-        }
-        return str(path), summary
+            path = write_png(image.astype("uint8"), tmp.name)
+        return str(path), self.summary(outputs, image.shape)
+
+    def summary(self, outputs: dict, shape: tuple[int, int]) -> dict:
+        """The JSON result: sizes, class probabilities, top regions and lesion statistics, weights used."""
+        summary = {"bundle": self.bundle.name, "height": int(shape[0]), "width": int(shape[1])}
+        if "class_probabilities" in outputs:
+            probabilities = {c: round(p, 4) for c, p in outputs["class_probabilities"].items()}
+            summary.update(probabilities=probabilities, prediction=max(probabilities, key=probabilities.get))
+        if "mask" in outputs:
+            summary["lesion_pixels"] = int(outputs["mask"].sum())
+        if "probability" in outputs:
+            summary["lesion_probability"] = round(float(outputs["probability"].max()), 4)
+            summary["boxes"] = top_boxes(outputs["probability"])
+        summary["weights"] = self._weights_info()
+        return summary
 
     def _weights_info(self) -> dict:
         """Which weights file answered, and when it was written (changes after each training run)."""

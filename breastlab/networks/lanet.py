@@ -1,0 +1,127 @@
+"""LA-Net: joint classification and coarse lesion localization with lesion-aware attention (Fan et al., MedIA 2023).
+
+Reimplemented from the method description. A 2D MONAI ResNet backbone (random initialisation) gets one
+:class:`LesionAwareAttention` block after each of layer1..layer4: a channel gate, then a spatial gate whose
+pre-sigmoid map is the stage's 1-channel lesion map. The four stage maps are average-pooled to the layer4 grid
+(image/32) and fused by a 1x1 conv 4→1 + batch norm into the lesion map M (returned as logits; the sigmoid is
+applied where the classifier needs it). The classifier sees ``f4 * (1 + sigmoid(M))`` → global average pool → FC.
+
+With ``lesion_attention=False`` the same class is the classification-only baseline (plain ResNet → GAP → FC),
+used for the 0 %-masks setting and for Grad-CAM (target layer ``backbone.layer4``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets.resnet import ResNetFeatures
+from torch import nn
+
+__all__ = ["ChannelGate", "SpatialGate", "LesionAwareAttention", "LANet", "modulate"]
+
+
+class ChannelGate(nn.Module):
+    """CBAM-style channel gate: shared MLP C→C/r→C over global average and max pooling, summed, sigmoid.
+
+    ``forward`` returns the gate, shape (B, C, 1, 1), values in [0, 1].
+    """
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        avg = self.mlp(F.adaptive_avg_pool2d(x, 1))
+        mx = self.mlp(F.adaptive_max_pool2d(x, 1))
+        return torch.sigmoid(avg + mx)
+
+
+class SpatialGate(nn.Module):
+    """Spatial gate: [max over channels, mean over channels] → conv 7x7 → BN → ReLU → conv 3x3 → 1 channel.
+
+    ``logits`` returns the pre-sigmoid map (B, 1, H, W); ``forward`` returns the gate ``sigmoid(logits)``.
+    """
+
+    def __init__(self, hidden: int = 8, kernel_size: int = 7):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(2, hidden, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, 1, 3, padding=1),
+        )
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        return self.body(pooled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+class LesionAwareAttention(nn.Module):
+    """One stage: channel gate, then spatial gate. Returns (refined features, the stage's map as logits)."""
+
+    def __init__(self, channels: int, reduction: int = 16, spatial_hidden: int = 8):
+        super().__init__()
+        self.channel = ChannelGate(channels, reduction)
+        self.spatial = SpatialGate(spatial_hidden)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x * self.channel(x)
+        stage_map = self.spatial.logits(x)
+        return x * torch.sigmoid(stage_map), stage_map
+
+
+def modulate(features: torch.Tensor, lesion_logits: torch.Tensor) -> torch.Tensor:
+    """``f * (1 + sigmoid(M))``: the lesion map amplifies features in the lesion, never suppresses them."""
+    return features * (1 + torch.sigmoid(lesion_logits))
+
+
+def _stage_channels(backbone: nn.Module) -> list[int]:
+    """Output channels of layer1..layer4 (the last batch norm of each layer)."""
+    layers = [backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
+    return [[m for m in layer.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
+            for layer in layers]
+
+
+class LANet(nn.Module):
+    """LA-Net classifier with a coarse lesion map; input sides must be divisible by 32.
+
+    ``forward`` returns ``{"cls": (B, num_classes) logits, "lesion_map": (B, 1, H/32, W/32) logits of M,
+    "stage_maps": [four (B, 1, H/4 .. H/32, ...) logits]}``; with ``lesion_attention=False`` only ``"cls"``.
+    """
+
+    def __init__(self, backbone: str = "resnet18", in_channels: int = 1, num_classes: int = 2,
+                 lesion_attention: bool = True, reduction: int = 16, dropout: float = 0.0):
+        super().__init__()
+        self.lesion_attention = lesion_attention
+        self.backbone = ResNetFeatures(backbone, pretrained=False, spatial_dims=2, in_channels=in_channels)
+        channels = _stage_channels(self.backbone)
+        if lesion_attention:
+            self.attention = nn.ModuleList(LesionAwareAttention(c, reduction) for c in channels)
+            self.fuse = nn.Sequential(nn.Conv2d(len(channels), 1, 1, bias=False), nn.BatchNorm2d(1))
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels[-1], num_classes)
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.backbone
+        x = b.act(b.bn1(b.conv1(x)))
+        return x if b.no_max_pool else b.maxpool(x)
+
+    def _classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        if not self.lesion_attention:
+            return {"cls": self._classify(self.backbone(x)[-1])}
+        b = self.backbone
+        x = self._stem(x)
+        stage_maps = []
+        for layer, attention in zip([b.layer1, b.layer2, b.layer3, b.layer4], self.attention):
+            x, stage_map = attention(layer(x))
+            stage_maps.append(stage_map)
+        grid = x.shape[-2:]
+        lesion_map = self.fuse(torch.cat([F.adaptive_avg_pool2d(m, grid) for m in stage_maps], dim=1))
+        return {"cls": self._classify(modulate(x, lesion_map)), "lesion_map": lesion_map, "stage_maps": stage_maps}

@@ -1,0 +1,25 @@
+"""Top boxes of a saliency map."""
+
+import numpy as np
+import pytest
+
+from breastlab.saliency import top_boxes
+
+
+def test_regions_are_ranked_by_peak_and_boxed_in_xyxy():
+    saliency = np.zeros((32, 40), np.float32)
+    saliency[4:10, 6:20] = 0.7  # large, weaker
+    saliency[25:27, 28:30] = 0.9  # small, stronger
+    saliency[0, 39] = 0.6
+    boxes = top_boxes(saliency, threshold=0.5, k=2)
+    assert boxes == [{"box": [28, 25, 30, 27], "score": 0.9, "area": 4},
+                     {"box": [6, 4, 20, 10], "score": 0.7, "area": 84}]
+    assert len(top_boxes(saliency, threshold=0.5)) == 3
+    assert top_boxes(saliency, threshold=0.95) == []
+
+
+def test_diagonal_neighbours_are_one_region_and_bad_shapes_are_refused():
+    saliency = np.eye(5, dtype=np.float32)
+    assert top_boxes(saliency) == [{"box": [0, 0, 5, 5], "score": 1.0, "area": 5}]
+    with pytest.raises(ValueError, match="2D"):
+        top_boxes(np.zeros((1, 4, 4)))
