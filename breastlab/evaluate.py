@@ -12,8 +12,8 @@ from breastlab.data import Case, DatasetError, read_dataset
 from breastlab.imageio import ImageError, read_gray_png, write_png
 from breastlab.metrics import classification_scores, format_table, segmentation_scores, summarize_segmentation
 
-SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "hd95_mean", "precision_mean", "recall_mean",
-                        "pixel_accuracy_mean", "n_missed", "mean_fp_fraction", "fp_rate"]
+SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "precision_mean",
+                        "recall_mean", "pixel_accuracy_mean", "n_missed", "mean_fp_fraction", "fp_rate"]
 CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "accuracy", "sensitivity", "specificity", "f1"]
 
 
@@ -54,10 +54,14 @@ def print_report(report: dict) -> None:
 
 
 def _score_case(case: Case, output: dict) -> dict:
-    row = {"case": case.case, "label": case.label, "lesion_probability": float(output["probability"].max())}
+    row = {"case": case.case, "label": case.label}
+    if "probability" in output:
+        row["lesion_probability"] = float(output["probability"].max())
+    if "class_probabilities" in output:
+        row["class_probabilities"] = output["class_probabilities"]
     if case.meta.get("label_conflict") == "1":
         row["label_conflict"] = True
-    if case.mask is not None:
+    if case.mask is not None and "mask" in output:
         try:
             truth = read_gray_png(case.mask)
         except ImageError as e:
@@ -74,13 +78,25 @@ def _has_masks(rows: list[dict]) -> bool:
 
 
 def _classification(rows: list[dict]) -> dict:
-    """Lesion detection (abnormal vs normal) from the highest lesion probability in the image.
+    """Binary tasks scored with bootstrap CIs; cases whose class conflicts between frames are left out.
 
-    Cases whose class label conflicts between frames (``label_conflict=1``) are left out.
+    Lesion detection (abnormal vs normal) from the highest lesion probability in the image; for a
+    classifier, malignant vs its other classes from p(malignant) and, if it knows ``normal``, abnormal
+    vs normal from 1 - p(normal), both on the cases labelled with one of its classes.
     """
     scored = [r for r in rows if r["label"] and not r.get("label_conflict")]
-    y_true = np.array([r["label"] != "normal" for r in scored], dtype=int)
-    if len(set(y_true)) < 2:
-        return {}
-    y_score = np.array([r["lesion_probability"] for r in scored])
-    return {"lesion detection (abnormal vs normal)": classification_scores(y_true, y_score)}
+    tasks = {}
+    if all("lesion_probability" in r for r in scored):
+        tasks["lesion detection (abnormal vs normal)"] = [(r["label"] != "normal", r["lesion_probability"])
+                                                          for r in scored]
+    classes = list(scored[0].get("class_probabilities", {})) if scored else []
+    known = [r for r in scored if r["label"] in classes]
+    if "malignant" in classes:
+        others = "/".join(c for c in classes if c != "malignant")
+        tasks[f"malignant vs {others}"] = [(r["label"] == "malignant", r["class_probabilities"]["malignant"])
+                                           for r in known]
+    if "normal" in classes:
+        tasks["abnormal vs normal (classifier)"] = [(r["label"] != "normal", 1 - r["class_probabilities"]["normal"])
+                                                    for r in known]
+    return {name: classification_scores(*map(np.array, zip(*pairs)))
+            for name, pairs in tasks.items() if pairs and len({y for y, _ in pairs}) == 2}

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from breastlab.bundle import get_bundle
+from breastlab.evaluate import evaluate
 from breastlab.losses import LANetStage2Loss, LesionMapLoss, mask_to_grid
 from breastlab.networks.lanet import (
     ChannelGate,
@@ -189,3 +190,6 @@ def test_bundle_trains_both_stages_and_the_baseline_then_predicts(samples_dir, t
     assert output["mask"].shape == output["probability"].shape == (572, 761)
     assert set(output["class_probabilities"]) == {"benign", "malignant"}
     assert sum(output["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    report = evaluate(bundle, samples_dir, weights=tmp_path / "stage2" / "model.pt")
+    assert report["classification"]["malignant vs benign"]["n"] == 6
+    assert report["segmentation"]["overall"]["n"] == 6 and "box_iou_mean" in report["segmentation"]["overall"]

@@ -32,9 +32,16 @@ def test_square_shifted_by_one_pixel():
     assert s.pop("truth_empty") is False
     assert all(type(v) is float for v in s.values())  # plain JSON values
     assert s == pytest.approx({
-        "dice": 2 * 12 / (16 + 16), "iou": 12 / 20, "hd95": 1.0, "precision": 12 / 16, "recall": 12 / 16,
-        "pixel_accuracy": 92 / 100, "fp_fraction": 4 / 100,
+        "dice": 2 * 12 / (16 + 16), "iou": 12 / 20, "box_iou": 12 / 20, "hd95": 1.0, "precision": 12 / 16,
+        "recall": 12 / 16, "pixel_accuracy": 92 / 100, "fp_fraction": 4 / 100,
     })
+
+
+def test_box_iou_boxes_the_largest_predicted_region():
+    pred = square(2, 6, 2, 6)
+    pred[9, 9] = 1  # a stray pixel: another, smaller region, ignored by the box
+    pred[5, 2:6] = 0  # the main region loses its bottom row: box 4 wide x 3 high inside the 4x4 truth box
+    assert segmentation_scores(pred, TRUTH)["box_iou"] == pytest.approx(12 / 16)
 
 
 def test_prediction_inside_truth():
@@ -74,7 +81,7 @@ def test_empty_truth_scored_by_false_positives_only():
 
 def test_empty_prediction_on_lesion_is_a_miss():
     s = segmentation_scores(np.zeros((10, 10)), TRUTH)
-    assert (s["dice"], s["iou"], s["precision"], s["recall"]) == (0.0, 0.0, 0.0, 0.0)
+    assert (s["dice"], s["iou"], s["box_iou"], s["precision"], s["recall"]) == (0.0, 0.0, 0.0, 0.0, 0.0)
     assert s["hd95"] is None
     assert s["fp_fraction"] == 0.0
     assert s["pixel_accuracy"] == pytest.approx(84 / 100)
@@ -87,7 +94,7 @@ def test_bad_shapes_raise(shapes):
 
 
 def row(label, dice, iou, hd95, precision, recall, acc, fp, truth_empty=False):
-    return dict(label=label, dice=dice, iou=iou, hd95=hd95, precision=precision, recall=recall,
+    return dict(label=label, dice=dice, iou=iou, box_iou=iou, hd95=hd95, precision=precision, recall=recall,
                 pixel_accuracy=acc, fp_fraction=fp, truth_empty=truth_empty)
 
 
@@ -104,6 +111,7 @@ def test_summarize_segmentation():
     # hd95 is defined for the benign image only.
     assert summary["overall"] == pytest.approx({
         "n": 2, "n_missed": 1, "dice_mean": 0.4, "dice_std": 0.4, "iou_mean": 0.3, "iou_std": 0.3,
+        "box_iou_mean": 0.3, "box_iou_std": 0.3,
         "hd95_mean": 2.0, "hd95_std": 0.0, "precision_mean": 0.45, "precision_std": 0.45,
         "recall_mean": 0.35, "recall_std": 0.35, "pixel_accuracy_mean": 0.925, "pixel_accuracy_std": 0.025,
     })

@@ -6,6 +6,8 @@ Conventions (per image):
   ``None``; the image is judged by ``fp_fraction`` only.
 * ``truth`` non-empty, ``pred`` empty (a missed lesion): ``dice = iou = precision = recall = 0`` and
   ``hd95 = None`` (undefined); ``summarize_segmentation`` counts such images as ``n_missed``.
+* ``box_iou`` compares the boxes around the largest connected lesion of ``pred`` and of ``truth``
+  (0 for a missed lesion): localisation as a detector would report it.
 * ``hd95`` is the symmetric 95th-percentile Hausdorff distance between mask edges, in the units of
   ``spacing`` (row spacing, column spacing).
 """
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from monai.data.box_utils import box_iou
 from monai.metrics import (
     compute_confusion_matrix_metric,
     compute_dice,
@@ -26,7 +29,9 @@ from monai.metrics import (
 )
 from numpy.typing import ArrayLike
 
-LESION_METRICS = ("dice", "iou", "hd95", "precision", "recall", "pixel_accuracy")
+from breastlab.saliency import top_boxes
+
+LESION_METRICS = ("dice", "iou", "box_iou", "hd95", "precision", "recall", "pixel_accuracy")
 
 
 def _as_tensor(mask: ArrayLike) -> torch.Tensor:
@@ -41,6 +46,11 @@ def _hd95(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[float]) -> 
         warnings.simplefilter("ignore", FutureWarning)
         hd = compute_hausdorff_distance(pred, truth, include_background=True, percentile=95, spacing=list(spacing))
     return float(hd.item())
+
+
+def _largest_box_iou(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    boxes = [top_boxes(m[0, 0].numpy(), threshold=0.5, k=1)[0]["box"] for m in (pred, truth)]
+    return float(box_iou(np.array(boxes[:1], float), np.array(boxes[1:], float))[0, 0])
 
 
 def segmentation_scores(pred: ArrayLike, truth: ArrayLike, spacing: Sequence[float] = (1.0, 1.0)) -> dict:
@@ -60,6 +70,7 @@ def segmentation_scores(pred: ArrayLike, truth: ArrayLike, spacing: Sequence[flo
         scores.update(
             dice=float(compute_dice(p, t, include_background=True).item()),
             iou=float(compute_iou(p, t, include_background=True).item()),
+            box_iou=0.0 if pred_empty else _largest_box_iou(p, t),
             hd95=None if pred_empty else _hd95(p, t, spacing),
             precision=0.0 if pred_empty else float(compute_confusion_matrix_metric("precision", cm).item()),
             recall=float(compute_confusion_matrix_metric("recall", cm).item()),
