@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from breastlab.bundle import get_bundle
+from breastlab.evaluate import evaluate
 from breastlab.losses import MultiTaskSegClsLoss, UncertaintyWeightedLoss
 from breastlab.networks.acsnet import ACSNet, DeformableSpatialAttention, GateUnit
 from breastlab.networks.deformable import ModulatedDeformConv2d, deform_conv2d
@@ -215,3 +217,22 @@ def test_multitask_loss_combines_dice_bce_and_ce():
     torch.testing.assert_close(loss.terms["cls"], ce)
     assert set(loss.terms) == {"total", "seg", "dice", "bce", "cls", "sigma_seg", "sigma_cls"}
     assert [n for n, _ in loss.named_parameters()] == ["uncertainty.log_var"]
+
+
+@pytest.mark.slow
+def test_bundle_trains_an_epoch_and_its_ablations_build_then_predicts(samples_dir, tmp_path):
+    bundle = get_bundle("breast_us_acsnet")
+    small = {"data_dir": str(samples_dir), "train_split": "demo", "val_split": "demo", "epochs": 1,
+             "image_size": [64, 64], "batch_size": 3}
+    parser = bundle.train(ckpt_dir=str(tmp_path / "run"), output_dir=str(tmp_path / "eval"), **small)
+    log_var = parser.get_parsed_content("loss").loss.uncertainty.log_var  # log σ², 0 at the start
+    saved = torch.load(tmp_path / "run" / "last.pt")["loss"]["loss.uncertainty.log_var"]
+    assert torch.equal(saved, log_var.detach()) and bool((saved != 0).all())  # learned and checkpointed
+    for ablation, switch in (("no_dsa", "use_dsa"), ("no_gates", "use_gates")):
+        assert bundle.parser("train", ablation).get_parsed_content(f"network_def#{switch}") is False
+    output = bundle.predictor(tmp_path / "run" / "model.pt")(samples_dir / "images" / "case002.png")
+    assert output["mask"].shape == output["probability"].shape == (572, 761)
+    assert list(output["class_probabilities"]) == ["normal", "benign", "malignant"]
+    report = evaluate(bundle, samples_dir, weights=tmp_path / "run" / "model.pt")
+    assert report["segmentation"]["overall"]["n"] == 6
+    assert report["classification"]["malignant vs normal/benign"]["n"] == 6
