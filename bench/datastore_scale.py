@@ -22,7 +22,7 @@ from breastlab.metrics import format_table
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.process import Server
 from breastlab.server.scores import ScoreIndex
-from breastlab.server.scoring import TTAUncertaintyScoring
+from breastlab.server.scoring import UncertaintyScoring
 
 from common import peak_rss_mb, percentile, timed
 
@@ -38,7 +38,7 @@ def make_studies(root: Path, count: int) -> None:
         if i % 10 == 0:
             write_png(np.zeros((16, 16), np.uint8), root / "labels" / "final" / f"img{i:06d}.png")
     scores = np.random.default_rng(1).random(count)
-    ScoreIndex.of(root, TTAUncertaintyScoring.name).save({f"img{i:06d}": float(s) for i, s in enumerate(scores)})
+    ScoreIndex.of(root, UncertaintyScoring.name).save({f"img{i:06d}": float(s) for i, s in enumerate(scores)})
 
 
 def latencies(fn, repeats: int) -> list[float]:

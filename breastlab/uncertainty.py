@@ -9,9 +9,12 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both
 
 @torch.no_grad()
 def tta_probabilities(network: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """Sigmoid maps of ``image`` (1, C, H, W) under the four flips, each flipped back: (4, K, H, W)."""
+    """Sigmoid maps of ``image`` (1, C, H, W) under the four flips, each flipped back: (4, K, H, W).
+
+    A multi-task network's output dict gives its ``seg`` logits."""
     batch = torch.cat([image.flip(dims) if dims else image for dims in FLIPS])
     logits = network(batch)
+    logits = logits["seg"] if isinstance(logits, dict) else logits
     return torch.stack([z.flip(dims) if dims else z for z, dims in zip(logits, FLIPS)]).sigmoid()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,7 @@ from breastlab.networks.lanet import (
     SpatialGate,
     modulate,
 )
+from breastlab.server.scoring import UncertaintyScoring
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +193,9 @@ def test_bundle_trains_both_stages_and_the_baseline_then_predicts(samples_dir, t
     assert output["mask"].shape == output["probability"].shape == (572, 761)
     assert set(output["class_probabilities"]) == {"benign", "malignant"}
     assert sum(output["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    score = UncertaintyScoring.scorer(bundle, tmp_path / "stage2" / "model.pt")
+    entropy = score(samples_dir / "images" / "case002.png")
+    assert 0 < entropy <= math.log(2)
     report = evaluate(bundle, samples_dir, weights=tmp_path / "stage2" / "model.pt")
     assert report["classification"]["malignant vs benign"]["n"] == 6
     assert report["segmentation"]["overall"]["n"] == 6 and "box_iou_mean" in report["segmentation"]["overall"]

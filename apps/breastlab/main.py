@@ -13,7 +13,7 @@ from breastlab.server import auth, dicomweb, errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.predictions import PredictionStore
-from breastlab.server.scoring import TTAUncertaintyScoring
+from breastlab.server.scoring import UncertaintyScoring
 from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
 from breastlab.server.train import BundleTrainTask
 
@@ -80,10 +80,10 @@ class MyApp(MONAILabelApp):
     def init_strategies(self):
         hand_outs = HandOuts()
         return {"random": RandomUnlabeled(hand_outs),
-                "uncertainty": MostUncertain(TTAUncertaintyScoring.name, hand_outs)}
+                "uncertainty": MostUncertain(UncertaintyScoring.name, hand_outs)}
 
     def init_scoring_methods(self):
-        scoring = TTAUncertaintyScoring(self.bundles, {name: self.weights(name) for name in self.bundles})
+        scoring = UncertaintyScoring(self.bundles, {name: self.weights(name) for name in self.bundles})
         return {scoring.name: scoring}
 
     def next_sample(self, request):
