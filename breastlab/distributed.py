@@ -13,6 +13,8 @@ import os
 
 import torch
 import torch.distributed as dist
+from monai.data import MetaTensor
+from monai.engines.utils import IterationEvents
 from torch.distributed.nn.functional import all_reduce
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
@@ -48,15 +50,33 @@ def per_process(batch_size: int) -> int:
     return batch_size // world
 
 
-def distributed_network(network: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
-    """``network`` with synchronised batch norm, on ``device``, wrapped for DDP."""
+def distributed_network(network: torch.nn.Module, device: torch.device,
+                        find_unused_parameters: bool = False) -> DistributedDataParallel:
+    """``network`` with synchronised batch norm, on ``device``, wrapped for DDP; ``find_unused_parameters``
+    for configs whose loss leaves part of the network out (e.g. a head trained in a later stage)."""
     if device.type == "cuda":
         network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
     else:
         network = DistributedBatchNorm.convert(network)
     network = network.to(device)
     return DistributedDataParallel(network, device_ids=[device] if device.type == "cuda" else None,
-                                   broadcast_buffers=False)
+                                   broadcast_buffers=False, find_unused_parameters=find_unused_parameters)
+
+
+def average_loss_gradients(trainer, loss: torch.nn.Module) -> None:
+    """Average the gradients of the loss's own parameters (e.g. learned task weights) over the processes
+    after every backward pass, as DDP does for the network's; a no-op for a loss without parameters."""
+    parameters = [p for p in loss.parameters() if p.requires_grad]
+    if not parameters:
+        return
+
+    def average(engine) -> None:
+        for p in parameters:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= dist.get_world_size()
+
+    trainer.add_event_handler(IterationEvents.BACKWARD_COMPLETED, average)
 
 
 class DistributedBatchNorm(_BatchNorm):
@@ -74,6 +94,8 @@ class DistributedBatchNorm(_BatchNorm):
         self._check_input_dim(x)
         if not (self.training and dist.is_initialized()):
             return super().forward(x)
+        if isinstance(x, MetaTensor):  # its statistics are not a batch of images: no per-image metadata
+            x = x.as_tensor()
         channels, dims = x.shape[1], [0, *range(2, x.dim())]
         count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
         totals = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))

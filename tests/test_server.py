@@ -241,3 +241,15 @@ def test_predictions_are_persisted_listed_and_forgotten_with_their_image(server)
     assert requests.delete(f"{server.url}/datastore/image", params={"id": "predicted"}, timeout=10).status_code == 200
     every = requests.get(f"{server.url}/datastore/predictions", timeout=10).json()
     assert "predicted" not in [p["image"] for p in every]
+
+
+@pytest.mark.parametrize("points, words", [
+    ({"foreground": [[900, 10]]}, "outside the 485 x 537 image"),
+    ({"background": [[10, -1]]}, "outside"),
+    ({"foreground": [[1, 2, 3]]}, "foreground[0]"),
+    ({"foreground": "here"}, "foreground"),
+])
+def test_clicks_outside_the_image_or_malformed_get_422(server, points, words):
+    response = requests.post(f"{server.url}/infer/{MODEL}", params={"image": "case001", "output": "json"},
+                             data={"params": json.dumps(points)}, timeout=60)
+    assert response.status_code == 422 and words in response.json()["detail"]

@@ -5,10 +5,12 @@ import os
 from pathlib import Path
 
 from monailabel.interfaces.app import MONAILabelApp
+from PIL import Image
 
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.imageio import write_png
+from breastlab.interactive import check_points
 from breastlab.server import auth, dicomweb, errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
@@ -97,12 +99,15 @@ class MyApp(MONAILabelApp):
         if model not in self._infers:
             raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(self._infers))}")
         if not (isinstance(image, str) and os.path.isfile(image)):
-            if not (datastore or self.datastore()).get_image_uri(image or ""):
+            path = (datastore or self.datastore()).get_image_uri(image or "")
+            if not path:
                 raise errors.not_found(f"image {image!r} is not in the datastore")
+            check_clicks(request, *read_size(path))
             result = super().infer(request, datastore)
             self.predictions.put(image, model, result["params"])
             return result
         array, dicom = errors.read_image_upload(image)
+        check_clicks(request, array.shape[1], array.shape[0])
         if not dicom:
             return super().infer(request, datastore)
         converted = write_png(array, f"{image}.png")  # the bundles read PNG: hand them the display-ready pixels
@@ -110,3 +115,18 @@ class MyApp(MONAILabelApp):
             return super().infer({**request, "image": str(converted)}, datastore)
         finally:
             converted.unlink(missing_ok=True)
+
+
+def read_size(path: str) -> tuple[int, int]:
+    """(width, height) from the image header."""
+    with Image.open(path) as image:
+        return image.size
+
+
+def check_clicks(request: dict, width: int, height: int) -> None:
+    """Foreground/background points must be ``[x, y]`` inside the image: 422 otherwise."""
+    try:
+        for key in ("foreground", "background"):
+            check_points(request.get(key), width, height, key)
+    except ValueError as e:
+        raise errors.unprocessable(str(e)) from e
