@@ -6,7 +6,7 @@ import socket
 
 import numpy as np
 import pytest
-from BreastLabLib.client import BreastLabClient, ServerError
+from BreastLabLib.client import BreastLabClient, ServerError, ServerInfo
 from BreastLabLib.images import decode_png, encode_png, mask_png, unit_range
 from BreastLabLib.results import TrainingProgress, probabilities_text, ranked_probabilities
 from PIL import Image
@@ -60,3 +60,11 @@ def test_an_unreachable_server_is_a_server_error_with_status_0():
         with pytest.raises(ServerError) as error:
             BreastLabClient(f"http://127.0.0.1:{port}/", timeout=5).info()
     assert error.value.status == 0 and f"no answer from http://127.0.0.1:{port}" in error.value.detail
+
+
+def test_models_are_grouped_by_panel_kind_with_monai_label_click_types_as_interactive():
+    info = ServerInfo.from_json({"models": {"seg": {"type": "segmentation"}, "edit": {"type": "deepedit"},
+                                            "grow": {"type": "deepgrow"}, "cls": {"type": "classification"},
+                                            "cls_saliency": {"type": "saliency"}}})
+    assert [info.models_of_type(k) for k in ("segmentation", "interactive", "classification", "saliency")] == [
+        ["seg"], ["edit", "grow"], ["cls"], ["cls_saliency"]]

@@ -11,6 +11,7 @@ import requests
 from .images import decode_png, mask_png, unit_range
 
 MODEL_TYPES = ("segmentation", "classification", "interactive", "saliency")
+SERVER_TYPES = {"interactive": ("deepedit", "deepgrow")}  # MONAI Label's click-guided model types
 
 
 class ServerError(RuntimeError):
@@ -36,8 +37,10 @@ class ServerInfo:
         return cls(info.get("name", ""), info.get("models", {}), info.get("trainers", {}),
                    tuple(info.get("strategies", {})))
 
-    def models_of_type(self, model_type: str) -> list[str]:
-        return sorted(name for name, model in self.models.items() if model.get("type") == model_type)
+    def models_of_type(self, kind: str) -> list[str]:
+        """Models of one panel ``kind`` (``MODEL_TYPES``); click models are MONAI Label's deepedit/deepgrow."""
+        types = SERVER_TYPES.get(kind, (kind,))
+        return sorted(name for name, model in self.models.items() if model.get("type") in types)
 
     def default_epochs(self, model: str) -> int:
         return int(self.trainers.get(model, {}).get("config", {}).get("max_epochs", 1))
