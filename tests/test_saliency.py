@@ -1,9 +1,11 @@
-"""Top boxes of a saliency map."""
+"""Grad-CAM of a classifier and the top boxes of a saliency map."""
 
 import numpy as np
 import pytest
+import torch
 
-from breastlab.saliency import top_boxes
+from breastlab.networks.lanet import LANet
+from breastlab.saliency import grad_cam, top_boxes
 
 
 def test_regions_are_ranked_by_peak_and_boxed_in_xyxy():
@@ -23,3 +25,12 @@ def test_diagonal_neighbours_are_one_region_and_bad_shapes_are_refused():
     assert top_boxes(saliency) == [{"box": [0, 0, 5, 5], "score": 1.0, "area": 5}]
     with pytest.raises(ValueError, match="2D"):
         top_boxes(np.zeros((1, 4, 4)))
+
+
+def test_grad_cam_of_a_dict_output_classifier_is_an_image_sized_unit_map():
+    torch.manual_seed(0)
+    network = LANet(lesion_attention=False).eval()
+    image = torch.rand(1, 1, 64, 96)
+    cam = grad_cam(network, image, "backbone.layer4", class_index=1)
+    assert cam.shape == (64, 96) and float(cam.min()) >= 0 and float(cam.max()) == pytest.approx(1.0)
+    assert not torch.equal(cam, grad_cam(network, image, "backbone.layer4", class_index=0))
