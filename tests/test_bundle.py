@@ -6,9 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fastapi import HTTPException
 from PIL import Image
 
 from breastlab.bundle import BUNDLES_DIR, BundleError, Predictor, get_bundle, load_weights
+from breastlab.imageio import write_png
+from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.train import BundleTrainTask
 
 BUNDLE_DIRS = sorted(p for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
@@ -121,3 +124,21 @@ def test_train_task_reports_progress_while_running(tmp_path):
     task._write_progress(SimpleNamespace(state=SimpleNamespace(epoch=2, max_epochs=5)))
     stats = task.stats()
     assert (stats["status"], stats["epoch"], stats["max_epochs"]) == ("RUNNING", 2, 5)
+
+
+def test_train_task_uses_final_labels_and_for_classifiers_the_image_class(tmp_path):
+    studies = tmp_path / "studies"
+    image = np.zeros((32, 40), np.uint8)
+    store = BreastLabDatastore(str(studies))
+    with pytest.raises(HTTPException) as e:
+        BundleTrainTask(get_bundle("breast_us_t2kd"), tmp_path / "t.pt").training_items(store)
+    assert e.value.status_code == 409
+    for case, label in (("a", "benign"), ("b", "malignant"), ("c", "normal"), ("d", None), ("e", "benign")):
+        path = write_png(image, tmp_path / f"{case}.png")
+        store.add_image(case, str(path), {"class": label} if label else {})
+        if case != "e":
+            store.save_label(case, str(path), "final", {})
+    segmentation = BundleTrainTask(get_bundle("breast_us_t2kd"), tmp_path / "t.pt").training_items(store)
+    assert [i["case"] for i in segmentation] == ["a", "b", "c", "d"]
+    classifier = BundleTrainTask(get_bundle("breast_us_lanet"), tmp_path / "l.pt").training_items(store)
+    assert [(i["case"], i["target"], i["has_mask"]) for i in classifier] == [("a", 0, True), ("b", 1, True)]

@@ -74,20 +74,26 @@ def to_monai_dicts(cases: list[Case], with_masks: bool = True) -> list[dict]:
 
 def dataset_dicts(root: str | Path, split: str | None = None, with_masks: bool = True,
                   classes: list[str] | None = None, mask_fraction: float | None = None, seed: int = 0) -> list[dict]:
-    """``to_monai_dicts(read_dataset(root, split))``; the entry point bundle configs use.
+    """``case_dicts(read_dataset(root, split), ...)``: the entry point bundle configs use."""
+    cases = read_dataset(root, split)
+    if classes is not None and not any(c.label in classes for c in cases):
+        raise DatasetError(f"{root}: no cases of classes {list(classes)} in split {split!r}")
+    return case_dicts(cases, with_masks, classes, mask_fraction, seed)
+
+
+def case_dicts(cases: list[Case], with_masks: bool = True, classes: list[str] | None = None,
+               mask_fraction: float | None = None, seed: int = 0) -> list[dict]:
+    """``to_monai_dicts(cases)`` for training.
 
     ``classes``: only the cases labelled one of them, each with ``target``, its index in ``classes``.
     ``mask_fraction``: every item gets ``has_mask``, true for that fraction of the cases of each class
     (a seeded draw, the same for every run): semi-supervised trainers use only those masks.
     """
-    cases = read_dataset(root, split)
     if classes is not None:
         unknown = sorted(set(classes) - set(CLASS_NAMES))
         if unknown:
             raise DatasetError(f"unknown classes {unknown}, expected some of {CLASS_NAMES}")
         cases = [c for c in cases if c.label in classes]
-        if not cases:
-            raise DatasetError(f"{root}: no cases of classes {list(classes)} in split {split!r}")
     items = to_monai_dicts(cases, with_masks)
     if classes is not None:
         for case, item in zip(cases, items):

@@ -141,6 +141,11 @@ class BreastLabDatastore(LocalDatastore):
                 base = archive.name.removesuffix(".zip")
             return shutil.make_archive(base, "zip", folder)
 
+    def final_cases(self) -> list[Case]:
+        """The images with a final label, as dataset cases (mask, class), sorted by id: what trainers use."""
+        objects = self._datastore.objects
+        return [self._as_case(i) for i in sorted(objects) if DefaultLabelTag.FINAL.value in objects[i].labels]
+
     def _as_case(self, image_id: str) -> Case:
         info = self._datastore.objects[image_id].image.info
         label = self.get_label_uri(image_id, DefaultLabelTag.FINAL.value)

@@ -12,6 +12,7 @@ from pathlib import Path
 from monailabel.interfaces.tasks.train import TrainTask
 
 from breastlab.bundle import Bundle
+from breastlab.data import case_dicts
 from breastlab.imageio import write_text_atomic
 from breastlab.server import errors
 
@@ -40,11 +41,18 @@ class BundleTrainTask(TrainTask):
         """The running or last finished run (training runs in a MONAI Label subprocess, so read from disk)."""
         return json.loads(self.stats_file.read_text()) if self.stats_file.is_file() else {}
 
+    def training_items(self, datastore) -> list[dict]:
+        """Images with a final label; for a classifier, those whose image-level class it knows (``target``)."""
+        classes = self.bundle.classes or None
+        items = case_dicts(datastore.final_cases(), classes=classes, mask_fraction=1.0)
+        if not items:
+            needed = f" and a class among {', '.join(classes)}" if classes else ""
+            raise errors.conflict(f"no image has a final label{needed} yet: save labels before training")
+        return items
+
     def __call__(self, request: dict, datastore) -> dict:
         options = {**self.config(), **{k: v for k, v in request.items() if k in self.config()}}
-        items = datastore.datalist()
-        if not items:
-            raise errors.conflict("no image has a final label yet: save labels before training")
+        items = self.training_items(datastore)
         train, val = split_train_val(items, float(options["val_fraction"]))
         start_weights = self.served_weights if self.served_weights.is_file() else self.bundle.model_path
         self.served_weights.parent.mkdir(parents=True, exist_ok=True)
