@@ -26,9 +26,9 @@ def networks(bundle) -> dict[str, torch.nn.Module]:
 
 
 @torch.no_grad()
-def cost(network: torch.nn.Module, size: list[int], repeats: int) -> dict:
+def cost(network: torch.nn.Module, channels: int, size: list[int], repeats: int) -> dict:
     network.eval()
-    x = torch.rand(1, 1, *size)
+    x = torch.rand(1, channels, *size)
     with FlopCounterMode(display=False) as counter:
         network(x)
     params = sum(p.numel() for p in network.parameters())
@@ -47,7 +47,7 @@ def main() -> None:
         size = bundle.inference.get_parsed_content("image_size")
         for role, network in networks(bundle).items():
             rows.append({"bundle": bundle.name, "network": role, "input": "x".join(map(str, size)),
-                         **cost(network, size, args.repeats)})
+                         **cost(network, bundle.input_channels, size, args.repeats)})
     print(format_table(rows, list(rows[0]), f"Network cost on {torch.get_num_threads()} CPU threads (batch 1)"))
 
 

@@ -56,6 +56,11 @@ class Bundle:
         return {name: int(i) for i, name in channels.items() if name != "background"}
 
     @property
+    def input_channels(self) -> int:
+        """Channels of the network input (image, plus click maps for interactive models)."""
+        return int(self.metadata["network_data_format"]["inputs"]["image"]["num_channels"])
+
+    @property
     def classes(self) -> list[str]:
         """Names of a classifier's class probabilities, in output order (empty when it has none)."""
         return list(self.metadata["breastlab"].get("classes", []))
