@@ -24,7 +24,7 @@ def read_training_log(path: str | Path) -> tuple[dict[int, float], dict[str, dic
     return {e: sum(v) / len(v) for e, v in sorted(losses.items())}, dict(metrics)
 
 
-def plot_training_log(log: str | Path, out: str | Path, title: str = "") -> Path:
+def plot_training_log(log: str | Path, out: str | Path, title: str = "", loss_name: str = "Dice + BCE") -> Path:
     """Save a PNG with the train loss (left axis) and validation metrics (right axis) per epoch."""
     import matplotlib
 
@@ -35,7 +35,7 @@ def plot_training_log(log: str | Path, out: str | Path, title: str = "") -> Path
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     ax.plot(list(losses), list(losses.values()), color="tab:red", label="train loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("train loss (Dice + BCE)")
+    ax.set_ylabel(f"train loss ({loss_name})")
     right = ax.twinx()
     for name, values in metrics.items():
         right.plot(list(values), list(values.values()), marker=".", label=name)
