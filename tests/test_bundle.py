@@ -8,6 +8,7 @@ import pytest
 import torch
 from fastapi import HTTPException
 from PIL import Image
+from torch.utils.data import default_collate
 
 from breastlab.bundle import BUNDLES_DIR, BundleError, Predictor, get_bundle, load_weights
 from breastlab.imageio import write_png
@@ -142,3 +143,14 @@ def test_train_task_uses_final_labels_and_for_classifiers_the_image_class(tmp_pa
     assert [i["case"] for i in segmentation] == ["a", "b", "c", "d"]
     classifier = BundleTrainTask(get_bundle("breast_us_lanet"), tmp_path / "l.pt").training_items(store)
     assert [(i["case"], i["target"], i["has_mask"]) for i in classifier] == [("a", 0, True), ("b", 1, True)]
+
+
+def test_train_task_batches_images_with_and_without_a_class(tmp_path):
+    """Unlabelled-class items carry ``class`` -1, so a batch mixing them with labelled ones collates."""
+    store = BreastLabDatastore(str(tmp_path / "studies"))
+    for case, label in (("a", "benign"), ("b", None)):
+        path = write_png(np.zeros((32, 40), np.uint8), tmp_path / f"{case}.png")
+        store.add_image(case, str(path), {"class": label} if label else {})
+        store.save_label(case, str(path), "final", {})
+    items = BundleTrainTask(get_bundle("breast_us_t2kd"), tmp_path / "t.pt").training_items(store)
+    assert torch.equal(default_collate([{"class": i["class"]} for i in items])["class"], torch.tensor([1, -1]))

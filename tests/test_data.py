@@ -61,7 +61,7 @@ def test_labels_are_normalised_and_optional(make_dataset):
     root = make_dataset({"a": IMG, "b": IMG, "c": IMG}, labels={"a": " Malignant ", "b": "NORMAL", "c": ""})
     cases = read_dataset(root)
     assert [c.label for c in cases] == ["malignant", "normal", None]
-    assert [d.get("class") for d in to_monai_dicts(cases, with_masks=False)] == [2, 0, None]
+    assert [d["class"] for d in to_monai_dicts(cases, with_masks=False)] == [2, 0, -1]  # -1: no label
 
 
 def test_split_selection(make_dataset):

@@ -57,8 +57,12 @@ def read_dataset(root: str | Path, split: str | None = None) -> list[Case]:
             for line, row in numbered]
 
 
+UNKNOWN_CLASS = -1  # the ``class`` of a case without a label: every item has the key, so batches collate
+
+
 def to_monai_dicts(cases: list[Case], with_masks: bool = True) -> list[dict]:
-    """MONAI dictionaries: ``image``, ``label`` (mask path), ``class`` (index) and ``case``."""
+    """MONAI dictionaries: ``image``, ``label`` (mask path), ``class`` (index, ``UNKNOWN_CLASS`` without a
+    label) and ``case``."""
     items = []
     for c in cases:
         item = {"image": str(c.image), "case": c.case}
@@ -66,8 +70,7 @@ def to_monai_dicts(cases: list[Case], with_masks: bool = True) -> list[dict]:
             if c.mask is None:
                 raise DatasetError(f"{c.image}: case {c.case!r} has no mask in masks/")
             item["label"] = str(c.mask)
-        if c.label is not None:
-            item["class"] = c.class_index
+        item["class"] = UNKNOWN_CLASS if c.label is None else c.class_index
         items.append(item)
     return items
 
