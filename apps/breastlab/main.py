@@ -102,7 +102,8 @@ class MyApp(MONAILabelApp):
             path = (datastore or self.datastore()).get_image_uri(image or "")
             if not path:
                 raise errors.not_found(f"image {image!r} is not in the datastore")
-            check_clicks(request, *read_size(path))
+            if request.get("foreground") is not None or request.get("background") is not None:
+                check_clicks(request, *read_size(path))
             result = super().infer(request, datastore)
             self.predictions.put(image, model, result["params"])
             return result

@@ -143,8 +143,9 @@ def list_predictions(image: Optional[str] = None, model: Optional[str] = None, u
     instance = app_instance()
     if image is not None and not instance.datastore().get_image_uri(image):
         raise errors.not_found(f"image {image!r} is not in the datastore")
-    if model is not None and model not in instance.info()["models"]:
-        raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(instance.info()['models']))}")
+    models = instance.info()["models"]
+    if model is not None and model not in models:
+        raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(models))}")
     return instance.predictions.list(image, model)
 
 
