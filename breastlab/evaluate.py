@@ -11,6 +11,7 @@ from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, read_dataset
 from breastlab.imageio import ImageError, read_gray_png, write_png
 from breastlab.metrics import classification_scores, format_table, segmentation_scores, summarize_segmentation
+from breastlab.saliency import GradCamPredictor
 
 SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "precision_mean",
                         "recall_mean", "pixel_accuracy_mean", "n_missed", "mean_fp_fraction", "fp_rate"]
@@ -18,10 +19,13 @@ CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "accuracy", "sensiti
 
 
 def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, weights: str | Path | None = None,
-             save_masks: str | Path | None = None) -> dict:
-    """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it."""
+             save_masks: str | Path | None = None, grad_cam_layer: str | None = None) -> dict:
+    """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it; with
+    ``grad_cam_layer``, score Grad-CAM of the classifier at that layer as its lesion map."""
     cases = read_dataset(data_dir, split)
     predictor = bundle.predictor(weights)
+    if grad_cam_layer:
+        predictor = GradCamPredictor(predictor, grad_cam_layer)
     if save_masks:
         Path(save_masks).mkdir(parents=True, exist_ok=True)
     rows = []
@@ -33,6 +37,7 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
     return {
         "bundle": bundle.name,
         "weights": str(weights or bundle.model_path),
+        "map": f"Grad-CAM at {grad_cam_layer}" if grad_cam_layer else "the bundle's own",
         "data": str(Path(data_dir).resolve()),
         "split": split,
         "n_images": len(rows),

@@ -1,4 +1,4 @@
-"""Figures people would rather look at than read: training curves from a MONAI training log."""
+"""Figures people would rather look at than read: training curves from a MONAI training log, maps on images."""
 
 from __future__ import annotations
 
@@ -7,17 +7,21 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-LOSS = re.compile(r"Epoch: (\d+)/\d+, Iter: \d+/\d+ -- train_loss: ([\d.]+)")
+import numpy as np
+
+ITERATION = re.compile(r"Epoch: (\d+)/\d+, Iter: \d+/\d+ -- (.*)")
 METRIC = re.compile(r"Epoch\[(\d+)\] Metrics -- (.*)")
 
 
 def read_training_log(path: str | Path) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
-    """Mean train loss per epoch and each validation metric per epoch, from ``StatsHandler`` lines."""
+    """Mean train loss per epoch and each validation metric per epoch, from ``StatsHandler`` lines (a loss
+    logged as several terms counts its ``total``)."""
     losses: dict[int, list[float]] = defaultdict(list)
     metrics: dict[str, dict[int, float]] = defaultdict(dict)
     for line in Path(path).read_text().splitlines():
-        if m := LOSS.search(line):
-            losses[int(m[1])].append(float(m[2]))
+        if m := ITERATION.search(line):
+            terms = dict(re.findall(r"(\w+): ([\d.]+)", m[2]))
+            losses[int(m[1])].append(float(terms.get("total", next(iter(terms.values()), "nan"))))
         elif m := METRIC.search(line):
             for name, value in re.findall(r"(\w+): ([\d.]+)", m[2]):
                 metrics[name][int(m[1])] = float(value)
@@ -44,6 +48,52 @@ def plot_training_log(log: str | Path, out: str | Path, title: str = "", loss_na
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="center right")
     ax.set_title(title or Path(log).name)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)
+
+
+def plot_metric_curves(logs: dict[str, str | Path], metric: str, out: str | Path, title: str = "") -> Path:
+    """Save a PNG with one validation ``metric`` per epoch for each of several training ``logs`` ({label: log})."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for label, log in logs.items():
+        values = read_training_log(log)[1].get(metric, {})
+        ax.plot(list(values), list(values.values()), marker=".", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.legend()
+    ax.set_title(title or metric)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)
+
+
+def plot_map_overlays(rows: list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]], out: str | Path) -> Path:
+    """Save a PNG grid: one row per image ``(title, image, truth, {method: map in [0, 1]})``, the image with
+    the ground-truth outline first, then each method's map over it (all arrays (H, W), same size)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(rows[0][3])
+    fig, axes = plt.subplots(len(rows), 1 + len(methods), figsize=(2.6 * (1 + len(methods)), 2.4 * len(rows)),
+                             dpi=110, squeeze=False)
+    for (title, image, truth, maps), row in zip(rows, axes):
+        for ax, name in zip(row, ["image", *methods]):
+            ax.imshow(image, cmap="gray")
+            if name != "image":
+                ax.imshow(maps[name], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            ax.contour(truth > 0, levels=[0.5], colors="white", linewidths=1)
+            ax.set_title(title if name == "image" else name, fontsize=8)
+            ax.axis("off")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.visualize import GradCAM
+import torch.nn.functional as F
 from scipy import ndimage
 
 
@@ -26,6 +27,27 @@ def grad_cam(network: torch.nn.Module, image: torch.Tensor, layer: str, class_in
     cam = GradCAM(ClassLogits(network), target_layers=f"network.{layer}")
     with torch.enable_grad():
         return cam(image, class_idx=class_index)[0, 0].detach()
+
+
+class GradCamPredictor:
+    """A bundle ``Predictor`` seen through Grad-CAM of its classifier at ``layer``: the localisation reference
+    for a classification-only model. Returns ``class_probabilities`` (softmax), ``probability`` (the map at
+    the image size) and ``mask`` (the map ≥ ``threshold``); the bundle's postprocessing is not used."""
+
+    def __init__(self, predictor, layer: str, threshold: float = 0.5):
+        self.predictor, self.layer, self.threshold = predictor, layer, threshold
+
+    def __call__(self, image_path) -> dict:
+        image = self.predictor.pre({"image": str(image_path)})["image"]
+        batch = image[None].to(self.predictor.device)
+        with torch.no_grad():
+            probabilities = torch.softmax(ClassLogits(self.predictor.network)(batch)[0], dim=0)
+        cam = grad_cam(self.predictor.network, batch, self.layer)
+        size = [int(n) for n in image.meta["spatial_shape"]]
+        cam = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+        probability = np.ascontiguousarray(cam.cpu().numpy().T)  # PILReader's (W, H) back to (H, W)
+        return {"class_probabilities": dict(zip(self.predictor.bundle.classes, probabilities.tolist())),
+                "probability": probability, "mask": (probability >= self.threshold).astype(np.uint8)}
 
 
 def top_boxes(saliency: np.ndarray, threshold: float = 0.5, k: int = 3) -> list[dict]:

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from breastlab.bundle import get_bundle
+from breastlab.imageio import read_gray_png
 from breastlab.networks.lanet import LANet
-from breastlab.saliency import grad_cam, top_boxes
+from breastlab.saliency import GradCamPredictor, grad_cam, top_boxes
 
 
 def test_regions_are_ranked_by_peak_and_boxed_in_xyxy():
@@ -34,3 +36,18 @@ def test_grad_cam_of_a_dict_output_classifier_is_an_image_sized_unit_map():
     cam = grad_cam(network, image, "backbone.layer4", class_index=1)
     assert cam.shape == (64, 96) and float(cam.min()) >= 0 and float(cam.max()) == pytest.approx(1.0)
     assert not torch.equal(cam, grad_cam(network, image, "backbone.layer4", class_index=0))
+
+
+def test_grad_cam_predictor_maps_a_classifier_at_the_image_size(samples_dir, tmp_path):
+    bundle = get_bundle("breast_us_lanet", **{"network_def#lesion_attention": False})
+    torch.manual_seed(0)
+    weights = tmp_path / "baseline.pt"
+    torch.save(bundle.network().state_dict(), weights)
+    image = next(iter(sorted((samples_dir / "images").glob("*.png"))))
+    height, width = read_gray_png(image).shape
+    assert height != width  # a transposed map would show
+    outputs = GradCamPredictor(bundle.predictor(weights), "backbone.layer4", threshold=0.5)(image)
+    probability = outputs["probability"]
+    assert probability.shape == (height, width) and 0 <= probability.min() < probability.max() <= 1
+    assert np.array_equal(outputs["mask"], (probability >= 0.5).astype(np.uint8)) and 0 < outputs["mask"].sum()
+    assert sum(outputs["class_probabilities"].values()) == pytest.approx(1.0)

@@ -111,21 +111,22 @@ def test_import_bad_image_names_the_case(make_dataset, tmp_path):
 
 
 def test_training_log_is_read_per_epoch_and_plotted(tmp_path):
-    from breastlab.plots import plot_training_log, read_training_log
+    from breastlab.plots import plot_metric_curves, plot_training_log, read_training_log
 
     log = tmp_path / "train.log"
     log.write_text(
         "2026-11-22 22:00:54,084 - INFO - Epoch: 1/2, Iter: 1/2 -- train_loss: 1.5000 \n"
         "2026-11-22 22:00:56,753 - INFO - Epoch: 1/2, Iter: 2/2 -- train_loss: 0.5000 \n"
         "2026-11-22 22:04:04,453 - INFO - Epoch[1] Metrics -- val_lesion_dice: 0.3196 val_lesion_iou: 0.2000 \n"
-        "2026-11-22 22:05:00,000 - INFO - Epoch: 2/2, Iter: 1/2 -- train_loss: 0.2500 \n"
+        "2026-11-22 22:05:00,000 - INFO - Epoch: 2/2, Iter: 1/2 -- cls: 0.1000 map: 0.0500 total: 0.2500 \n"
         "2026-11-22 22:06:00,000 - INFO - Epoch[2] Metrics -- val_lesion_dice: 0.5000 \n"
     )
     losses, metrics = read_training_log(log)
-    assert losses == {1: 1.0, 2: 0.25}
+    assert losses == {1: 1.0, 2: 0.25}  # a loss logged as terms counts its total
     assert metrics == {"val_lesion_dice": {1: 0.3196, 2: 0.5}, "val_lesion_iou": {1: 0.2}}
-    png = plot_training_log(log, tmp_path / "curve.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in (plot_training_log(log, tmp_path / "curve.png"),
+                plot_metric_curves({"a": log, "b": log}, "val_lesion_dice", tmp_path / "dice.png")):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_train_command_takes_config_overrides_anywhere():
@@ -135,3 +136,13 @@ def test_train_command_takes_config_overrides_anywhere():
                                  "--set", "initial_weights=/x/model.pt"])
     assert args.bundle == "breast_us_t2kd" and args.epochs == 3
     assert args.override == ["learning_rate=0.0003", "initial_weights=/x/model.pt"]
+
+
+def test_map_overlays_are_plotted_one_row_per_image(tmp_path):
+    from breastlab.plots import plot_map_overlays
+
+    image, truth = np.random.default_rng(0).random((30, 40)), np.zeros((30, 40))
+    truth[10:20, 10:25] = 1
+    rows = [(f"case{i}", image, truth, {"M": truth * 0.9, "Grad-CAM": image}) for i in range(2)]
+    png = plot_map_overlays(rows, tmp_path / "maps.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,162 @@
+"""End-to-end all-convolutional mammogram classifier (Shen et al., Sci Rep 2019), reimplemented from the method
+description with MONAI blocks and random initialisation.
+
+Stage 1, :class:`PatchClassifier`: a residual trunk (total stride 16) and a 1x1 conv head over background /
+benign / malignant, global average pooled. Applied to a whole image without pooling (:meth:`PatchClassifier.dense`)
+it gives the heat map. Stage 2, :class:`WholeImageClassifier`: the same trunk (weights loaded from stage 1), new
+top bottleneck residual blocks (stride 2 each), global average pooling and a linear layer to image-level logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution
+from torch import nn
+
+__all__ = ["ResidualBlock", "make_trunk", "PatchClassifier", "WholeImageClassifier", "trunk_state_dict",
+           "MammogramEnsemble"]
+
+TRUNK_STRIDE = 16
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int = 3, strides: int = 1, act: bool = True):
+    """Conv → batch norm (→ ReLU), no bias; "same" padding."""
+    return Convolution(2, in_channels, out_channels, strides=strides, kernel_size=kernel_size,
+                       act="RELU" if act else None, norm="BATCH", bias=False)
+
+
+class ResidualBlock(nn.Module):
+    """``relu(body(x) + shortcut(x))``; body: 3x3 (strided) → 3x3, or with ``bottleneck`` 1x1 → 3x3 (strided) →
+    1x1 at a quarter of the width; shortcut: identity, else a strided 1x1 conv with batch norm."""
+
+    def __init__(self, in_channels: int, out_channels: int, strides: int = 1, bottleneck: bool = False):
+        super().__init__()
+        if bottleneck:
+            mid = max(out_channels // 4, 1)
+            self.body = nn.Sequential(_conv(in_channels, mid, 1), _conv(mid, mid, 3, strides),
+                                      _conv(mid, out_channels, 1, act=False))
+        else:
+            self.body = nn.Sequential(_conv(in_channels, out_channels, 3, strides),
+                                      _conv(out_channels, out_channels, 3, act=False))
+        same = strides == 1 and in_channels == out_channels
+        self.shortcut = nn.Identity() if same else _conv(in_channels, out_channels, 1, strides, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+def make_trunk(in_channels: int = 1, channels: Sequence[int] = (32, 64, 128, 256)) -> nn.Sequential:
+    """A 3x3 stem conv at full resolution (``channels[0]`` wide), then one strided residual block per entry of
+    ``channels``: total stride ``2 ** len(channels)`` (16 for four entries)."""
+    layers = [_conv(in_channels, channels[0])]
+    for prev, out in zip([channels[0], *channels[:-1]], channels):
+        layers.append(ResidualBlock(prev, out, strides=2))
+    return nn.Sequential(*layers)
+
+
+class PatchClassifier(nn.Module):
+    """``trunk`` → ``head`` (1x1 conv to ``num_classes``) → global average pooling; ``forward`` gives (B, classes)
+    logits. Since the head is linear, the pooled logits equal the mean of :meth:`dense`."""
+
+    def __init__(self, in_channels: int = 1, channels: Sequence[int] = (32, 64, 128, 256), num_classes: int = 3):
+        super().__init__()
+        self.trunk = make_trunk(in_channels, channels)
+        self.head = nn.Conv2d(channels[-1], num_classes, 1)
+
+    def dense(self, x: torch.Tensor, window: int = 1) -> torch.Tensor:
+        """The classifier applied convolutionally: (B, classes, H/16, W/16) logits (side lengths rounded up),
+        averaged over ``window`` x ``window`` cells at stride 1 (``window = patch_size // 16`` makes each cell the
+        pooled logits of the patch-sized window starting there, up to padding effects)."""
+        logits = self.head(self.trunk(x))
+        return logits if window == 1 else F.avg_pool2d(logits, window, stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x)).mean(dim=(2, 3))
+
+
+def checkpoint_state(source: str | Path | Mapping | nn.Module) -> Mapping[str, torch.Tensor]:
+    """A state dict from a module, a state dict (optionally under ``model``, as ``CheckpointSaver`` writes it)
+    or a checkpoint path."""
+    if isinstance(source, nn.Module):
+        return source.state_dict()
+    state = source if isinstance(source, Mapping) else torch.load(source, map_location="cpu", weights_only=True)
+    return state["model"] if isinstance(state.get("model"), Mapping) else state
+
+
+def trunk_state_dict(source: str | Path | Mapping | nn.Module) -> dict[str, torch.Tensor]:
+    """The ``trunk.*`` weights of a patch classifier (see :func:`checkpoint_state`), without the prefix."""
+    trunk = {k[len("trunk."):]: v for k, v in checkpoint_state(source).items() if k.startswith("trunk.")}
+    if not trunk:
+        raise KeyError("no 'trunk.*' weights found in the patch classifier checkpoint")
+    return trunk
+
+
+class WholeImageClassifier(nn.Module):
+    """Patch-classifier trunk → top bottleneck residual blocks (stride 2 each) → global average pooling → dropout
+    → linear → (B, ``num_outputs``) logits (one output: malignant vs rest through a sigmoid).
+
+    ``trunk_weights`` (a path, state dict or :class:`PatchClassifier`) initialises the trunk from stage 1.
+    """
+
+    def __init__(self, in_channels: int = 1, trunk_channels: Sequence[int] = (32, 64, 128, 256),
+                 top_channels: Sequence[int] = (256, 256), num_outputs: int = 1, dropout: float = 0.0,
+                 trunk_weights: str | Path | Mapping | nn.Module | None = None):
+        super().__init__()
+        self.trunk = make_trunk(in_channels, trunk_channels)
+        prev = trunk_channels[-1]
+        blocks = []
+        for out in top_channels:
+            blocks.append(ResidualBlock(prev, out, strides=2, bottleneck=True))
+            prev = out
+        self.top = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(prev, num_outputs)
+        if trunk_weights is not None:
+            self.load_trunk(trunk_weights)
+
+    def load_trunk(self, source: str | Path | Mapping | nn.Module) -> WholeImageClassifier:
+        """Load the trunk weights of a patch classifier (strictly: the trunks must match)."""
+        self.trunk.load_state_dict(trunk_state_dict(source))
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, (B, C, H/64, W/64) for two top blocks."""
+        return self.top(self.trunk(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.features(x).mean(dim=(2, 3))))
+
+
+class MammogramEnsemble(nn.Module):
+    """What the bundle serves: ``members`` (whole-image classifier, patch classifier) pairs, e.g. one per
+    cross-validation fold. ``forward`` returns ``{"cls": (B, classes) softmax averaged over the members and over
+    the image and its flip along the last axis (test-time flip averaging), "heatmap": (B, 1, H/16, W/16) lesion
+    probability 1 - p(background) of the patch classifiers applied convolutionally, averaged}``."""
+
+    def __init__(self, members: int = 1, classifier: Mapping | None = None, patch: Mapping | None = None,
+                 patch_window: int = 2, flip_average: bool = True):
+        super().__init__()
+        self.classifiers = nn.ModuleList(WholeImageClassifier(**(classifier or {})) for _ in range(members))
+        self.patches = nn.ModuleList(PatchClassifier(**(patch or {})) for _ in range(members))
+        self.patch_window, self.flip_average = patch_window, flip_average
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        views = [x, x.flip(-1)] if self.flip_average else [x]
+        probabilities = torch.stack([net(v).softmax(1) for net in self.classifiers for v in views]).mean(0)
+        heatmap = torch.stack([1 - net.dense(x, self.patch_window).softmax(1)[:, :1] for net in self.patches]).mean(0)
+        return {"cls": probabilities, "heatmap": heatmap}
+
+    @staticmethod
+    def state_dict_from(classifiers: Sequence[str | Path], patches: Sequence[str | Path]) -> dict[str, torch.Tensor]:
+        """The ensemble's state dict from the members' training checkpoints (paired in order)."""
+        if len(classifiers) != len(patches):
+            raise ValueError(f"{len(classifiers)} classifier checkpoints but {len(patches)} patch checkpoints")
+        state = {}
+        for prefix, paths in (("classifiers", classifiers), ("patches", patches)):
+            for i, path in enumerate(paths):
+                state.update({f"{prefix}.{i}.{k}": v for k, v in checkpoint_state(path).items()})
+        return state

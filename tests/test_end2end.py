@@ -1,0 +1,118 @@
+"""breast_mammo_end2end: fold split, map restoration, the served ensemble, and a short two-stage training run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Compose, LoadImaged, Resized
+
+from breastlab.bundle import as_image_array, get_bundle
+from breastlab.mammo import CropBreastd, OrientBreastd, RestoreBreastd, fold_split
+from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
+from tests.test_mammo import synthetic_breast
+
+LABELS = ["normal", "benign", "malignant", "normal", "malignant", "benign", "normal", "normal", "malignant", "benign"]
+
+
+@pytest.fixture(scope="module")
+def mammograms(tmp_path_factory):
+    """A mini-MIAS-layout folder of 10 synthetic mammograms (5 women, breasts on alternating sides)."""
+    root = tmp_path_factory.mktemp("mammograms")
+    (root / "images").mkdir()
+    rows = []
+    for i, label in enumerate(LABELS):
+        side = "left" if i % 2 == 0 else "right"
+        image = synthetic_breast(side, h=256, w=192)
+        col = 60 if side == "left" else 192 - 60
+        lesions = [] if label == "normal" else [{"severity": label[0].upper(), "row": 128, "col": col, "radius": 14}]
+        if lesions:
+            rr, cc = np.mgrid[:256, :192]
+            image[(rr - 128) ** 2 + (cc - col) ** 2 <= 14 ** 2] = 250 if label == "malignant" else 200
+        from PIL import Image
+
+        Image.fromarray(image).save(root / "images" / f"m{i:02d}.png")
+        rows.append(f"m{i:02d},{label},dev,\"{json.dumps(lesions).replace(chr(34), chr(34) * 2)}\",{i // 2}")
+    (root / "manifest.csv").write_text("case,label,split,lesions,pair\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def test_fold_split_holds_out_whole_women(mammograms):
+    held = [{c.case for c in fold_split(mammograms, f, k=5)[1]} for f in range(5)]
+    assert set().union(*held) == {f"m{i:02d}" for i in range(10)} and sum(map(len, held)) == 10
+    for f, cases in enumerate(held):
+        training = {c.case for c in fold_split(mammograms, f, k=5)[0]}
+        assert not cases & training
+        assert all(f"m{2 * (int(c[1:]) // 2):02d}" in cases for c in cases)  # both images of a woman
+    with pytest.raises(ValueError, match="fold"):
+        fold_split(mammograms, 5, k=5)
+
+
+@pytest.mark.parametrize("case", ["m00", "m01"])
+def test_restore_puts_a_map_back_where_the_breast_was(mammograms, case):
+    path = str(mammograms / "images" / f"{case}.png")
+    pre = Compose([LoadImaged("image", image_only=True, ensure_channel_first=True, reader="PILReader"),
+                   OrientBreastd("image"), CropBreastd("image"), Resized("image", (40, 80), mode="area")])
+    data = pre({"image": path})
+    data["map"] = data["image"].clone()  # a "map" equal to the network input must come back as the image
+    restored = as_image_array(RestoreBreastd("map")(data)["map"])
+    original = as_image_array(LoadImaged("image", image_only=True, ensure_channel_first=True,
+                                         reader="PILReader")({"image": path})["image"])
+    assert restored.shape == original.shape == (256, 192)
+    tissue = (original >= 120) & (original < 180)  # the synthetic breast's texture
+    assert (restored[tissue] > 0).mean() > 0.97  # back on the breast's side...
+    assert np.abs(restored[tissue] - original[tissue]).mean() < 25  # ...blurred by the 40x80 round trip, not moved
+    inside = restored > 0  # the breast box: zeros around it
+    assert np.abs(restored[inside] - original[inside]).mean() < 25 and inside.mean() < 0.8
+
+
+def test_ensemble_averages_members_and_flips():
+    torch.manual_seed(0)
+    small = {"trunk_channels": (8, 8, 16, 16), "top_channels": (16,), "num_outputs": 3}
+    ensemble = MammogramEnsemble(2, classifier=small, patch={"channels": (8, 8, 16, 16)}).eval()
+    x = torch.rand(1, 1, 64, 128)
+    with torch.no_grad():
+        out = ensemble(x)
+        expected = torch.stack([c(v).softmax(1) for c in ensemble.classifiers for v in (x, x.flip(-1))]).mean(0)
+    assert torch.allclose(out["cls"], expected) and out["cls"].sum().item() == pytest.approx(1.0)
+    assert out["heatmap"].shape == (1, 1, 3, 7) and 0 <= out["heatmap"].min() <= out["heatmap"].max() <= 1
+
+
+def test_ensemble_state_dict_from_fold_checkpoints(tmp_path):
+    classifiers, patches = [], []
+    for i in range(2):
+        torch.save({"model": WholeImageClassifier(num_outputs=3).state_dict()}, tmp_path / f"c{i}.pt")
+        torch.save(PatchClassifier().state_dict(), tmp_path / f"p{i}.pt")
+        classifiers.append(tmp_path / f"c{i}.pt")
+        patches.append(tmp_path / f"p{i}.pt")
+    state = MammogramEnsemble.state_dict_from(classifiers, patches)
+    MammogramEnsemble(2, classifier={"num_outputs": 3}).load_state_dict(state)  # strict
+    with pytest.raises(ValueError, match="2 classifier"):
+        MammogramEnsemble.state_dict_from(classifiers, patches[:1])
+
+
+@pytest.mark.slow
+def test_bundle_trains_both_stages_then_serves_probabilities_and_a_heat_map(mammograms, tmp_path):
+    bundle = get_bundle("breast_mammo_end2end")
+    small = {"data_dir": str(mammograms), "fold": 0, "folds": 5, "epochs": 1, "image_size": [64, 96],
+             "batch_size": 4}
+    patch = bundle.train("patch", ckpt_dir=str(tmp_path / "patch"), output_dir=str(tmp_path / "e1"),
+                         lesion_patches=4, background_patches=4, **small)
+    assert {item["label"] for item in patch.get_parsed_content("train_datalist")} == {0, 1, 2}
+    bundle.train(ckpt_dir=str(tmp_path / "classifier"), output_dir=str(tmp_path / "e2"),
+                 patch_weights=str(tmp_path / "patch" / "model.pt"), **small)
+    trained = torch.load(tmp_path / "classifier" / "model.pt", weights_only=True)
+    patch_trunk = torch.load(tmp_path / "patch" / "model.pt", weights_only=True)
+    assert set(trained) >= {f"trunk.{k}" for k in ("0.conv.weight",)} and "trunk.0.conv.weight" in patch_trunk
+    weights = tmp_path / "member.pt"
+    torch.save(MammogramEnsemble.state_dict_from([tmp_path / "classifier" / "model.pt"],
+                                                 [tmp_path / "patch" / "model.pt"]), weights)
+    predictor = get_bundle("breast_mammo_end2end", members=1, image_size=[64, 96]).predictor(weights)
+    output = predictor(mammograms / "images" / "m01.png")  # breast on the right
+    assert set(output["class_probabilities"]) == {"normal", "benign", "malignant"}
+    assert sum(output["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    heat = output["probability"]
+    assert heat.shape == output["mask"].shape == (256, 192)
+    assert heat[:, :60].max() == 0 < heat[:, 100:].max()  # restored on the breast's side, zero outside its box
