@@ -8,6 +8,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.server.process import Server
 from breastlab.studies import import_dataset
@@ -44,3 +46,12 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def synthetic_mammogram(side: int = 1024) -> np.ndarray:
+    """A ``side``² 8-bit image shaped like a mammogram (textured half-disc against the left edge) for timing
+    mammography bundles: the project may not ship real mammograms."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:side, :side]
+    breast = (rows - side / 2) ** 2 + cols ** 2 <= (0.45 * side) ** 2
+    return np.where(breast, 110 + rng.integers(0, 90, (side, side)), rng.integers(0, 6, (side, side))).astype(np.uint8)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.visualize import GradCAM
 import torch.nn.functional as F
+from monai.visualize import GradCAM
 from scipy import ndimage
 
 

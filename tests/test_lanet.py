@@ -58,6 +58,25 @@ def test_lanet_output_shapes(nets, side):
     assert [m.shape for m in out["stage_maps"]] == [(2, 1, side // s, side // s) for s in (4, 8, 16, 32)]
 
 
+def test_finer_map_stride_keeps_the_weights_and_feeds_the_classifier_its_pooled_map(nets):
+    torch.manual_seed(1)
+    fine = LANet("resnet18", map_stride=8).eval()
+    fine.load_state_dict(nets[0].state_dict())  # no parameter depends on the stride
+    x = torch.randn(1, 1, 64, 96)
+    with torch.no_grad():
+        out = fine(x)
+        b = fine.backbone
+        features = fine._stem(x)
+        for layer, attention in zip([b.layer1, b.layer2, b.layer3, b.layer4], fine.attention):
+            features, _ = attention(layer(features))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(out["lesion_map"], features.shape[-2:])
+        expected = fine._classify(modulate(features, pooled))
+    assert out["lesion_map"].shape == (1, 1, 8, 12) and out["stage_maps"][1].shape == (1, 1, 8, 12)
+    torch.testing.assert_close(out["cls"], expected)
+    with pytest.raises(ValueError, match="map_stride"):
+        LANet(map_stride=2)
+
+
 def test_non_square_input(nets):
     out = nets[0](torch.randn(1, 1, 64, 96))
     assert out["lesion_map"].shape == (1, 1, 2, 3)

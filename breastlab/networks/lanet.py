@@ -2,9 +2,11 @@
 
 Reimplemented from the method description. A 2D MONAI ResNet backbone (random initialisation) gets one
 :class:`LesionAwareAttention` block after each of layer1..layer4: a channel gate, then a spatial gate whose
-pre-sigmoid map is the stage's 1-channel lesion map. The four stage maps are average-pooled to the layer4 grid
-(image/32) and fused by a 1x1 conv 4→1 + batch norm into the lesion map M (returned as logits; the sigmoid is
-applied where the classifier needs it). The classifier sees ``f4 * (1 + sigmoid(M))`` → global average pool → FC.
+pre-sigmoid map is the stage's 1-channel lesion map. The four stage maps are brought to one grid (``map_stride``:
+image/32 as layer4 by default, or a finer stage's grid: finer maps average-pooled, coarser ones upsampled
+bilinearly) and fused by a 1x1 conv 4→1 + batch norm into the lesion map M (returned as logits; the sigmoid is
+applied where the classifier needs it). The classifier sees ``f4 * (1 + sigmoid(M))``, M average-pooled to f4's
+grid, → global average pool → FC.
 
 With ``lesion_attention=False`` the same class is the classification-only baseline (plain ResNet → GAP → FC),
 used for the 0 %-masks setting and for Grad-CAM (target layer ``backbone.layer4``).
@@ -18,6 +20,8 @@ from monai.networks.nets.resnet import ResNetFeatures
 from torch import nn
 
 __all__ = ["ChannelGate", "SpatialGate", "LesionAwareAttention", "LANet", "modulate"]
+
+MAP_STRIDES = (4, 8, 16, 32)  # strides of layer1..layer4 of a MONAI ResNet (stem with max pooling)
 
 
 class ChannelGate(nn.Module):
@@ -89,14 +93,17 @@ def _stage_channels(backbone: nn.Module) -> list[int]:
 class LANet(nn.Module):
     """LA-Net classifier with a coarse lesion map; input sides must be divisible by 32.
 
-    ``forward`` returns ``{"cls": (B, num_classes) logits, "lesion_map": (B, 1, H/32, W/32) logits of M,
-    "stage_maps": [four (B, 1, H/4 .. H/32, ...) logits]}``; with ``lesion_attention=False`` only ``"cls"``.
+    ``forward`` returns ``{"cls": (B, num_classes) logits, "lesion_map": (B, 1, H/s, W/s) logits of M with
+    s = ``map_stride`` (4, 8, 16 or 32), "stage_maps": [four (B, 1, H/4 .. H/32, ...) logits]}``; with
+    ``lesion_attention=False`` only ``"cls"``. The stride changes no parameter: weights load either way.
     """
 
     def __init__(self, backbone: str = "resnet18", in_channels: int = 1, num_classes: int = 2,
-                 lesion_attention: bool = True, reduction: int = 16, dropout: float = 0.0):
+                 lesion_attention: bool = True, reduction: int = 16, dropout: float = 0.0, map_stride: int = 32):
         super().__init__()
-        self.lesion_attention = lesion_attention
+        if map_stride not in MAP_STRIDES:
+            raise ValueError(f"map_stride must be one of {MAP_STRIDES} (the stages' strides), got {map_stride}")
+        self.lesion_attention, self.map_stage = lesion_attention, MAP_STRIDES.index(map_stride)
         self.backbone = ResNetFeatures(backbone, pretrained=False, spatial_dims=2, in_channels=in_channels)
         channels = _stage_channels(self.backbone)
         if lesion_attention:
@@ -122,6 +129,14 @@ class LANet(nn.Module):
         for layer, attention in zip([b.layer1, b.layer2, b.layer3, b.layer4], self.attention):
             x, stage_map = attention(layer(x))
             stage_maps.append(stage_map)
-        grid = x.shape[-2:]
-        lesion_map = self.fuse(torch.cat([F.adaptive_avg_pool2d(m, grid) for m in stage_maps], dim=1))
-        return {"cls": self._classify(modulate(x, lesion_map)), "lesion_map": lesion_map, "stage_maps": stage_maps}
+        grid = stage_maps[self.map_stage].shape[-2:]
+        lesion_map = self.fuse(torch.cat([_to_grid(m, grid) for m in stage_maps], dim=1))
+        f4_map = F.adaptive_avg_pool2d(lesion_map, x.shape[-2:])
+        return {"cls": self._classify(modulate(x, f4_map)), "lesion_map": lesion_map, "stage_maps": stage_maps}
+
+
+def _to_grid(stage_map: torch.Tensor, grid: torch.Size) -> torch.Tensor:
+    """A stage map on ``grid``: average-pooled when finer, upsampled bilinearly when coarser."""
+    if stage_map.shape[-1] >= grid[-1]:
+        return F.adaptive_avg_pool2d(stage_map, grid)
+    return F.interpolate(stage_map, size=grid, mode="bilinear", align_corners=False)
