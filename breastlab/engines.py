@@ -49,3 +49,14 @@ class KeywordLoss(torch.nn.Module):
         loss = self.loss(**{argument: sources[name] for argument, name in self.arguments.items()})
         self.last = {"loss": loss.detach()}
         return loss
+
+
+def parameter_groups(network: torch.nn.Module, learning_rate: float, scales: dict[str, float]) -> list[dict]:
+    """Optimizer parameter groups: the parameters whose name starts with a key of ``scales`` learn at
+    ``learning_rate`` times its value (0 freezes them), the rest at ``learning_rate``. A DDP-wrapped network
+    is seen through its module."""
+    named = list(getattr(network, "module", network).named_parameters())
+    groups = [{"params": [p for n, p in named if n.startswith(prefix)], "lr": learning_rate * scale}
+              for prefix, scale in scales.items()]
+    rest = [p for n, p in named if not any(n.startswith(prefix) for prefix in scales)]
+    return [g for g in groups if g["lr"] > 0] + [{"params": rest, "lr": learning_rate}]

@@ -1,8 +1,8 @@
 """LA-Net experiment report: evaluate the three runs on BUSI val, print the table, draw the figures.
 
-Usage: ``python scripts/lanet_report.py RUNS DOCS`` where RUNS holds ``stage2_100/``, ``stage2_25/`` and
-``baseline/`` (each with ``model.pt``) and their training logs ``stage2_100.log``, ``stage2_25.log`` and
-``baseline.log``, as ``runs/lanet_experiments.sh`` in the bundle docs leaves them.
+Usage: ``python scripts/lanet_report.py RUNS DOCS`` where RUNS holds one folder per run of ``RUNS`` below, each
+with ``model.pt`` and the run's training log ``train.log`` (runs without a model are left out), as the commands
+in the bundle docs leave them.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ DATA = PROJECT_ROOT.parent / "shared" / "data" / "busi"
 BASELINE = {"network_def#lesion_attention": False}
 GRAD_CAM_LAYER = "backbone.layer4"
 RUNS = {  # setting -> (run folder, bundle overrides, Grad-CAM layer or None for the model's own map M)
-    "100 % masks": ("stage2_100", {}, None),
-    "25 % masks": ("stage2_25", {}, None),
-    "0 % (baseline, Grad-CAM)": ("baseline", BASELINE, GRAD_CAM_LAYER),
+    "100 % masks, M on 1/32": ("stage2_100", {}, None),
+    "25 % masks, M on 1/32": ("stage2_25", {}, None),
+    "100 % masks, M on 1/8": ("fine_stage2_100", {"map_stride": 8}, None),
+    "25 % masks, M on 1/8": ("fine_stage2_25", {"map_stride": 8}, None),
+    "0 % (baseline), Grad-CAM": ("baseline", BASELINE, GRAD_CAM_LAYER),
 }
 COLUMNS = ["setting", "auc", "accuracy", "sensitivity", "specificity", "dice", "iou", "box_iou", "normal_fp"]
 FIGURE_CASES = 6
@@ -39,13 +41,17 @@ def table_row(setting: str, report: dict) -> dict:
             "normal_fp": normal["mean_fp_fraction"]}
 
 
+def finished(runs: Path) -> dict:
+    return {setting: run for setting, run in RUNS.items() if (runs / run[0] / "model.pt").is_file()}
+
+
 def figure_rows(runs: Path, n: int) -> list:
     """Val lesion images, benign and malignant alternating, with each setting's map."""
     cases = [c for c in read_dataset(DATA, "val") if c.label in ("benign", "malignant")]
     picked = [c for pair in zip(*[[c for c in cases if c.label == k] for k in ("benign", "malignant")])
               for c in pair][:n]
     predictors = {}
-    for setting, (folder, overrides, layer) in RUNS.items():
+    for setting, (folder, overrides, layer) in finished(runs).items():
         predictor = get_bundle("breast_us_lanet", **overrides).predictor(runs / folder / "model.pt")
         predictors[setting] = GradCamPredictor(predictor, layer) if layer else predictor
     return [(f"{c.case} ({c.label})", read_gray_png(c.image), read_gray_png(c.mask),
@@ -55,13 +61,13 @@ def figure_rows(runs: Path, n: int) -> list:
 
 def main(runs: Path, docs: Path) -> None:
     rows = []
-    for setting, (folder, overrides, layer) in RUNS.items():
+    for setting, (folder, overrides, layer) in finished(runs).items():
         report = evaluate(get_bundle("breast_us_lanet", **overrides), DATA, "val", runs / folder / "model.pt",
                           grad_cam_layer=layer)
         (runs / f"{folder}_val.json").write_text(json.dumps(report, indent=2))
         rows.append(table_row(setting, report))
     print(format_table(rows, COLUMNS, "LA-Net on BUSI val: malignant vs benign; lesion map vs mask"))
-    plot_metric_curves({s: runs / f"{folder}.log" for s, (folder, _, _) in RUNS.items()}, "val_auc",
+    plot_metric_curves({s: runs / folder / "train.log" for s, (folder, _, _) in finished(runs).items()}, "val_auc",
                        docs / "val_auc_curves.png", "LA-Net stage 2 / baseline: val AUC (malignant vs benign)")
     plot_map_overlays(figure_rows(runs, FIGURE_CASES), docs / "lesion_maps.png")
 

@@ -34,3 +34,14 @@ def test_keyword_loss_without_terms_reports_its_value_and_names_missing_inputs()
     assert loss.terms == {"loss": value.detach()}
     with pytest.raises(KeyError, match=r"no \['target'\]"):
         loss({"cls": torch.tensor([[2.0, 0.0]])}, {})
+
+
+def test_parameter_groups_scale_or_freeze_by_name_prefix():
+    from breastlab.engines import parameter_groups
+
+    network = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    groups = parameter_groups(network, 0.01, {"0.": 0.1})
+    assert [(len(g["params"]), g["lr"]) for g in groups] == [(2, pytest.approx(0.001)), (2, 0.01)]
+    frozen = parameter_groups(network, 0.01, {"0.": 0.0})
+    assert [(len(g["params"]), g["lr"]) for g in frozen] == [(2, 0.01)]
+    assert frozen[0]["params"][0] is network[1].weight

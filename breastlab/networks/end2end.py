@@ -96,16 +96,21 @@ def trunk_state_dict(source: str | Path | Mapping | nn.Module) -> dict[str, torc
 
 
 class WholeImageClassifier(nn.Module):
-    """Patch-classifier trunk → top bottleneck residual blocks (stride 2 each) → global average pooling → dropout
+    """Patch-classifier trunk → top bottleneck residual blocks (stride 2 each) → global pooling → dropout
     → linear → (B, ``num_outputs``) logits (one output: malignant vs rest through a sigmoid).
 
-    ``trunk_weights`` (a path, state dict or :class:`PatchClassifier`) initialises the trunk from stage 1.
+    ``pooling``: ``"avg"`` (the method's global average pooling) or ``"max"`` (global max pooling: one small
+    lesion in a large image is not averaged away). ``trunk_weights`` (a path, state dict or
+    :class:`PatchClassifier`) initialises the trunk from stage 1.
     """
 
     def __init__(self, in_channels: int = 1, trunk_channels: Sequence[int] = (32, 64, 128, 256),
                  top_channels: Sequence[int] = (256, 256), num_outputs: int = 1, dropout: float = 0.0,
-                 trunk_weights: str | Path | Mapping | nn.Module | None = None):
+                 trunk_weights: str | Path | Mapping | nn.Module | None = None, pooling: str = "avg"):
         super().__init__()
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+        self.pooling = pooling
         self.trunk = make_trunk(in_channels, trunk_channels)
         prev = trunk_channels[-1]
         blocks = []
@@ -128,7 +133,9 @@ class WholeImageClassifier(nn.Module):
         return self.top(self.trunk(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.features(x).mean(dim=(2, 3))))
+        features = self.features(x)
+        pooled = features.mean(dim=(2, 3)) if self.pooling == "avg" else features.amax(dim=(2, 3))
+        return self.fc(self.dropout(pooled))
 
 
 class MammogramEnsemble(nn.Module):
