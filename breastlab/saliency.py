@@ -21,12 +21,18 @@ class ClassLogits(torch.nn.Module):
         return output[self.key] if isinstance(output, dict) else output
 
 
-def grad_cam(network: torch.nn.Module, image: torch.Tensor, layer: str, class_index: int | None = None) -> torch.Tensor:
-    """MONAI's Grad-CAM of ``network`` at module ``layer`` (a name in ``network.named_modules()``) for
-    ``class_index`` (default: the predicted class) on ``image`` (1, C, H, W): a (H, W) map in [0, 1]."""
-    cam = GradCAM(ClassLogits(network), target_layers=f"network.{layer}")
-    with torch.enable_grad():
-        return cam(image, class_idx=class_index)[0, 0].detach()
+class GradCam:
+    """MONAI's Grad-CAM of ``network`` at module ``layer`` (a name in ``network.named_modules()``). Make one per
+    network and reuse it: MONAI registers its hooks on the network for good. The network keeps its train/eval
+    mode."""
+
+    def __init__(self, network: torch.nn.Module, layer: str):
+        self.cam = GradCAM(ClassLogits(network).train(network.training), target_layers=f"network.{layer}")
+
+    def __call__(self, image: torch.Tensor, class_index: int | None = None) -> torch.Tensor:
+        """The map of ``image`` (1, C, H, W) for ``class_index`` (default: the predicted class): (H, W) in [0, 1]."""
+        with torch.enable_grad():
+            return self.cam(image, class_idx=class_index)[0, 0].detach()
 
 
 class GradCamPredictor:
@@ -35,14 +41,15 @@ class GradCamPredictor:
     the image size) and ``mask`` (the map ≥ ``threshold``); the bundle's postprocessing is not used."""
 
     def __init__(self, predictor, layer: str, threshold: float = 0.5):
-        self.predictor, self.layer, self.threshold = predictor, layer, threshold
+        self.predictor, self.threshold = predictor, threshold
+        self.cam = GradCam(predictor.network, layer)
 
     def __call__(self, image_path) -> dict:
         image = self.predictor.pre({"image": str(image_path)})["image"]
         batch = image[None].to(self.predictor.device)
         with torch.no_grad():
             probabilities = torch.softmax(ClassLogits(self.predictor.network)(batch)[0], dim=0)
-        cam = grad_cam(self.predictor.network, batch, self.layer)
+        cam = self.cam(batch)
         size = [int(n) for n in image.meta["spatial_shape"]]
         cam = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
         probability = np.ascontiguousarray(cam.cpu().numpy().T)  # PILReader's (W, H) back to (H, W)

@@ -42,7 +42,17 @@ def table_row(setting: str, report: dict) -> dict:
 
 
 def finished(runs: Path) -> dict:
-    return {setting: run for setting, run in RUNS.items() if (runs / run[0] / "model.pt").is_file()}
+    return {setting: run for setting, run in RUNS.items() if (runs / run[0] / "train.log").is_file()}
+
+
+def evaluate_run(runs: Path, folder: str, overrides: dict, layer: str | None) -> dict:
+    """The run's val report, cached in ``RUNS/<folder>_val.json`` until its weights change."""
+    cached, weights = runs / f"{folder}_val.json", runs / folder / "model.pt"
+    if cached.is_file() and cached.stat().st_mtime > weights.stat().st_mtime:
+        return json.loads(cached.read_text())
+    report = evaluate(get_bundle("breast_us_lanet", **overrides), DATA, "val", weights, grad_cam_layer=layer)
+    cached.write_text(json.dumps(report, indent=2))
+    return report
 
 
 def figure_rows(runs: Path, n: int) -> list:
@@ -61,11 +71,8 @@ def figure_rows(runs: Path, n: int) -> list:
 
 def main(runs: Path, docs: Path) -> None:
     rows = []
-    for setting, (folder, overrides, layer) in finished(runs).items():
-        report = evaluate(get_bundle("breast_us_lanet", **overrides), DATA, "val", runs / folder / "model.pt",
-                          grad_cam_layer=layer)
-        (runs / f"{folder}_val.json").write_text(json.dumps(report, indent=2))
-        rows.append(table_row(setting, report))
+    for setting, run in finished(runs).items():
+        rows.append(table_row(setting, evaluate_run(runs, *run)))
     print(format_table(rows, COLUMNS, "LA-Net on BUSI val: malignant vs benign; lesion map vs mask"))
     plot_metric_curves({s: runs / folder / "train.log" for s, (folder, _, _) in finished(runs).items()}, "val_auc",
                        docs / "val_auc_curves.png", "LA-Net stage 2 / baseline: val AUC (malignant vs benign)")

@@ -7,7 +7,7 @@ import torch
 from breastlab.bundle import get_bundle
 from breastlab.imageio import read_gray_png
 from breastlab.networks.lanet import LANet
-from breastlab.saliency import GradCamPredictor, grad_cam, top_boxes
+from breastlab.saliency import GradCam, GradCamPredictor, top_boxes
 
 
 def test_regions_are_ranked_by_peak_and_boxed_in_xyxy():
@@ -33,9 +33,11 @@ def test_grad_cam_of_a_dict_output_classifier_is_an_image_sized_unit_map():
     torch.manual_seed(0)
     network = LANet(lesion_attention=False).eval()
     image = torch.rand(1, 1, 64, 96)
-    cam = grad_cam(network, image, "backbone.layer4", class_index=1)
+    grad_cam = GradCam(network, "backbone.layer4")
+    cam = grad_cam(image, class_index=1)
     assert cam.shape == (64, 96) and float(cam.min()) >= 0 and float(cam.max()) == pytest.approx(1.0)
-    assert not torch.equal(cam, grad_cam(network, image, "backbone.layer4", class_index=0))
+    assert not torch.equal(cam, grad_cam(image, class_index=0))
+    assert not network.training  # MONAI's wrapper would leave it in train mode (batch norm statistics change)
 
 
 def test_grad_cam_predictor_maps_a_classifier_at_the_image_size(samples_dir, tmp_path):
@@ -46,7 +48,13 @@ def test_grad_cam_predictor_maps_a_classifier_at_the_image_size(samples_dir, tmp
     image = next(iter(sorted((samples_dir / "images").glob("*.png"))))
     height, width = read_gray_png(image).shape
     assert height != width  # a transposed map would show
-    outputs = GradCamPredictor(bundle.predictor(weights), "backbone.layer4", threshold=0.5)(image)
+    predictor = bundle.predictor(weights)
+    with torch.no_grad():
+        expected = predictor.network(predictor.network_input(image))["cls"].softmax(1)[0, 1].item()
+    grad_cam_predictor = GradCamPredictor(predictor, "backbone.layer4", threshold=0.5)
+    grad_cam_predictor(image)
+    outputs = grad_cam_predictor(image)  # the second call sees the network as the first did
+    assert outputs["class_probabilities"]["malignant"] == pytest.approx(expected, abs=1e-6)
     probability = outputs["probability"]
     assert probability.shape == (height, width) and 0 <= probability.min() < probability.max() <= 1
     assert np.array_equal(outputs["mask"], (probability >= 0.5).astype(np.uint8)) and 0 < outputs["mask"].sum()
