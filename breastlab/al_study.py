@@ -104,11 +104,9 @@ def print_summary(rows: list[dict]) -> None:
 
 def plot_learning_curves(rows: list[dict], out: Path) -> Path:
     """Mean val Dice against labelled images per strategy, with a ±1 std band over seeds."""
-    import matplotlib
+    from breastlab.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     table = summary_rows(rows)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for strategy in sorted({r["strategy"] for r in table}):
@@ -122,7 +120,4 @@ def plot_learning_curves(rows: list[dict], out: Path) -> Path:
     ax.set_ylabel("validation lesion Dice")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)

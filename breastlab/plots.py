@@ -30,11 +30,7 @@ def read_training_log(path: str | Path) -> tuple[dict[int, float], dict[str, dic
 
 def plot_training_log(log: str | Path, out: str | Path, title: str = "", loss_name: str = "Dice + BCE") -> Path:
     """Save a PNG with the train loss (left axis) and validation metrics (right axis) per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     losses, metrics = read_training_log(log)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     ax.plot(list(losses), list(losses.values()), color="tab:red", label="train loss")
@@ -48,19 +44,12 @@ def plot_training_log(log: str | Path, out: str | Path, title: str = "", loss_na
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="center right")
     ax.set_title(title or Path(log).name)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)
 
 
 def plot_metric_curves(logs: dict[str, str | Path], metric: str, out: str | Path, title: str = "") -> Path:
     """Save a PNG with one validation ``metric`` per epoch for each of several training ``logs`` ({label: log})."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     for label, log in logs.items():
         values = read_training_log(log)[1].get(metric, {})
@@ -69,20 +58,13 @@ def plot_metric_curves(logs: dict[str, str | Path], metric: str, out: str | Path
     ax.set_ylabel(metric)
     ax.legend()
     ax.set_title(title or metric)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)
 
 
 def plot_map_overlays(rows: list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]], out: str | Path) -> Path:
     """Save a PNG grid: one row per image ``(title, image, truth, {method: map in [0, 1]})``, the image with
     the ground-truth outline first, then each method's map over it (all arrays (H, W), same size)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     methods = list(rows[0][3])
     fig, axes = plt.subplots(len(rows), 1 + len(methods), figsize=(2.6 * (1 + len(methods)), 2.4 * len(rows)),
                              dpi=110, squeeze=False)
@@ -94,9 +76,24 @@ def plot_map_overlays(rows: list[tuple[str, np.ndarray, np.ndarray, dict[str, np
             ax.contour(truth > 0, levels=[0.5], colors="white", linewidths=1)
             ax.set_title(title if name == "image" else name, fontsize=8)
             ax.axis("off")
+    return save_figure(fig, out)
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, out: str | Path) -> Path:
+    """Lay out, write and close ``fig``."""
     fig.tight_layout()
     fig.savefig(out)
-    plt.close(fig)
+    pyplot().close(fig)
     return Path(out)
 
 
