@@ -136,6 +136,20 @@ def load_weights(network: torch.nn.Module, path: str | Path | None, device: str 
     return network.to(device)
 
 
+def publish_weights(bundle: Bundle, checkpoint: str | Path, half: bool = True) -> Path:
+    """Write a training checkpoint as ``bundle``'s ``models/model.pt``: the plain state dict, floating-point
+    tensors in float16 when ``half`` (half the file; loading casts them back to the network's float32). The
+    state dict must load strictly into the bundle's inference network."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = state["model"] if isinstance(state.get("model"), dict) else state
+    bundle.network().load_state_dict(state)
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    bundle.model_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, bundle.model_path)
+    return bundle.model_path
+
+
 class Predictor:
     """Runs a bundle's inference pipeline on one image path; returns arrays at the image's size."""
 

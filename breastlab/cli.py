@@ -1,4 +1,4 @@
-"""``breastlab`` command line: serve, import, train, evaluate, al-study."""
+"""``breastlab`` command line: serve, import, train, evaluate, publish, al-study."""
 
 from __future__ import annotations
 
@@ -82,6 +82,14 @@ def cmd_evaluate(args) -> None:
     print(f"wrote {out}")
 
 
+def cmd_publish(args) -> None:
+    from breastlab.bundle import publish_weights
+
+    bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
+    path = publish_weights(bundle, args.checkpoint, half=not args.float32)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 def cmd_al_study(args) -> None:
     from breastlab.al_study import print_summary, run_study
 
@@ -141,6 +149,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--processes", type=int, metavar="N",
                    help="train in N processes with DDP (torchrun; one GPU each, else gloo on CPU)")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("publish", help="a training checkpoint -> the bundle's models/model.pt (float16)")
+    s.add_argument("bundle", help="bundle name under bundles/ or a bundle folder")
+    s.add_argument("checkpoint", help="checkpoint written by training (state dict, or one under 'model')")
+    s.add_argument("--float32", action="store_true", help="keep float32 (default: float16, half the file)")
+    s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
+                   help="inference config override the weights must fit, e.g. --set map_stride=8")
+    s.set_defaults(func=cmd_publish)
 
     s = sub.add_parser("al-study", help="simulated active-learning study: random vs uncertainty picks")
     s.add_argument("bundle", help="segmentation bundle name under bundles/ or a bundle folder")

@@ -154,3 +154,25 @@ def test_train_task_batches_images_with_and_without_a_class(tmp_path):
         store.save_label(case, str(path), "final", {})
     items = BundleTrainTask(get_bundle("breast_us_t2kd"), tmp_path / "t.pt").training_items(store)
     assert torch.equal(default_collate([{"class": i["class"]} for i in items])["class"], torch.tensor([1, -1]))
+
+
+def test_publish_writes_a_float16_state_dict_that_predicts_like_float32(tmp_path, samples_dir):
+    import shutil
+
+    from breastlab.bundle import Bundle, publish_weights
+
+    copy = tmp_path / "breast_us_t2kd"
+    shutil.copytree(BUNDLES_DIR / "breast_us_t2kd" / "configs", copy / "configs")
+    bundle = Bundle(copy)
+    torch.manual_seed(0)
+    torch.save({"model": bundle.network().state_dict()}, tmp_path / "checkpoint.pt")
+    path = publish_weights(bundle, tmp_path / "checkpoint.pt")
+    state = torch.load(path, weights_only=True)
+    assert path == copy / "models" / "model.pt"
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    image = samples_dir / "images" / "case002.png"
+    half, full = bundle.predictor(path)(image), bundle.predictor(tmp_path / "checkpoint.pt")(image)
+    assert np.abs(half["probability"] - full["probability"]).max() < 1e-2
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(RuntimeError):
+        publish_weights(bundle, tmp_path / "other.pt")
