@@ -67,7 +67,7 @@ def plot_map_overlays(rows: list[tuple[str, np.ndarray, np.ndarray, dict[str, np
     plt = pyplot()
     methods = list(rows[0][3])
     fig, axes = plt.subplots(len(rows), 1 + len(methods), figsize=(2.6 * (1 + len(methods)), 2.4 * len(rows)),
-                             dpi=110, squeeze=False)
+                             dpi=80, squeeze=False)
     for (title, image, truth, maps), row in zip(rows, axes):
         for ax, name in zip(row, ["image", *methods]):
             ax.imshow(image, cmap="gray")

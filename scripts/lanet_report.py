@@ -30,7 +30,7 @@ RUNS = {  # setting -> (run folder, bundle overrides, Grad-CAM layer or None for
     "0 % (baseline), Grad-CAM": ("baseline", BASELINE, GRAD_CAM_LAYER),
 }
 COLUMNS = ["setting", "auc", "accuracy", "sensitivity", "specificity", "dice", "iou", "box_iou", "normal_fp"]
-FIGURE_CASES = 6
+FIGURE_CASES = 4
 
 
 def table_row(setting: str, report: dict) -> dict:
