@@ -46,7 +46,9 @@ class BundleInferTask(BasicInferTask):
         return self.bundle.inferer()
 
     def inverse_transforms(self, data=None):
-        return []
+        """None: MONAI Label inverts nothing (``[]`` would invert every pre-transform on the raw output, which
+        fails on dict outputs); each bundle's postprocessing inverts its own preprocessing (``Invertd``)."""
+        return None
 
     def post_transforms(self, data=None):
         return self.bundle.transforms("postprocessing")
