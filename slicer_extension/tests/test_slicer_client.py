@@ -20,7 +20,9 @@ def test_info_sorts_models_by_type_and_lists_strategies(client, server):
     raw = requests.get(f"{server.url}/info/", timeout=10).json()
     assert info.name == "BreastLab"
     assert info.models_of_type("segmentation") == [MODEL]
-    assert [info.models_of_type(t) for t in MODEL_TYPES if t != "segmentation"] == [[], [], []]
+    served = {t: info.models_of_type(t) for t in MODEL_TYPES if t != "segmentation"}
+    assert served == {"classification": ["breast_us_lanet"], "interactive": [],
+                      "saliency": ["breast_us_lanet_saliency"]}
     assert info.strategies == tuple(raw["strategies"]) and "random" in info.strategies
     assert info.default_epochs(MODEL) == 10
 
