@@ -5,8 +5,8 @@ Usage: ``python scripts/end2end_cv.py OUT [--folds 0 1 2 3 4] [--parallel 2] [--
 For each fold (by woman): the patch stage (``configs/patch.json``), then the whole-image stage from its trunk
 (``configs/train.json``), each a ``breastlab train`` process with one thread, ``--parallel`` folds at a time.
 Then every fold's models predict its held-out images, the out-of-fold scores are pooled into AUCs with
-bootstrap CIs (``OUT/cv_report.json``), and the fold models become the bundle's ensemble (``OUT/ensemble.pt``,
-float16).
+bootstrap CIs (``OUT/cv_report.json``), and the fold models become the bundle's ensemble (``OUT/ensemble.pt``;
+``breastlab publish breast_mammo_end2end OUT/ensemble.pt`` makes it the bundle's float16 weights).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main() -> None:
                         "specificity"], "breast_mammo_end2end, out-of-fold on mini-MIAS dev"))
     ensemble = MammogramEnsemble.state_dict_from([f / "classifier" / "model.pt" for f in folders],
                                                  [f / "patch" / "model.pt" for f in folders])
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in ensemble.items()}, args.out / "ensemble.pt")
+    torch.save(ensemble, args.out / "ensemble.pt")
     print(f"wrote {args.out / 'cv_report.json'} and {args.out / 'ensemble.pt'} ({len(folders)} members)")
 
 
