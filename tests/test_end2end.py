@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from monai.transforms import Compose, LoadImaged, Resized
+from PIL import Image
 
 from breastlab.bundle import as_image_array, get_bundle
 from breastlab.mammo import CropBreastd, OrientBreastd, RestoreBreastd, fold_split
@@ -31,8 +32,6 @@ def mammograms(tmp_path_factory):
         if lesions:
             rr, cc = np.mgrid[:256, :192]
             image[(rr - 128) ** 2 + (cc - col) ** 2 <= 14 ** 2] = 250 if label == "malignant" else 200
-        from PIL import Image
-
         Image.fromarray(image).save(root / "images" / f"m{i:02d}.png")
         rows.append(f"m{i:02d},{label},dev,\"{json.dumps(lesions).replace(chr(34), chr(34) * 2)}\",{i // 2}")
     (root / "manifest.csv").write_text("case,label,split,lesions,pair\n" + "\n".join(rows) + "\n")
