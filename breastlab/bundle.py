@@ -14,6 +14,8 @@ from monai.bundle import ConfigParser
 from monai.data import decollate_batch
 from monai.transforms import Compose, SaveImaged
 
+from breastlab.checkpoints import read_state_dict
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLES_DIR = PROJECT_ROOT / "bundles"
 
@@ -131,8 +133,7 @@ def get_bundle(name_or_path: str | Path, **overrides) -> Bundle:
 def load_weights(network: torch.nn.Module, path: str | Path | None, device: str | torch.device = "cpu"):
     """Load a checkpoint (a state dict, or a dict holding one under ``model``) into ``network``."""
     if path:
-        state = torch.load(path, map_location=device, weights_only=True)
-        network.load_state_dict(state["model"] if isinstance(state.get("model"), dict) else state)
+        network.load_state_dict(read_state_dict(path, device))
     return network.to(device)
 
 
@@ -140,9 +141,11 @@ def publish_weights(bundle: Bundle, checkpoint: str | Path, half: bool = True) -
     """Write a training checkpoint as ``bundle``'s ``models/model.pt``: the plain state dict, floating-point
     tensors in float16 when ``half`` (half the file; loading casts them back to the network's float32). The
     state dict must load strictly into the bundle's inference network."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = state["model"] if isinstance(state.get("model"), dict) else state
-    bundle.network().load_state_dict(state)
+    state = read_state_dict(checkpoint)
+    try:
+        bundle.network().load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{checkpoint} does not fit {bundle.name}'s inference network: {e}") from e
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     bundle.model_path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,9 @@ class GradCam:
     mode."""
 
     def __init__(self, network: torch.nn.Module, layer: str):
+        if layer not in dict(network.named_modules()):
+            raise ValueError(f"no module {layer!r} in {type(network).__name__} for Grad-CAM; its top-level modules: "
+                             f"{', '.join(name for name, _ in network.named_children())}")
         self.cam = GradCAM(ClassLogits(network).train(network.training), target_layers=f"network.{layer}")
 
     def __call__(self, image: torch.Tensor, class_index: int | None = None) -> torch.Tensor:

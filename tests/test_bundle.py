@@ -174,5 +174,5 @@ def test_publish_writes_a_float16_state_dict_that_predicts_like_float32(tmp_path
     half, full = bundle.predictor(path)(image), bundle.predictor(tmp_path / "checkpoint.pt")(image)
     assert np.abs(half["probability"] - full["probability"]).max() < 1e-2
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "other.pt")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="other.pt does not fit breast_us_t2kd"):
         publish_weights(bundle, tmp_path / "other.pt")

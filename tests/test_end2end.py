@@ -11,8 +11,9 @@ from monai.transforms import Compose, LoadImaged, Resized
 from PIL import Image
 
 from breastlab.bundle import as_image_array, get_bundle
+from breastlab.checkpoints import read_state_dict
 from breastlab.mammo import CropBreastd, OrientBreastd, RestoreBreastd, fold_split
-from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier, checkpoint_state
+from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
 from tests.test_mammo import synthetic_breast
 
 LABELS = ["normal", "benign", "malignant", "normal", "malignant", "benign", "normal", "normal", "malignant", "benign"]
@@ -102,8 +103,8 @@ def test_bundle_trains_both_stages_then_serves_probabilities_and_a_heat_map(mamm
     assert {item["label"] for item in patch.get_parsed_content("train_datalist")} == {0, 1, 2}
     bundle.train(ckpt_dir=str(tmp_path / "classifier"), output_dir=str(tmp_path / "e2"),
                  patch_weights=str(tmp_path / "patch" / "model.pt"), trunk_lr_scale=0.0, **small)
-    trained = checkpoint_state(tmp_path / "classifier" / "last.pt")
-    patch_trunk = checkpoint_state(tmp_path / "patch" / "model.pt")
+    trained = read_state_dict(tmp_path / "classifier" / "last.pt")
+    patch_trunk = read_state_dict(tmp_path / "patch" / "model.pt")
     assert torch.equal(trained["trunk.0.conv.weight"], patch_trunk["trunk.0.conv.weight"])  # loaded, then frozen
     weights = tmp_path / "member.pt"
     torch.save(MammogramEnsemble.state_dict_from([tmp_path / "classifier" / "model.pt"],

@@ -38,6 +38,8 @@ def test_grad_cam_of_a_dict_output_classifier_is_an_image_sized_unit_map():
     assert cam.shape == (64, 96) and float(cam.min()) >= 0 and float(cam.max()) == pytest.approx(1.0)
     assert not torch.equal(cam, grad_cam(image, class_index=0))
     assert not network.training  # MONAI's wrapper would leave it in train mode (batch norm statistics change)
+    with pytest.raises(ValueError, match="no module 'backbone.layer9'.*backbone"):
+        GradCam(network, "backbone.layer9")
 
 
 def test_grad_cam_predictor_maps_a_classifier_at_the_image_size(samples_dir, tmp_path):

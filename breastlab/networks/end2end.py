@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from breastlab.checkpoints import read_state_dict
+
 __all__ = ["ResidualBlock", "make_trunk", "PatchClassifier", "WholeImageClassifier", "trunk_state_dict",
            "MammogramEnsemble"]
 
@@ -78,18 +80,9 @@ class PatchClassifier(nn.Module):
         return self.head(self.trunk(x)).mean(dim=(2, 3))
 
 
-def checkpoint_state(source: str | Path | Mapping | nn.Module) -> Mapping[str, torch.Tensor]:
-    """A state dict from a module, a state dict (optionally under ``model``, as ``CheckpointSaver`` writes it)
-    or a checkpoint path."""
-    if isinstance(source, nn.Module):
-        return source.state_dict()
-    state = source if isinstance(source, Mapping) else torch.load(source, map_location="cpu", weights_only=True)
-    return state["model"] if isinstance(state.get("model"), Mapping) else state
-
-
 def trunk_state_dict(source: str | Path | Mapping | nn.Module) -> dict[str, torch.Tensor]:
-    """The ``trunk.*`` weights of a patch classifier (see :func:`checkpoint_state`), without the prefix."""
-    trunk = {k[len("trunk."):]: v for k, v in checkpoint_state(source).items() if k.startswith("trunk.")}
+    """The ``trunk.*`` weights of a patch classifier (module, state dict or checkpoint), without the prefix."""
+    trunk = {k[len("trunk."):]: v for k, v in read_state_dict(source).items() if k.startswith("trunk.")}
     if not trunk:
         raise KeyError("no 'trunk.*' weights found in the patch classifier checkpoint")
     return trunk
@@ -165,5 +158,5 @@ class MammogramEnsemble(nn.Module):
         state = {}
         for prefix, paths in (("classifiers", classifiers), ("patches", patches)):
             for i, path in enumerate(paths):
-                state.update({f"{prefix}.{i}.{k}": v for k, v in checkpoint_state(path).items()})
+                state.update({f"{prefix}.{i}.{k}": v for k, v in read_state_dict(path).items()})
         return state
