@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,20 @@ from tqdm import tqdm
 from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, read_dataset
 from breastlab.imageio import ImageError, read_gray_png, write_png
-from breastlab.metrics import classification_scores, format_table, segmentation_scores, summarize_segmentation
+from breastlab.metrics import (
+    classification_scores,
+    format_table,
+    multiclass_scores,
+    segmentation_scores,
+    summarize_segmentation,
+)
 from breastlab.saliency import GradCamPredictor
 
-SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "precision_mean",
+SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "asd_mean",
+                       "precision_mean",
                         "recall_mean", "pixel_accuracy_mean", "n_missed", "mean_fp_fraction", "fp_rate"]
 CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "accuracy", "sensitivity", "specificity", "f1"]
+MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
 
 
 def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, weights: str | Path | None = None,
@@ -43,8 +52,26 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
         "n_images": len(rows),
         "segmentation": summarize_segmentation([r for r in rows if "dice" in r]) if _has_masks(rows) else None,
         "classification": _classification(rows),
+        "multiclass": _multiclass(rows),
         "cases": rows,
     }
+
+
+def cached_evaluation(bundle: Bundle, data_dir: str | Path, split: str | None, weights: str | Path, cache: Path,
+                      grad_cam_layer: str | None = None) -> dict:
+    """``evaluate`` once per set of weights: the report is kept in ``cache`` (JSON) until ``weights`` change."""
+    if cache.is_file() and cache.stat().st_mtime > Path(weights).stat().st_mtime:
+        return json.loads(cache.read_text())
+    report = evaluate(bundle, data_dir, split, weights, grad_cam_layer=grad_cam_layer)
+    cache.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def example_lesion_cases(data_dir: str | Path, split: str, n: int) -> list[Case]:
+    """The first ``n`` lesion cases of a split, benign and malignant alternating (for figures)."""
+    cases = read_dataset(data_dir, split)
+    by_class = [[c for c in cases if c.label == k] for k in ("benign", "malignant")]
+    return [c for pair in zip(*by_class) for c in pair][:n]
 
 
 def print_report(report: dict) -> None:
@@ -56,6 +83,8 @@ def print_report(report: dict) -> None:
     if report["classification"]:
         rows = [{"task": task, **scores} for task, scores in report["classification"].items()]
         print(format_table(rows, CLASSIFICATION_COLUMNS, "Classification (bootstrap 95% CI)"), end="\n\n")
+    if report.get("multiclass"):
+        print(format_table([report["multiclass"]], MULTICLASS_COLUMNS, "All classes (bootstrap 95% CI)"), end="\n\n")
 
 
 def _score_case(case: Case, output: dict) -> dict:
@@ -82,14 +111,21 @@ def _has_masks(rows: list[dict]) -> bool:
     return any("dice" in r for r in rows)
 
 
+def _scored(rows: list[dict]) -> list[dict]:
+    """Cases with a label that does not conflict between frames."""
+    return [r for r in rows if r["label"] and not r.get("label_conflict")]
+
+
 def _classification(rows: list[dict]) -> dict:
     """Binary tasks scored with bootstrap CIs; cases whose class conflicts between frames are left out.
 
     Lesion detection (abnormal vs normal) from the highest lesion probability in the image; for a
     classifier, malignant vs its other classes from p(malignant) and, if it knows ``normal``, abnormal
-    vs normal from 1 - p(normal), both on the cases labelled with one of its classes.
+    vs normal from 1 - p(normal), both on the cases labelled with one of its classes. A classifier
+    that knows more classes than benign and malignant is also scored on malignant vs benign, on the
+    cases labelled so, from p(malignant) / (p(malignant) + p(benign)).
     """
-    scored = [r for r in rows if r["label"] and not r.get("label_conflict")]
+    scored = _scored(rows)
     tasks = {}
     if all("lesion_probability" in r for r in scored):
         tasks["lesion detection (abnormal vs normal)"] = [(r["label"] != "normal", r["lesion_probability"])
@@ -100,8 +136,28 @@ def _classification(rows: list[dict]) -> dict:
         others = "/".join(c for c in classes if c != "malignant")
         tasks[f"malignant vs {others}"] = [(r["label"] == "malignant", r["class_probabilities"]["malignant"])
                                            for r in known]
+    if len(classes) > 2 and {"benign", "malignant"} <= set(classes):
+        tasks["malignant vs benign"] = [(r["label"] == "malignant", _malignant_given_lesion(r["class_probabilities"]))
+                                        for r in known if r["label"] in ("benign", "malignant")]
     if "normal" in classes:
         tasks["abnormal vs normal (classifier)"] = [(r["label"] != "normal", 1 - r["class_probabilities"]["normal"])
                                                     for r in known]
     return {name: classification_scores(*map(np.array, zip(*pairs)))
             for name, pairs in tasks.items() if pairs and len({y for y, _ in pairs}) == 2}
+
+
+def _malignant_given_lesion(probabilities: dict) -> float:
+    return probabilities["malignant"] / max(probabilities["malignant"] + probabilities["benign"], 1e-12)
+
+
+def _multiclass(rows: list[dict]) -> dict | None:
+    """Accuracy, macro F1 and macro AUC over all of a classifier's classes (more than two), on the cases labelled
+    with one of them; ``None`` otherwise."""
+    scored = [r for r in _scored(rows) if "class_probabilities" in r]
+    classes = list(scored[0]["class_probabilities"]) if scored else []
+    known = [r for r in scored if r["label"] in classes]
+    if len(classes) < 3 or not known:
+        return None
+    y = [classes.index(r["label"]) for r in known]
+    p = [[r["class_probabilities"][c] for c in classes] for r in known]
+    return {"classes": "/".join(classes), **multiclass_scores(y, p)}

@@ -7,13 +7,11 @@ in the bundle docs leave them.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from breastlab.bundle import PROJECT_ROOT, get_bundle
-from breastlab.data import read_dataset
-from breastlab.evaluate import evaluate
+from breastlab.evaluate import cached_evaluation, example_lesion_cases
 from breastlab.imageio import read_gray_png
 from breastlab.metrics import format_table
 from breastlab.plots import plot_map_overlays, plot_metric_curves
@@ -47,26 +45,19 @@ def finished(runs: Path) -> dict:
 
 def evaluate_run(runs: Path, folder: str, overrides: dict, layer: str | None) -> dict:
     """The run's val report, cached in ``RUNS/<folder>_val.json`` until its weights change."""
-    cached, weights = runs / f"{folder}_val.json", runs / folder / "model.pt"
-    if cached.is_file() and cached.stat().st_mtime > weights.stat().st_mtime:
-        return json.loads(cached.read_text())
-    report = evaluate(get_bundle("breast_us_lanet", **overrides), DATA, "val", weights, grad_cam_layer=layer)
-    cached.write_text(json.dumps(report, indent=2))
-    return report
+    return cached_evaluation(get_bundle("breast_us_lanet", **overrides), DATA, "val", runs / folder / "model.pt",
+                             runs / f"{folder}_val.json", layer)
 
 
 def figure_rows(runs: Path, n: int) -> list:
     """Val lesion images, benign and malignant alternating, with each setting's map."""
-    cases = [c for c in read_dataset(DATA, "val") if c.label in ("benign", "malignant")]
-    picked = [c for pair in zip(*[[c for c in cases if c.label == k] for k in ("benign", "malignant")])
-              for c in pair][:n]
     predictors = {}
     for setting, (folder, overrides, layer) in finished(runs).items():
         predictor = get_bundle("breast_us_lanet", **overrides).predictor(runs / folder / "model.pt")
         predictors[setting] = GradCamPredictor(predictor, layer) if layer else predictor
     return [(f"{c.case} ({c.label})", read_gray_png(c.image), read_gray_png(c.mask),
              {setting: predict(c.image)["probability"] for setting, predict in predictors.items()})
-            for c in picked]
+            for c in example_lesion_cases(DATA, "val", n)]
 
 
 def main(runs: Path, docs: Path) -> None:

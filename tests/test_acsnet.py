@@ -236,3 +236,6 @@ def test_bundle_trains_an_epoch_and_its_ablations_build_then_predicts(samples_di
     report = evaluate(bundle, samples_dir, weights=tmp_path / "run" / "model.pt")
     assert report["segmentation"]["overall"]["n"] == 6
     assert report["classification"]["malignant vs normal/benign"]["n"] == 6
+    assert report["classification"]["malignant vs benign"]["n"] == 6
+    assert report["multiclass"]["n"] == 6 and report["multiclass"]["macro_auc"]["value"] is None  # no normal case
+    assert "asd_mean" in report["segmentation"]["overall"]  # None when an epoch-old model misses every lesion

@@ -10,6 +10,7 @@ from breastlab.metrics import (
     classification_scores,
     format_ci,
     format_table,
+    multiclass_scores,
     segmentation_scores,
     summarize_segmentation,
 )
@@ -27,12 +28,12 @@ TRUTH = square(2, 6, 2, 6)  # 4x4 = 16 px lesion in a 10x10 image
 def test_square_shifted_by_one_pixel():
     # pred: the truth square one column to the right -> overlap 4x3 = 12 px, FP = FN = 4, TN = 80.
     # Edges (12 px each): 6 pred edge pixels lie on the truth edge (distance 0), the other 6 are
-    # 1 px from it, and vice versa -> 95th percentile of {0 x6, 1 x6} = 1.
+    # 1 px from it, and vice versa -> 95th percentile of {0 x6, 1 x6} = 1; mean over both edges = 0.5.
     s = segmentation_scores(square(2, 6, 3, 7), TRUTH)
     assert s.pop("truth_empty") is False
     assert all(type(v) is float for v in s.values())  # plain JSON values
     assert s == pytest.approx({
-        "dice": 2 * 12 / (16 + 16), "iou": 12 / 20, "box_iou": 12 / 20, "hd95": 1.0, "precision": 12 / 16,
+        "dice": 2 * 12 / (16 + 16), "iou": 12 / 20, "box_iou": 12 / 20, "hd95": 1.0, "asd": 0.5, "precision": 12 / 16,
         "recall": 12 / 16, "pixel_accuracy": 92 / 100, "fp_fraction": 4 / 100,
     })
 
@@ -53,7 +54,7 @@ def test_prediction_inside_truth():
 
 def test_hd95_single_pixels_and_spacing():
     a, b = square(2, 3, 2, 3), square(5, 6, 6, 7)  # single pixels 3 rows, 4 columns apart
-    assert segmentation_scores(a, b)["hd95"] == pytest.approx(5.0)
+    assert segmentation_scores(a, b)["hd95"] == segmentation_scores(a, b)["asd"] == pytest.approx(5.0)
     assert segmentation_scores(a, b, spacing=(2.0, 2.0))["hd95"] == pytest.approx(10.0)
     # spacing is (row, column): sqrt((3*2)^2 + (4*1)^2) = sqrt(52); swapped would be sqrt(73)
     assert segmentation_scores(a, b, spacing=(2.0, 1.0))["hd95"] == pytest.approx(math.sqrt(52), rel=1e-5)
@@ -69,12 +70,21 @@ def test_hd95_ignores_a_rare_outlier():
     assert segmentation_scores(pred, truth)["hd95"] == pytest.approx(19.0, rel=1e-5)
 
 
+def test_asd_averages_every_edge_pixel_of_both_masks():
+    truth = square(5, 6, 0, 20, shape=(30, 30))
+    pred = truth.copy()
+    pred[25, 0] = 1  # truth -> pred: 0 x20; pred -> truth: 0 x20 and 20, so the mean of 41 distances is 20/41
+    assert segmentation_scores(pred, truth)["asd"] == pytest.approx(20 / 41, rel=1e-5)
+    pred[26, 0] = 1  # one more pred edge pixel, 21 away: (20 + 21) / 42
+    assert segmentation_scores(pred, truth)["asd"] == pytest.approx(41 / 42, rel=1e-5)
+
+
 def test_empty_truth_scored_by_false_positives_only():
     pred = np.zeros((10, 10), dtype=np.uint8)
     pred[0, :3] = 255  # any nonzero value is lesion
     s = segmentation_scores(pred, np.zeros((10, 10)))
     assert s["truth_empty"] is True
-    assert all(s[k] is None for k in ("dice", "iou", "hd95", "precision", "recall"))
+    assert all(s[k] is None for k in ("dice", "iou", "hd95", "asd", "precision", "recall"))
     assert s["fp_fraction"] == pytest.approx(3 / 100)
     assert s["pixel_accuracy"] == pytest.approx(97 / 100)
 
@@ -82,7 +92,7 @@ def test_empty_truth_scored_by_false_positives_only():
 def test_empty_prediction_on_lesion_is_a_miss():
     s = segmentation_scores(np.zeros((10, 10)), TRUTH)
     assert (s["dice"], s["iou"], s["box_iou"], s["precision"], s["recall"]) == (0.0, 0.0, 0.0, 0.0, 0.0)
-    assert s["hd95"] is None
+    assert s["hd95"] is None and s["asd"] is None
     assert s["fp_fraction"] == 0.0
     assert s["pixel_accuracy"] == pytest.approx(84 / 100)
 
@@ -94,7 +104,8 @@ def test_bad_shapes_raise(shapes):
 
 
 def row(label, dice, iou, hd95, precision, recall, acc, fp, truth_empty=False):
-    return dict(label=label, dice=dice, iou=iou, box_iou=iou, hd95=hd95, precision=precision, recall=recall,
+    return dict(label=label, dice=dice, iou=iou, box_iou=iou, hd95=hd95, asd=hd95 and hd95 / 2, precision=precision,
+                recall=recall,
                 pixel_accuracy=acc, fp_fraction=fp, truth_empty=truth_empty)
 
 
@@ -112,7 +123,8 @@ def test_summarize_segmentation():
     assert summary["overall"] == pytest.approx({
         "n": 2, "n_missed": 1, "dice_mean": 0.4, "dice_std": 0.4, "iou_mean": 0.3, "iou_std": 0.3,
         "box_iou_mean": 0.3, "box_iou_std": 0.3,
-        "hd95_mean": 2.0, "hd95_std": 0.0, "precision_mean": 0.45, "precision_std": 0.45,
+        "hd95_mean": 2.0, "hd95_std": 0.0, "asd_mean": 1.0, "asd_std": 0.0,
+        "precision_mean": 0.45, "precision_std": 0.45,
         "recall_mean": 0.35, "recall_std": 0.35, "pixel_accuracy_mean": 0.925, "pixel_accuracy_std": 0.025,
     })
     assert summary["malignant"]["hd95_mean"] is None and summary["malignant"]["n_missed"] == 1
@@ -207,3 +219,30 @@ def test_format_table():
         "unet            0.812       –  12",
         "segresnet-long  0.500  12.346   3",
     ]
+
+
+def test_multiclass_scores_by_hand():
+    # 6 cases, 3 classes; the argmax is right for 4 (accuracy 4/6).
+    y = [0, 0, 1, 1, 2, 2]
+    p = [[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6], [0.1, 0.2, 0.7], [0.1, 0.1, 0.8]]
+    r = multiclass_scores(y, p, n_bootstrap=200)
+    assert r["n"] == 6
+    assert r["accuracy"]["value"] == pytest.approx(4 / 6)
+    # one-vs-rest F1: class 0 tp1 fn1 -> 2/3; class 1 tp1 fp1 fn1 -> 1/2; class 2 tp2 fp1 -> 4/5
+    assert r["macro_f1"]["value"] == pytest.approx((2 / 3 + 1 / 2 + 4 / 5) / 3)
+    # one-vs-rest AUC: classes 0 and 2 rank perfectly; class 1: positives 0.7, 0.3 vs 0.1 0.6 0.2 0.1 -> 7/8
+    assert r["macro_auc"]["value"] == pytest.approx((1 + 7 / 8 + 1) / 3)
+    assert r["accuracy"]["ci_low"] <= r["accuracy"]["value"] <= r["accuracy"]["ci_high"]
+
+
+def test_multiclass_auc_undefined_without_every_class():
+    r = multiclass_scores([0, 1, 1], [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1]], n_bootstrap=20)
+    assert r["accuracy"]["value"] == 1.0 and r["macro_f1"]["value"] == 1.0
+    assert r["macro_auc"] == {"value": None, "ci_low": None, "ci_high": None}
+
+
+@pytest.mark.parametrize("y, p", [([0, 3], [[0.5, 0.5], [0.5, 0.5]]), ([0], [0.5, 0.5]), ([], np.zeros((0, 2))),
+                                  ([0, 1], [[0.5, np.nan], [0.5, 0.5]])])
+def test_multiclass_scores_bad_input_raises(y, p):
+    with pytest.raises(ValueError):
+        multiclass_scores(y, p, n_bootstrap=5)

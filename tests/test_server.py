@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.data import read_dataset
@@ -267,3 +268,18 @@ def test_lanet_returns_every_class_probability_boxes_and_its_map(server):
     assert heat.status_code == 200, heat.text
     assert np.asarray(Image.open(io.BytesIO(heat.content))).shape == (572, 761)
 
+
+
+def test_acsnet_returns_the_mask_and_every_class_probability_in_one_call(server):
+    response = infer(server, "case002", model="breast_us_acsnet", output="all")
+    assert response.status_code == 200, response.text
+    parts = {p.headers[b"Content-Disposition"].split(b'name="')[1].split(b'"')[0]: p
+             for p in MultipartDecoder.from_response(response).parts}
+    mask = np.asarray(Image.open(io.BytesIO(parts[b"image"].content)))
+    result = json.loads(parts[b"params"].content)
+    assert mask.shape == (572, 761) and set(np.unique(mask)) <= {0, 1}
+    assert result["lesion_pixels"] == int(mask.sum()) > 0
+    assert set(result["probabilities"]) == {"normal", "benign", "malignant"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    info = requests.get(f"{server.url}/info/", timeout=10).json()["models"]["breast_us_acsnet"]
+    assert info["type"] == "segmentation" and info["labels"] == {"lesion": 1}

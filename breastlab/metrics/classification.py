@@ -1,4 +1,4 @@
-"""Binary classification metrics with percentile-bootstrap confidence intervals."""
+"""Binary and multi-class classification metrics with percentile-bootstrap confidence intervals."""
 
 from __future__ import annotations
 
@@ -91,17 +91,56 @@ def classification_scores(
     raise.
     Raises ``ValueError`` for unequal lengths, no cases, labels other than 0/1 or non-finite scores.
     """
+    y, s = _validate(y_true, y_score)
+    out: dict = {"n": len(y), "n_positive": int(y.sum())}
+    metrics = {name: (lambda idx, m=metric: m(y[idx], s[idx], threshold)) for name, metric in METRICS.items()}
+    return out | _bootstrap(metrics, len(y), n_bootstrap, seed, ci)
+
+
+def _bootstrap(metrics: dict[str, Callable[[np.ndarray], float | None]], n: int, n_bootstrap: int, seed: int,
+               ci: float) -> dict:
+    """``{name: {"value", "ci_low", "ci_high"}}`` for metrics of case indices; percentile bootstrap CIs that skip
+    resamples where a metric is undefined (``None``)."""
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
-    y, s = _validate(y_true, y_score)
     rng = np.random.default_rng(seed)
-    resamples = [rng.integers(0, len(y), len(y)) for _ in range(n_bootstrap)]
+    resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
     tails = (100 * (1 - ci) / 2, 100 * (1 + ci) / 2)
-    out: dict = {"n": len(y), "n_positive": int(y.sum())}
-    for name, metric in METRICS.items():
-        value, low, high = metric(y, s, threshold), None, None
-        boot = [v for idx in resamples if (v := metric(y[idx], s[idx], threshold)) is not None]
+    out = {}
+    for name, metric in metrics.items():
+        value, low, high = metric(np.arange(n)), None, None
+        boot = [v for idx in resamples if (v := metric(idx)) is not None]
         if value is not None and boot:
             low, high = (float(q) for q in np.percentile(boot, tails))
         out[name] = {"value": value, "ci_low": low, "ci_high": high}
     return out
+
+
+def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+    pred = p.argmax(axis=1)
+    scores = [_f1((y == k).astype(int), (pred == k).astype(float), 0.5) for k in range(p.shape[1])]
+    return float(np.mean([f for f in scores if f is not None]))
+
+
+def _macro_auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    aucs = [_auc((y == k).astype(int), p[:, k], 0.5) for k in range(p.shape[1])]
+    return None if None in aucs else float(np.mean(aucs))
+
+
+def multiclass_scores(y_true: ArrayLike, probabilities: ArrayLike, n_bootstrap: int = 1000, seed: int = 0,
+                      ci: float = 0.95) -> dict:
+    """Score K-class predictions: ``y_true`` class indices (N,), ``probabilities`` (N, K).
+
+    Returns ``n`` and, with bootstrap CIs as in ``classification_scores``: ``accuracy`` of the most probable class,
+    ``macro_f1`` (mean over classes of one-vs-rest F1 of that decision, over classes present or predicted)
+    and ``macro_auc`` (mean one-vs-rest ROC AUC; undefined when a class is absent).
+    """
+    y, p = np.asarray(y_true), np.asarray(probabilities, dtype=float)
+    if p.ndim != 2 or y.shape != (len(p),) or len(y) == 0:
+        raise ValueError(f"expected class indices (N,) and probabilities (N, K), got {y.shape} and {p.shape}")
+    if not np.isin(y, np.arange(p.shape[1])).all() or not np.isfinite(p).all():
+        raise ValueError("class indices must lie in [0, K) and probabilities must be finite")
+    metrics = {"accuracy": lambda idx: float(np.mean(p[idx].argmax(axis=1) == y[idx])),
+               "macro_f1": lambda idx: _macro_f1(y[idx], p[idx]),
+               "macro_auc": lambda idx: _macro_auc(y[idx], p[idx])}
+    return {"n": len(y)} | _bootstrap(metrics, len(y), n_bootstrap, seed, ci)

@@ -5,11 +5,12 @@ Conventions (per image):
 * ``truth`` empty (a normal image): ``dice``, ``iou``, ``hd95``, ``precision`` and ``recall`` are
   ``None``; the image is judged by ``fp_fraction`` only.
 * ``truth`` non-empty, ``pred`` empty (a missed lesion): ``dice = iou = precision = recall = 0`` and
-  ``hd95 = None`` (undefined); ``summarize_segmentation`` counts such images as ``n_missed``.
+  ``hd95 = asd = None`` (undefined); ``summarize_segmentation`` counts such images as ``n_missed``.
 * ``box_iou`` compares the boxes around the largest connected lesion of ``pred`` and of ``truth``
   (0 for a missed lesion): localisation as a detector would report it.
-* ``hd95`` is the symmetric 95th-percentile Hausdorff distance between mask edges, in the units of
-  ``spacing`` (row spacing, column spacing).
+* ``hd95`` is the symmetric 95th-percentile Hausdorff distance between mask edges and ``asd`` the symmetric
+  average surface distance (mean over the edge pixels of both masks of the distance to the other mask's edge),
+  in the units of ``spacing`` (row spacing, column spacing); both ``None`` for a missed lesion.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from monai.data.box_utils import box_iou
 from monai.metrics import (
+    compute_average_surface_distance,
     compute_confusion_matrix_metric,
     compute_dice,
     compute_hausdorff_distance,
@@ -31,7 +33,7 @@ from numpy.typing import ArrayLike
 
 from breastlab.saliency import top_boxes
 
-LESION_METRICS = ("dice", "iou", "box_iou", "hd95", "precision", "recall", "pixel_accuracy")
+LESION_METRICS = ("dice", "iou", "box_iou", "hd95", "asd", "precision", "recall", "pixel_accuracy")
 
 
 def _as_tensor(mask: ArrayLike) -> torch.Tensor:
@@ -41,11 +43,13 @@ def _as_tensor(mask: ArrayLike) -> torch.Tensor:
     return torch.as_tensor(mask != 0, dtype=torch.float64)[None, None]
 
 
-def _hd95(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[float]) -> float:
+def _surface_distances(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[float]) -> dict:
     with warnings.catch_warnings():  # MONAI 1.5+ warns about its own internal use of a deprecated argument
         warnings.simplefilter("ignore", FutureWarning)
         hd = compute_hausdorff_distance(pred, truth, include_background=True, percentile=95, spacing=list(spacing))
-    return float(hd.item())
+        asd = compute_average_surface_distance(pred, truth, include_background=True, symmetric=True,
+                                               spacing=list(spacing))
+    return {"hd95": float(hd.item()), "asd": float(asd.item())}
 
 
 def _largest_box_iou(pred: torch.Tensor, truth: torch.Tensor) -> float:
@@ -56,7 +60,7 @@ def _largest_box_iou(pred: torch.Tensor, truth: torch.Tensor) -> float:
 def segmentation_scores(pred: ArrayLike, truth: ArrayLike, spacing: Sequence[float] = (1.0, 1.0)) -> dict:
     """Score one 2-D prediction against its ground truth (nonzero = lesion).
 
-    Returns ``dice, iou, hd95, precision, recall, pixel_accuracy, fp_fraction`` (plain floats or
+    Returns ``dice, iou, box_iou, hd95, asd, precision, recall, pixel_accuracy, fp_fraction`` (plain floats or
     ``None``, see the module docstring) and ``truth_empty`` (bool). ``fp_fraction`` is the number
     of predicted pixels outside the truth divided by the number of pixels in the image.
     """
@@ -71,7 +75,7 @@ def segmentation_scores(pred: ArrayLike, truth: ArrayLike, spacing: Sequence[flo
             dice=float(compute_dice(p, t, include_background=True).item()),
             iou=float(compute_iou(p, t, include_background=True).item()),
             box_iou=0.0 if pred_empty else _largest_box_iou(p, t),
-            hd95=None if pred_empty else _hd95(p, t, spacing),
+            **(dict(hd95=None, asd=None) if pred_empty else _surface_distances(p, t, spacing)),
             precision=0.0 if pred_empty else float(compute_confusion_matrix_metric("precision", cm).item()),
             recall=float(compute_confusion_matrix_metric("recall", cm).item()),
         )
@@ -117,7 +121,7 @@ def summarize_segmentation(rows: list[dict]) -> dict:
     """Summarize ``segmentation_scores`` rows (each with a ``label``) per class and ``"overall"``.
 
     Lesion images (truth non-empty) give ``n``, ``<metric>_mean`` and ``<metric>_std`` (population
-    std, over images where the metric is defined) for dice, iou, hd95, precision, recall and
+    std, over images where the metric is defined) for dice, iou, box_iou, hd95, asd, precision, recall and
     pixel_accuracy, and ``n_missed`` (empty prediction). Images with empty truth give ``n``,
     ``mean_fp_fraction`` and ``fp_rate`` (share with any false-positive pixel); a class holding both
     kinds reports the lesion keys and names the empty-truth count ``n_empty_truth``.

@@ -1,0 +1,39 @@
+"""Which classification tasks ``breastlab evaluate`` scores, from per-case rows."""
+
+import pytest
+
+from breastlab.evaluate import _classification, _multiclass
+
+
+def case(label, normal, benign, malignant):
+    return {"label": label, "class_probabilities": {"normal": normal, "benign": benign, "malignant": malignant}}
+
+
+ROWS = [
+    case("normal", 0.9, 0.05, 0.05),
+    case("normal", 0.7, 0.2, 0.1),
+    case("benign", 0.0, 0.5, 0.5),       # p(malignant | lesion) = 0.5
+    case("malignant", 0.8, 0.05, 0.15),  # p(malignant | lesion) = 0.75, although p(malignant) is lower
+    {**case("malignant", 0.0, 0.9, 0.1), "label_conflict": True},  # left out everywhere
+]
+
+
+def test_three_class_model_is_also_scored_malignant_vs_benign_given_a_lesion():
+    tasks = _classification(ROWS)
+    assert set(tasks) == {"malignant vs normal/benign", "malignant vs benign", "abnormal vs normal (classifier)"}
+    assert tasks["malignant vs benign"]["n"] == 2 and tasks["malignant vs benign"]["auc"]["value"] == 1.0
+    assert tasks["malignant vs normal/benign"]["n"] == 4
+
+
+def test_multiclass_summary_over_all_classes():
+    summary = _multiclass(ROWS)
+    assert summary["classes"] == "normal/benign/malignant" and summary["n"] == 4
+    # argmax: normal, normal, benign (tie broken towards the first), normal -> 3 of 4 right
+    assert summary["accuracy"]["value"] == pytest.approx(3 / 4)
+
+
+def test_two_class_model_has_no_extra_tasks():
+    rows = [{"label": k, "class_probabilities": {"benign": 1 - p, "malignant": p}}
+            for k, p in (("benign", 0.2), ("malignant", 0.7), ("benign", 0.4))]
+    assert set(_classification(rows)) == {"malignant vs benign"}
+    assert _multiclass(rows) is None
