@@ -127,8 +127,10 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def on_segment(self):
         with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
-            pixels = self.logic.session.segment(self.ui.segmentationModelComboBox.currentText)
-            slicer.util.showStatusMessage(f"Lesion: {pixels} pixels", 3000)
+            result = self.logic.session.segment(self.ui.segmentationModelComboBox.currentText)
+            slicer.util.showStatusMessage(f"Lesion: {result['lesion_pixels']} pixels", 3000)
+            if "probabilities" in result:
+                self.ui.probabilitiesLabel.text = probabilities_text(result["probabilities"])
 
     def on_point_placed(self, caller=None, event=None):
         model = self.ui.interactiveModelComboBox.currentText

@@ -19,12 +19,20 @@ def test_info_sorts_models_by_type_and_lists_strategies(client, server):
     info = client.info()
     raw = requests.get(f"{server.url}/info/", timeout=10).json()
     assert info.name == "BreastLab"
-    assert info.models_of_type("segmentation") == [MODEL]
+    assert info.models_of_type("segmentation") == ["breast_us_acsnet", MODEL]
     served = {t: info.models_of_type(t) for t in MODEL_TYPES if t != "segmentation"}
     assert served == {"classification": ["breast_us_lanet"], "interactive": [],
                       "saliency": ["breast_us_lanet_saliency"]}
     assert info.strategies == tuple(raw["strategies"]) and "random" in info.strategies
     assert info.default_epochs(MODEL) == 10
+
+
+def test_a_model_that_also_classifies_gives_mask_and_probabilities_in_one_call(client):
+    mask, result = client.segment_and_summarize("breast_us_acsnet", "case002")
+    assert mask.shape == (572, 761) and result["lesion_pixels"] == int(mask.sum())
+    assert set(result["probabilities"]) == {"normal", "benign", "malignant"}
+    np.testing.assert_array_equal(mask, client.segment("breast_us_acsnet", "case002"))
+    assert "probabilities" not in client.segment_and_summarize(MODEL, "case002")[1]
 
 
 def test_image_download_is_rows_by_columns(client, samples):

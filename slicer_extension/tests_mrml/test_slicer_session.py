@@ -35,10 +35,14 @@ def test_loaded_image_is_shown_with_an_empty_lesion_segment(session, scene, samp
 
 def test_segmentation_result_fills_the_lesion_segment(session):
     session.load("case002")
-    lesion_pixels = session.segment(MODEL)
+    result = session.segment(MODEL)
     expected = session.client.segment(MODEL, "case002")
-    assert lesion_pixels == int(expected.sum()) > 0
+    assert result["lesion_pixels"] == int(expected.sum()) > 0
+    assert "probabilities" not in result  # breast_us_t2kd only segments
     np.testing.assert_array_equal(session.mask(), expected)
+    both = session.segment("breast_us_acsnet")  # segments and classifies
+    assert set(both["probabilities"]) == {"normal", "benign", "malignant"}
+    assert both["lesion_pixels"] == int(session.mask().sum())
 
 
 def test_placed_points_are_sent_as_image_pixels(session, server):

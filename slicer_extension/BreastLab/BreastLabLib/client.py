@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
 
 import numpy as np
 import requests
@@ -66,9 +68,16 @@ class BreastLabClient:
 
     def segment(self, model: str, image_id: str, foreground=(), background=()) -> np.ndarray:
         """The model's 0/1 mask at image size; points ``[x, y]`` (column, row) go to click models."""
+        return self.segment_and_summarize(model, image_id, foreground, background)[0]
+
+    def segment_and_summarize(self, model: str, image_id: str, foreground=(), background=()) -> tuple[np.ndarray, dict]:
+        """The mask and the model's JSON result (``probabilities`` from models that also classify) in one call."""
         points = {"foreground": [list(p) for p in foreground], "background": [list(p) for p in background]}
         params = points if foreground or background else {}
-        return decode_png(self._infer(model, image_id, "image", params).content)
+        parts = multipart_fields(self._infer(model, image_id, "all", params))
+        if "image" not in parts:
+            raise ServerError(200, f"model {model!r} returned no mask")
+        return decode_png(parts["image"]), json.loads(parts.get("params") or "{}")
 
     def summary(self, model: str, image_id: str) -> dict:
         """The model's JSON result for the image (sizes, scores, ``probabilities`` for classifiers)."""
@@ -128,6 +137,17 @@ class BreastLabClient:
         if response.status_code >= 400:
             raise ServerError(response.status_code, _detail(response))
         return response
+
+
+def multipart_fields(response: requests.Response) -> dict[str, bytes]:
+    """``{field name: content}`` of a multipart/form-data answer (MONAI Label's ``output=all``); a JSON answer
+    (the server had no image to send) is the one field ``params``."""
+    if not response.headers.get("Content-Type", "").startswith("multipart/"):
+        return {"params": response.content}
+    head = f"Content-Type: {response.headers['Content-Type']}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + response.content)
+    return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in message.iter_parts()}
 
 
 def _detail(response: requests.Response) -> str:

@@ -40,9 +40,11 @@ class AnnotationSession:
         self.load(sample["id"])
         return sample["id"]
 
-    def segment(self, model: str) -> int:
-        """Run a segmentation model on the image; the lesion segment becomes its mask. Lesion pixels."""
-        return self._set_mask(self.client.segment(model, self._loaded()))
+    def segment(self, model: str) -> dict:
+        """Run a segmentation model on the image; the lesion segment becomes its mask. The model's JSON result:
+        ``lesion_pixels``, and ``probabilities`` from a model that also classifies."""
+        mask, result = self.client.segment_and_summarize(model, self._loaded())
+        return {**result, "lesion_pixels": self._set_mask(mask)}
 
     def refine(self, model: str) -> int:
         """Run a click model with the foreground/background points placed on the image. Lesion pixels."""
