@@ -11,6 +11,7 @@ from tqdm import tqdm
 from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, read_dataset
 from breastlab.imageio import ImageError, read_gray_png, write_png
+from breastlab.interactive import evaluate_clicks
 from breastlab.metrics import (
     classification_scores,
     format_table,
@@ -25,12 +26,14 @@ SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "
                         "recall_mean", "pixel_accuracy_mean", "n_missed", "mean_fp_fraction", "fp_rate"]
 CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "accuracy", "sensitivity", "specificity", "f1"]
 MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
+CLICK_COLUMNS = ["n", "automatic_dice", "dice_1_click", "dice_3_clicks", "dice_5_clicks", "noc85", "noc90"]
 
 
 def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, weights: str | Path | None = None,
              save_masks: str | Path | None = None, grad_cam_layer: str | None = None) -> dict:
     """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it; with
-    ``grad_cam_layer``, score Grad-CAM of the classifier at that layer as its lesion map."""
+    ``grad_cam_layer``, score Grad-CAM of the classifier at that layer as its lesion map. A click model
+    (``deepedit``) is scored without clicks and with simulated clicks (``evaluate_clicks``)."""
     cases = read_dataset(data_dir, split)
     predictor = bundle.predictor(weights)
     if grad_cam_layer:
@@ -53,6 +56,7 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
         "segmentation": summarize_segmentation([r for r in rows if "dice" in r]) if _has_masks(rows) else None,
         "classification": _classification(rows),
         "multiclass": _multiclass(rows),
+        "clicks": evaluate_clicks(predictor, data_dir, split) if bundle.task == "deepedit" else None,
         "cases": rows,
     }
 
@@ -85,6 +89,12 @@ def print_report(report: dict) -> None:
         print(format_table(rows, CLASSIFICATION_COLUMNS, "Classification (bootstrap 95% CI)"), end="\n\n")
     if report.get("multiclass"):
         print(format_table([report["multiclass"]], MULTICLASS_COLUMNS, "All classes (bootstrap 95% CI)"), end="\n\n")
+    if report.get("clicks"):
+        summary = report["clicks"]["summary"]
+        dices = summary.get("dice_after_clicks", [])
+        row = {**summary, **{f"dice_{k}_click{'s' * (k > 1)}": dices[k - 1] for k in (1, 3, 5) if len(dices) >= k}}
+        print(format_table([row], CLICK_COLUMNS, "Simulated clicks (lesion images; NoC: clicks to reach Dice "
+                                                 "0.85 / 0.90, 20 if never)"), end="\n\n")
 
 
 def _score_case(case: Case, output: dict) -> dict:

@@ -13,6 +13,7 @@ from monai.transforms import Compose, LoadImaged, Resized
 from PIL import Image
 
 from breastlab.bundle import as_image_array, get_bundle
+from breastlab.evaluate import evaluate
 from breastlab.interactive import (
     AddClickChannelsd,
     AddClickd,
@@ -288,3 +289,5 @@ def test_bundle_trains_then_predicts_with_and_without_clicks(samples_dir, tmp_pa
         assert output["mask"].shape == output["probability"].shape == (572, 761)
         assert set(np.unique(output["mask"])) <= {0, 1}
     assert not np.array_equal(automatic["probability"], clicked["probability"])
+    clicks = evaluate(bundle, samples_dir, weights=tmp_path / "models" / "model.pt")["clicks"]["summary"]
+    assert clicks["n"] == 6 and len(clicks["dice_after_clicks"]) == 20 and 1 <= clicks["noc85"] <= 20
