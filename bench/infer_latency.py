@@ -3,8 +3,8 @@
 Ultrasound bundles run on the sample case002 (761x572), mammography bundles on a synthetic 1024x1024
 mammogram. Interactive (deepedit) bundles are timed with one foreground click: the click round trip. Bundles
 without weights are skipped, or with ``--untrained`` timed with random weights (same compute; not served, so
-no HTTP column). Run by hand (not in CI): ``python bench/infer_latency.py [--repeats 20]``. Prints
-one table, all numbers measured in this run, ratios relative to the raw forward pass.
+no HTTP column). Run by hand (not in CI): ``python bench/infer_latency.py [--repeats 20] [--bundles NAME ...]``.
+Prints one table, all numbers measured in this run, ratios relative to the raw forward pass.
 """
 
 from __future__ import annotations
@@ -72,8 +72,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--untrained", action="store_true", help="also time bundles without weights")
+    parser.add_argument("--bundles", nargs="+", metavar="NAME", help="only these bundles (default: all)")
     args = parser.parse_args()
-    bundles = [b for b in find_bundles() if args.untrained or b.model_path.is_file()]
+    bundles = [b for b in find_bundles() if (args.untrained or b.model_path.is_file())
+               and (not args.bundles or b.name in args.bundles)]
     with sample_server() as server, tempfile.TemporaryDirectory() as folder:
         rows = [bench_bundle(b, server, args.repeats, Path(folder)) for b in bundles]
     columns = list(dict.fromkeys(k for row in rows for k in row))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import random
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from breastlab.bundle import Bundle
@@ -25,8 +27,9 @@ STRATEGIES = ("random", "uncertainty")
 
 def run_study(bundle: Bundle, data: str | Path, out: str | Path, initial: int = 20, per_round: int = 20,
               rounds: int = 5, seeds: tuple[int, ...] = (0, 1, 2), strategies: tuple[str, ...] = STRATEGIES,
-              epochs: int = 10, train_split: str = "train", val_split: str = "val") -> list[dict]:
-    """Run every (strategy, seed); write ``results.json`` and ``learning_curve.png`` to ``out``."""
+              epochs: int = 10, train_split: str = "train", val_split: str = "val", workers: int = 1) -> list[dict]:
+    """Run every (strategy, seed), ``workers`` at a time in their own processes (one torch thread each when
+    more than one); write ``results.json`` and ``learning_curve.png`` to ``out``."""
     unknown = set(strategies) - set(STRATEGIES)
     if unknown:
         raise ValueError(f"unknown strategies {sorted(unknown)}; expected some of {STRATEGIES}")
@@ -35,10 +38,17 @@ def run_study(bundle: Bundle, data: str | Path, out: str | Path, initial: int = 
         raise ValueError(f"{initial} + {rounds} x {per_round} images asked for, the pool has {len(pool)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    runs = [(bundle, pool, data, val_split, strategy, seed, initial, per_round, rounds, epochs)
+            for strategy in strategies for seed in seeds]
     rows = []
-    for strategy in strategies:
-        for seed in seeds:
-            rows += run_one(bundle, pool, data, val_split, strategy, seed, initial, per_round, rounds, epochs)
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as executor:
+            for run_rows in executor.map(run_one, *zip(*runs)):
+                rows += run_rows
+                (out / "results.json").write_text(json.dumps(rows, indent=2))
+    else:
+        for run in runs:
+            rows += run_one(*run)
             (out / "results.json").write_text(json.dumps(rows, indent=2))
     plot_learning_curves(rows, out / "learning_curve.png")
     return rows

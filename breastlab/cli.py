@@ -93,8 +93,9 @@ def cmd_publish(args) -> None:
 def cmd_al_study(args) -> None:
     from breastlab.al_study import print_summary, run_study
 
-    rows = run_study(get_bundle(args.bundle), args.data, args.out, args.initial, args.per_round, args.rounds,
-                     tuple(args.seeds), tuple(args.strategies), args.epochs)
+    bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
+    rows = run_study(bundle, args.data, args.out, args.initial, args.per_round, args.rounds, tuple(args.seeds),
+                     tuple(args.strategies), args.epochs, workers=args.workers)
     print_summary(rows)
     print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'learning_curve.png'}")
 
@@ -168,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     s.add_argument("--strategies", nargs="+", default=["random", "uncertainty"])
     s.add_argument("--epochs", type=int, default=10, help="training epochs per round (from scratch)")
+    s.add_argument("--workers", type=int, default=1, help="(strategy, seed) runs trained side by side")
+    s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
+                   help="bundle config override for training and scoring, e.g. --set image_size=[128,128]")
     s.set_defaults(func=cmd_al_study)
 
     s = sub.add_parser("evaluate", help="evaluate a bundle on a dataset folder")

@@ -61,6 +61,26 @@ def plot_metric_curves(logs: dict[str, str | Path], metric: str, out: str | Path
     return save_figure(fig, out)
 
 
+def plot_click_curves(summaries: dict[str, dict], out: str | Path, title: str = "") -> Path:
+    """Save a PNG of mean Dice against the number of simulated clicks (0: automatic mode), one line per
+    ``evaluate_clicks`` summary ({label: summary}), with the NoC@85 / NoC@90 targets as dashed lines."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, summary in summaries.items():
+        dices = [summary["automatic_dice"], *summary["dice_after_clicks"]]
+        ax.plot(range(len(dices)), dices, marker=".", label=label)
+        ax.set_xticks(range(0, len(dices), 2))
+    for target in (0.85, 0.90):
+        ax.axhline(target, color="gray", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("clicks (0 = automatic mode)")
+    ax.set_ylabel("mean Dice")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(title or "Dice after each simulated click")
+    return save_figure(fig, out)
+
+
 def plot_map_overlays(rows: list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]], out: str | Path) -> Path:
     """Save a PNG grid: one row per image ``(title, image, truth, {method: map in [0, 1]})``, the image with
     the ground-truth outline first, then each method's map over it (all arrays (H, W), same size)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pydicom
@@ -33,8 +34,10 @@ def save_label(server, image_id: str, data: bytes, tag: str = "final") -> reques
                         files={"label": ("label.png", data, "image/png")}, timeout=30)
 
 
-def infer(server, image_id: str, model: str = MODEL, output: str = "json") -> requests.Response:
-    return requests.post(f"{server.url}/infer/{model}", params={"image": image_id, "output": output}, timeout=120)
+def infer(server, image_id: str, model: str = MODEL, output: str = "json", **params) -> requests.Response:
+    """POST /infer/``model`` on a datastore image; ``params`` (e.g. ``foreground=[[x, y]]``) go in the form."""
+    return requests.post(f"{server.url}/infer/{model}", params={"image": image_id, "output": output},
+                         data={"params": json.dumps(params)} if params else None, timeout=120)
 
 
 def dicom_bytes(pixels: np.ndarray | None, syntax=ExplicitVRLittleEndian, photometric: str | None = None,

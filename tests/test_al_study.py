@@ -30,3 +30,14 @@ def test_study_rejects_impossible_plans(samples_dir, tmp_path):
         run_study(bundle, samples_dir, tmp_path, initial=4, per_round=2, rounds=2, train_split="demo")
     with pytest.raises(ValueError, match="unknown strategies"):
         run_study(bundle, samples_dir, tmp_path, strategies=("entropy",), train_split="demo")
+
+
+def test_runs_in_worker_processes_give_the_serial_results(samples_dir, tmp_path):
+    plan = dict(initial=2, per_round=2, rounds=0, seeds=(0, 1), strategies=("random",), epochs=1,
+                train_split="demo", val_split="demo")
+    bundle = get_bundle("breast_us_t2kd", image_size=[64, 64])
+    serial = run_study(bundle, samples_dir, tmp_path / "serial", **plan)
+    parallel = run_study(bundle, samples_dir, tmp_path / "parallel", workers=2, **plan)
+    assert [r["seed"] for r in parallel] == [0, 1]
+    for a, b in zip(serial, parallel):
+        assert a == {**b, "val_dice": pytest.approx(b["val_dice"], abs=5e-3)}  # 1 vs 2 threads

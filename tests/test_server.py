@@ -16,6 +16,7 @@ from requests_toolbelt.multipart.decoder import MultipartDecoder
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.data import read_dataset
 from breastlab.dicomio import read_dicom_image
+from breastlab.interactive import dice
 from breastlab.server.process import Server
 from breastlab.studies import import_dataset
 
@@ -23,6 +24,7 @@ from helpers import MODEL, dicom_bytes, infer, png_bytes, save_label, upload
 
 pytestmark = pytest.mark.slow
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
+INTERACTIVE = "breast_us_interactive"
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +246,26 @@ def test_predictions_are_persisted_listed_and_forgotten_with_their_image(server)
     assert "predicted" not in [p["image"] for p in every]
 
 
+def mask_of(response: requests.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.asarray(Image.open(io.BytesIO(response.content))) > 0
+
+
+def test_one_click_finds_the_lesion_the_automatic_mode_misses(server):
+    truth = np.asarray(Image.open(SAMPLES / "masks" / "case001.png")) > 0
+    info = requests.get(f"{server.url}/info/", timeout=10).json()["models"][INTERACTIVE]
+    assert info["type"] == "deepedit" and info["labels"] == {"lesion": 1}
+    automatic = mask_of(infer(server, "case001", model=INTERACTIVE, output="image"))
+    clicked = mask_of(infer(server, "case001", model=INTERACTIVE, output="image", foreground=[[353, 39]]))
+    assert dice(automatic, truth) < 0.1 and dice(clicked, truth) > 0.45 and clicked[39, 353]
+
+
+def test_a_background_click_removes_what_it_is_on(server):
+    automatic, unclicked = (mask_of(infer(server, "case002", model=INTERACTIVE, output="image", **clicks))
+                            for clicks in ({}, {"background": [[340, 247]]}))
+    assert automatic[247, 340] and not unclicked[247, 340] and unclicked.sum() < 0.75 * automatic.sum()
+
+
 @pytest.mark.parametrize("points, words", [
     ({"foreground": [[900, 10]]}, "outside the 485 x 537 image"),
     ({"background": [[10, -1]]}, "outside"),
@@ -251,8 +273,7 @@ def test_predictions_are_persisted_listed_and_forgotten_with_their_image(server)
     ({"foreground": "here"}, "foreground"),
 ])
 def test_clicks_outside_the_image_or_malformed_get_422(server, points, words):
-    response = requests.post(f"{server.url}/infer/{MODEL}", params={"image": "case001", "output": "json"},
-                             data={"params": json.dumps(points)}, timeout=60)
+    response = infer(server, "case001", model=INTERACTIVE, **points)
     assert response.status_code == 422 and words in response.json()["detail"]
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 pytestmark = pytest.mark.slow
 MODEL = "breast_us_t2kd"
+INTERACTIVE = "breast_us_interactive"
 
 
 def test_info_sorts_models_by_type_and_lists_strategies(client, server):
@@ -21,7 +22,7 @@ def test_info_sorts_models_by_type_and_lists_strategies(client, server):
     assert info.name == "BreastLab"
     assert info.models_of_type("segmentation") == ["breast_us_acsnet", MODEL]
     served = {t: info.models_of_type(t) for t in MODEL_TYPES if t != "segmentation"}
-    assert served == {"classification": ["breast_us_lanet"], "interactive": [],
+    assert served == {"classification": ["breast_us_lanet"], "interactive": [INTERACTIVE],
                       "saliency": ["breast_us_lanet_saliency"]}
     assert info.strategies == tuple(raw["strategies"]) and "random" in info.strategies
     assert info.default_epochs(MODEL) == 10
@@ -49,9 +50,10 @@ def test_segment_returns_a_binary_mask_of_the_image_size(client):
 
 
 def test_click_points_reach_the_server_as_params(client, server):
-    mask = client.segment(MODEL, "case001", foreground=[[120, 200], [130, 210]], background=[[5, 6]])
-    assert mask.shape == (537, 485)
-    assert "'foreground': [[120, 200], [130, 210]], 'background': [[5, 6]]" in server.log.read_text()
+    automatic = client.segment(INTERACTIVE, "case001")
+    mask = client.segment(INTERACTIVE, "case001", foreground=[[353, 39], [130, 210]], background=[[5, 6]])
+    assert mask.shape == (537, 485) and mask[39, 353] and not automatic[39, 353]
+    assert "'foreground': [[353, 39], [130, 210]], 'background': [[5, 6]]" in server.log.read_text()
 
 
 def test_classify_needs_probabilities_in_the_result(client):
