@@ -147,3 +147,13 @@ def test_map_overlays_are_plotted_one_row_per_image(tmp_path):
     one, two = plot_map_overlays(rows[:1], tmp_path / "one.png"), plot_map_overlays(rows, tmp_path / "two.png")
     (w1, h1), (w2, h2) = (Image.open(png).size for png in (one, two))
     assert w1 == w2 and h2 > 1.8 * h1  # a row per image, a column per method
+
+
+def test_click_curves_are_plotted_from_click_summaries(tmp_path):
+    from breastlab.plots import plot_click_curves
+
+    summary = {"n": 3, "automatic_dice": 0.5, "dice_after_clicks": [0.7, 0.8, 0.9]}
+    png = plot_click_curves({"model": summary, "other": {**summary, "automatic_dice": 0.1}}, tmp_path / "c.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(KeyError, match="automatic_dice"):
+        plot_click_curves({"no clicks": {"n": 0}}, tmp_path / "none.png")
