@@ -1,0 +1,177 @@
+"""GLAM: global-local activation maps for weakly-supervised lesion localization on mammograms (Liu et al.,
+MIDL 2021), reimplemented from the method description with the residual blocks of the end-to-end classifier and
+random initialisation.
+
+:class:`GlobalModule` sees the whole (downsampled) image and gives one sigmoid saliency map per class at three
+scales, each top-k pooled into image probabilities. :func:`select_patches` greedily takes the most salient
+windows. :class:`LocalModule` looks at those windows at full resolution and gives fine saliency, pooled per patch
+and aggregated over patches by gated attention. :class:`GLAM` fuses the two maps at full resolution; its image
+prediction is the top-k pooled fused map. Classes are independent (sigmoid): benign, malignant; normal is
+neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from breastlab.networks.end2end import make_trunk
+
+__all__ = ["top_k_pool", "select_patches", "GlobalModule", "LocalModule", "GLAM", "glam_loss"]
+
+
+def top_k_pool(maps: torch.Tensor, fraction: float) -> torch.Tensor:
+    """(B, C, H, W) maps → (B, C): the mean of each map's top ``fraction`` of values (at least one)."""
+    flat = maps.flatten(2)
+    k = max(1, round(fraction * flat.shape[-1]))
+    return flat.topk(k, dim=-1).values.mean(-1)
+
+
+class GlobalModule(nn.Module):
+    """Residual trunk (total stride ``2 ** len(channels)``) with a 1x1 saliency head on each of its last
+    ``scales`` levels. ``forward`` gives ``{"maps": [(B, classes, h_s, w_s) sigmoid maps, finest first],
+    "saliency": their mean at the finest scale, "prob": (B, classes) mean over scales of the top-k pooled maps}``.
+    """
+
+    def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64, 128, 256), num_classes: int = 2,
+                 scales: int = 3, top_k: float = 0.02):
+        super().__init__()
+        if not 1 <= scales <= len(channels):
+            raise ValueError(f"scales must be 1..{len(channels)}, got {scales}")
+        self.trunk = make_trunk(in_channels, channels)
+        self.heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in channels[-scales:])
+        self.scales, self.top_k = scales, top_k
+        self.stride = 2 ** (len(channels) - scales + 1)  # of the finest saliency map
+
+    def forward(self, x: torch.Tensor) -> dict:
+        features = []
+        for layer in self.trunk:
+            x = layer(x)
+            features.append(x)
+        maps = [head(f).sigmoid() for head, f in zip(self.heads, features[-self.scales:])]
+        size = maps[0].shape[-2:]
+        saliency = torch.stack([F.interpolate(m, size=size, mode="bilinear", align_corners=False) if i else m
+                                for i, m in enumerate(maps)]).mean(0)
+        prob = torch.stack([top_k_pool(m, self.top_k) for m in maps]).mean(0)
+        return {"maps": maps, "saliency": saliency, "prob": prob}
+
+
+def select_patches(saliency: torch.Tensor, image_size: Sequence[int], patch_size: int, n: int) -> torch.Tensor:
+    """Greedy patch selection: (B, n, 2) top-left ``(row, col)`` corners, in pixels of an image of
+    ``image_size`` (rows, cols), of ``n`` windows of ``patch_size`` pixels. Each is centred on the highest
+    value of ``saliency`` (B, C, h, w; the maximum over classes) left after the windows already taken are
+    suppressed, and shifted to lie inside the image."""
+    rows, cols = image_size
+    if patch_size > min(rows, cols):
+        raise ValueError(f"patch_size {patch_size} is larger than the {rows} x {cols} image")
+    score = saliency.detach().amax(1).clone()  # (B, h, w)
+    h, w = score.shape[-2:]
+    scale_r, scale_c = rows / h, cols / w
+    corners = torch.zeros(score.shape[0], n, 2, dtype=torch.long)
+    for b in range(score.shape[0]):
+        for i in range(n):
+            cell = int(score[b].flatten().argmax())
+            r, c = (cell // w + 0.5) * scale_r, (cell % w + 0.5) * scale_c
+            top = int(min(max(round(r - patch_size / 2), 0), rows - patch_size))
+            left = int(min(max(round(c - patch_size / 2), 0), cols - patch_size))
+            corners[b, i] = torch.tensor([top, left])
+            r0, c0 = int(top / scale_r), int(left / scale_c)
+            r1, c1 = int(-(-(top + patch_size) // scale_r)), int(-(-(left + patch_size) // scale_c))
+            score[b, r0:r1, c0:c1] = -float("inf")
+    return corners
+
+
+def crop_patches(image: torch.Tensor, corners: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) image, (B, n, 2) corners → (B * n, C, patch_size, patch_size) patches, image-major."""
+    return torch.stack([image[b, :, r:r + patch_size, c:c + patch_size]
+                        for b in range(image.shape[0]) for r, c in corners[b].tolist()])
+
+
+class LocalModule(nn.Module):
+    """A lighter residual trunk on full-resolution patches (stride ``2 ** len(channels)``) with a 1x1 saliency
+    head. ``forward(patches, n)`` with (B * n, C, p, p) patches gives ``{"maps": (B * n, classes, p/s, p/s)
+    sigmoid maps, "patch_prob": (B, n, classes) top-k pooled per patch, "attention": (B, n) gated attention
+    weights, "prob": (B, classes) the attention-weighted patch probabilities}``."""
+
+    def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64), num_classes: int = 2,
+                 top_k: float = 0.05, attention_dim: int = 64):
+        super().__init__()
+        self.trunk = make_trunk(in_channels, channels)
+        self.head = nn.Conv2d(channels[-1], num_classes, 1)
+        self.attention_v = nn.Sequential(nn.Linear(channels[-1], attention_dim), nn.Tanh())
+        self.attention_u = nn.Sequential(nn.Linear(channels[-1], attention_dim), nn.Sigmoid())
+        self.attention_w = nn.Linear(attention_dim, 1)
+        self.top_k = top_k
+        self.stride = 2 ** len(channels)
+
+    def forward(self, patches: torch.Tensor, n: int) -> dict:
+        features = self.trunk(patches)
+        maps = self.head(features).sigmoid()
+        patch_prob = top_k_pool(maps, self.top_k).view(-1, n, maps.shape[1])
+        pooled = features.mean(dim=(2, 3))
+        scores = self.attention_w(self.attention_v(pooled) * self.attention_u(pooled)).view(-1, n)
+        attention = scores.softmax(-1)
+        prob = (attention.unsqueeze(-1) * patch_prob).sum(1)
+        return {"maps": maps, "patch_prob": patch_prob, "attention": attention, "prob": prob}
+
+
+class GLAM(nn.Module):
+    """Global module on the image downsampled by ``global_scale``, ``n_patches`` greedy patches of
+    ``patch_size`` pixels for the local module at full resolution, and the fused map.
+
+    ``forward(x)`` on a (B, C, H, W) full-resolution image gives the global and local outputs and
+    ``"corners"``, ``"fused"``: (B, classes, H, W) — the global saliency upsampled to the image, and inside each
+    selected patch the mean of the global and the local map (the higher value where patches overlap) — and
+    ``"prob"``: (B, classes) the top-k pooled fused map. ``stage`` chooses what runs: ``"global"`` (global module
+    only; ``prob`` is its own), else all three parts."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2,
+                 global_channels: Sequence[int] = (16, 32, 64, 128, 256), local_channels: Sequence[int] = (16, 32, 64),
+                 global_scale: int = 2, patch_size: int = 128,
+                 n_patches: int = 4, top_k: float = 0.02, local_top_k: float = 0.05, stage: str = "joint"):
+        super().__init__()
+        self.global_module = GlobalModule(in_channels, global_channels, num_classes, top_k=top_k)
+        self.local_module = LocalModule(in_channels, local_channels, num_classes, top_k=local_top_k)
+        self.global_scale, self.patch_size, self.n_patches, self.top_k = global_scale, patch_size, n_patches, top_k
+        self.stage = stage
+
+    def forward(self, x: torch.Tensor) -> dict:
+        small = F.avg_pool2d(x, self.global_scale) if self.global_scale > 1 else x
+        out = {"global": self.global_module(small)}
+        if self.stage == "global":
+            return {**out, "prob": out["global"]["prob"]}
+        corners = select_patches(out["global"]["saliency"], x.shape[-2:], self.patch_size, self.n_patches)
+        local = self.local_module(crop_patches(x, corners, self.patch_size), self.n_patches)
+        fused = self.fuse(out["global"]["saliency"], local["maps"], corners, x.shape[-2:])
+        return {**out, "local": local, "corners": corners, "fused": fused, "prob": top_k_pool(fused, self.top_k)}
+
+    def fuse(self, saliency: torch.Tensor, local_maps: torch.Tensor, corners: torch.Tensor,
+             size: Sequence[int]) -> torch.Tensor:
+        coarse = F.interpolate(saliency, size=tuple(size), mode="bilinear", align_corners=False)
+        fine = F.interpolate(local_maps, size=(self.patch_size,) * 2, mode="bilinear", align_corners=False)
+        p, (rows, cols) = self.patch_size, coarse.shape[-2:]
+        fused = []
+        for b in range(coarse.shape[0]):
+            placed, covered = [], torch.zeros_like(coarse[b], dtype=torch.bool)
+            for i, (r, c) in enumerate(corners[b].tolist()):
+                mean = (coarse[b, :, r:r + p, c:c + p] + fine[b * self.n_patches + i]) / 2
+                placed.append(F.pad(mean, (c, cols - c - p, r, rows - r - p)))  # zeros outside the patch
+                covered[:, r:r + p, c:c + p] = True
+            fused.append(torch.where(covered, torch.stack(placed).amax(0), coarse[b]))
+        return torch.stack(fused)
+
+
+def glam_loss(output: dict, target: torch.Tensor, sparsity: float = 1e-3) -> dict[str, torch.Tensor]:
+    """BCE of every image prediction present (global, local, fused) against (B, classes) 0/1 ``target``, plus
+    ``sparsity`` x the mean of the global saliency maps (most of a mammogram is not lesion); ``total`` sums them."""
+    target = target.float()
+    terms = {"global": F.binary_cross_entropy(output["global"]["prob"], target),
+             "sparsity": sparsity * torch.stack([m.mean() for m in output["global"]["maps"]]).mean()}
+    if "local" in output:
+        terms["local"] = F.binary_cross_entropy(output["local"]["prob"], target)
+        terms["fused"] = F.binary_cross_entropy(output["prob"], target)
+    terms["total"] = sum(terms.values())
+    return terms

@@ -1,0 +1,109 @@
+"""GLAM network pieces: top-k pooling, greedy patch selection, fusion, loss, and weak localization on a toy task."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from breastlab.networks.glam import GLAM, GlobalModule, crop_patches, glam_loss, select_patches, top_k_pool
+
+
+def test_top_k_pool_averages_the_largest_values():
+    maps = torch.arange(100.0).view(1, 1, 10, 10)
+    assert top_k_pool(maps, 0.05).item() == pytest.approx((95 + 96 + 97 + 98 + 99) / 5)
+    assert top_k_pool(maps, 0.0).item() == 99.0  # at least one value
+    assert top_k_pool(torch.stack([maps[0], -maps[0]], 1), 0.01).tolist() == [[99.0, 0.0]]
+
+
+def test_global_module_gives_three_scales_and_their_finest_mean():
+    out = GlobalModule(channels=(4, 8, 8, 8, 8))(torch.rand(2, 1, 128, 64))
+    assert [tuple(m.shape) for m in out["maps"]] == [(2, 2, 16, 8), (2, 2, 8, 4), (2, 2, 4, 2)]
+    assert out["saliency"].shape == (2, 2, 16, 8) and out["prob"].shape == (2, 2)
+    assert ((out["prob"] > 0) & (out["prob"] < 1)).all()
+
+
+def test_patches_are_taken_greedily_at_the_peaks_and_kept_inside_the_image():
+    saliency = torch.zeros(1, 2, 16, 8)
+    saliency[0, 1, 4, 4] = 1.0  # image cell (4, 4) of 8-pixel cells: centre (36, 36)
+    saliency[0, 0, 4, 5] = 0.9  # next to it: suppressed by the first window
+    saliency[0, 0, 15, 0] = 0.5  # bottom-left corner: the window is shifted inside
+    corners = select_patches(saliency, (128, 64), 32, 2)
+    assert corners.tolist() == [[[20, 20], [96, 0]]]
+    with pytest.raises(ValueError, match="larger than"):
+        select_patches(saliency, (128, 64), 65, 1)
+
+
+def test_patches_are_cropped_image_major():
+    image = torch.arange(2 * 8 * 8.0).view(2, 1, 8, 8)
+    patches = crop_patches(image, torch.tensor([[[0, 0], [4, 4]], [[2, 2], [0, 4]]]), 4)
+    assert patches.shape == (4, 1, 4, 4)
+    torch.testing.assert_close(patches[3], image[1, :, 0:4, 4:8])
+
+
+def test_fused_map_is_the_global_map_outside_patches_and_the_mean_inside():
+    model = GLAM(global_channels=(4, 8, 8, 8, 8), local_channels=(4, 8), global_scale=1, patch_size=16,
+                 n_patches=2)
+    saliency = torch.full((1, 2, 8, 8), 0.2)
+    local = torch.full((2, 2, 4, 4), 0.6)
+    corners = torch.tensor([[[0, 0], [8, 8]]])
+    fused = model.fuse(saliency, local, corners, (64, 64))
+    assert fused.shape == (1, 2, 64, 64)
+    torch.testing.assert_close(fused[0, :, 40:, 40:], torch.full((2, 24, 24), 0.2))
+    torch.testing.assert_close(fused[0, :, 0:24, 8:16], torch.full((2, 24, 8), 0.4))
+
+
+def test_global_stage_runs_only_the_global_module():
+    model = GLAM(global_channels=(4, 8, 8, 8, 8), local_channels=(4, 8), patch_size=32, stage="global")
+    out = model(torch.rand(1, 1, 128, 64))
+    assert set(out) == {"global", "prob"} and set(glam_loss(out, torch.tensor([[1, 0]]))) == {
+        "global", "sparsity", "total"}
+
+
+def test_loss_reaches_both_modules():
+    model = GLAM(global_channels=(4, 8, 8, 8, 8), local_channels=(4, 8), patch_size=32, n_patches=2)
+    out = model(torch.rand(2, 1, 128, 64))
+    assert out["fused"].shape == (2, 2, 128, 64) and out["local"]["attention"].sum(1).tolist() == pytest.approx([1, 1])
+    glam_loss(out, torch.tensor([[1, 0], [0, 1]]))["total"].backward()
+    for module in (model.global_module, model.local_module):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters() if p.requires_grad)
+
+
+def toy_batch(generator: torch.Generator, n: int = 8, size: int = 64):
+    """Noise images; half hold a bright 8-pixel square at a random place (class 1 = "lesion present")."""
+    images = torch.rand(n, 1, size, size, generator=generator) * 0.3
+    boxes = torch.randint(0, size - 8, (n, 2), generator=generator)
+    labels = torch.zeros(n, 1)
+    for i in range(0, n, 2):
+        r, c = boxes[i].tolist()
+        images[i, :, r:r + 8, c:c + 8] += 0.7
+        labels[i] = 1
+    return images, labels, boxes
+
+
+@pytest.mark.slow
+def test_trained_on_image_labels_only_the_fused_map_points_at_the_lesion():
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    model = GLAM(num_classes=1, global_channels=(8, 16, 16, 16), local_channels=(8, 16), global_scale=2,
+                 patch_size=16, n_patches=1, top_k=0.01, local_top_k=0.05)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        images, labels, _ = toy_batch(generator)
+        loss = glam_loss(model(images), labels)["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    images, labels, boxes = toy_batch(generator, n=16)
+    with torch.no_grad():
+        out = model(images)
+    positives = labels[:, 0] == 1
+    assert out["prob"][positives, 0].min() > out["prob"][~positives, 0].max()
+    hits = 0
+    for i in positives.nonzero()[:, 0].tolist():
+        peak = int(F.avg_pool2d(out["fused"][i:i + 1, :1], 3, 1, 1).flatten().argmax())
+        r, c = divmod(peak, 64)
+        top, left = boxes[i].tolist()
+        hits += top - 4 <= r < top + 12 and left - 4 <= c < left + 12
+    assert hits >= 7  # pointing game on 8 positives
