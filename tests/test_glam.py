@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from breastlab.networks.glam import GLAM, GlobalModule, crop_patches, glam_loss, select_patches, top_k_pool
+from breastlab.losses import GLAMLoss
+from breastlab.networks.glam import GLAM, GlobalModule, crop_patches, select_patches, top_k_pool
 
 
 def test_top_k_pool_averages_the_largest_values():
@@ -56,15 +57,22 @@ def test_fused_map_is_the_global_map_outside_patches_and_the_mean_inside():
 def test_global_stage_runs_only_the_global_module():
     model = GLAM(global_channels=(4, 8, 8, 8, 8), local_channels=(4, 8), patch_size=32, stage="global")
     out = model(torch.rand(1, 1, 128, 64))
-    assert set(out) == {"global", "prob"} and set(glam_loss(out, torch.tensor([[1, 0]]))) == {
-        "global", "sparsity", "total"}
+    assert set(out) == {"global_prob", "saliency", "cls", "heatmap"} and out["heatmap"].shape == (1, 1, 128, 64)
+    loss = GLAMLoss()
+    loss(out, torch.tensor([[1, 0]]))
+    assert set(loss.terms) == {"global", "sparsity", "total"}
+    with pytest.raises(ValueError, match="stage"):
+        GLAM(stage="both")
 
 
 def test_loss_reaches_both_modules():
     model = GLAM(global_channels=(4, 8, 8, 8, 8), local_channels=(4, 8), patch_size=32, n_patches=2)
     out = model(torch.rand(2, 1, 128, 64))
-    assert out["fused"].shape == (2, 2, 128, 64) and out["local"]["attention"].sum(1).tolist() == pytest.approx([1, 1])
-    glam_loss(out, torch.tensor([[1, 0], [0, 1]]))["total"].backward()
+    assert out["fused"].shape == (2, 2, 128, 64) and out["heatmap"].shape == (2, 1, 128, 64)
+    assert out["corners"].shape == (2, 2, 2) and out["cls"].shape == out["local_prob"].shape == (2, 2)
+    loss = GLAMLoss()
+    loss(out, torch.tensor([[1, 0], [0, 1]])).backward()
+    assert set(loss.terms) == {"global", "sparsity", "local", "fused", "total"}
     for module in (model.global_module, model.local_module):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters() if p.requires_grad)
 
@@ -87,10 +95,10 @@ def test_trained_on_image_labels_only_the_fused_map_points_at_the_lesion():
     generator = torch.Generator().manual_seed(0)
     model = GLAM(num_classes=1, global_channels=(8, 16, 16, 16), local_channels=(8, 16), global_scale=2,
                  patch_size=16, n_patches=1, top_k=0.01, local_top_k=0.05)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer, loss_function = torch.optim.Adam(model.parameters(), lr=3e-3), GLAMLoss()
     for _ in range(150):
         images, labels, _ = toy_batch(generator)
-        loss = glam_loss(model(images), labels)["total"]
+        loss = loss_function(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -99,7 +107,7 @@ def test_trained_on_image_labels_only_the_fused_map_points_at_the_lesion():
     with torch.no_grad():
         out = model(images)
     positives = labels[:, 0] == 1
-    assert out["prob"][positives, 0].min() > out["prob"][~positives, 0].max()
+    assert out["cls"][positives, 0].min() > out["cls"][~positives, 0].max()
     hits = 0
     for i in positives.nonzero()[:, 0].tolist():
         peak = int(F.avg_pool2d(out["fused"][i:i + 1, :1], 3, 1, 1).flatten().argmax())

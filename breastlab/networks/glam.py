@@ -20,7 +20,7 @@ from torch import nn
 
 from breastlab.networks.end2end import make_trunk
 
-__all__ = ["top_k_pool", "select_patches", "GlobalModule", "LocalModule", "GLAM", "glam_loss"]
+__all__ = ["top_k_pool", "select_patches", "crop_patches", "GlobalModule", "LocalModule", "GLAM"]
 
 
 def top_k_pool(maps: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -119,34 +119,40 @@ class LocalModule(nn.Module):
 
 
 class GLAM(nn.Module):
-    """Global module on the image downsampled by ``global_scale``, ``n_patches`` greedy patches of
-    ``patch_size`` pixels for the local module at full resolution, and the fused map.
+    """Global module on the image average-pooled by ``global_scale``, ``n_patches`` greedy patches of ``patch_size``
+    pixels for the local module at full resolution, and the two maps fused at full resolution.
 
-    ``forward(x)`` on a (B, C, H, W) full-resolution image gives the global and local outputs and
-    ``"corners"``, ``"fused"``: (B, classes, H, W) — the global saliency upsampled to the image, and inside each
-    selected patch the mean of the global and the local map (the higher value where patches overlap) — and
-    ``"prob"``: (B, classes) the top-k pooled fused map. ``stage`` chooses what runs: ``"global"`` (global module
-    only; ``prob`` is its own), else all three parts."""
+    ``forward(x)`` on a (B, C, H, W) image gives a flat dict (batch first, so MONAI can decollate it):
+    ``global_prob`` and ``saliency`` of the global module; ``local_prob`` and ``corners`` of the patches;
+    ``fused``: (B, classes, H, W), the global saliency upsampled, inside each patch the mean of the global and the
+    local map (the higher value where patches overlap); ``cls``: (B, classes) the prediction, the top-k pooled
+    fused map; ``heatmap``: (B, 1, H, W) its maximum over classes. ``stage="global"`` runs the global module only
+    (its prediction and upsampled saliency as ``cls`` and ``heatmap``)."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2,
                  global_channels: Sequence[int] = (16, 32, 64, 128, 256), local_channels: Sequence[int] = (16, 32, 64),
-                 global_scale: int = 2, patch_size: int = 128,
-                 n_patches: int = 4, top_k: float = 0.02, local_top_k: float = 0.05, stage: str = "joint"):
+                 global_scale: int = 2, patch_size: int = 128, n_patches: int = 4, top_k: float = 0.02,
+                 local_top_k: float = 0.05, stage: str = "joint"):
         super().__init__()
+        if stage not in ("global", "local", "joint"):
+            raise ValueError(f"stage must be 'global', 'local' or 'joint', got {stage!r}")
         self.global_module = GlobalModule(in_channels, global_channels, num_classes, top_k=top_k)
         self.local_module = LocalModule(in_channels, local_channels, num_classes, top_k=local_top_k)
         self.global_scale, self.patch_size, self.n_patches, self.top_k = global_scale, patch_size, n_patches, top_k
         self.stage = stage
 
-    def forward(self, x: torch.Tensor) -> dict:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         small = F.avg_pool2d(x, self.global_scale) if self.global_scale > 1 else x
-        out = {"global": self.global_module(small)}
+        found = self.global_module(small)
+        out = {"global_prob": found["prob"], "saliency": found["saliency"]}
         if self.stage == "global":
-            return {**out, "prob": out["global"]["prob"]}
-        corners = select_patches(out["global"]["saliency"], x.shape[-2:], self.patch_size, self.n_patches)
+            coarse = F.interpolate(found["saliency"], size=x.shape[-2:], mode="bilinear", align_corners=False)
+            return {**out, "cls": found["prob"], "heatmap": coarse.amax(1, keepdim=True)}
+        corners = select_patches(found["saliency"], x.shape[-2:], self.patch_size, self.n_patches)
         local = self.local_module(crop_patches(x, corners, self.patch_size), self.n_patches)
-        fused = self.fuse(out["global"]["saliency"], local["maps"], corners, x.shape[-2:])
-        return {**out, "local": local, "corners": corners, "fused": fused, "prob": top_k_pool(fused, self.top_k)}
+        fused = self.fuse(found["saliency"], local["maps"], corners, x.shape[-2:])
+        return {**out, "local_prob": local["prob"], "corners": corners.to(x.device), "fused": fused,
+                "cls": top_k_pool(fused, self.top_k), "heatmap": fused.amax(1, keepdim=True)}
 
     def fuse(self, saliency: torch.Tensor, local_maps: torch.Tensor, corners: torch.Tensor,
              size: Sequence[int]) -> torch.Tensor:
@@ -162,16 +168,3 @@ class GLAM(nn.Module):
                 covered[:, r:r + p, c:c + p] = True
             fused.append(torch.where(covered, torch.stack(placed).amax(0), coarse[b]))
         return torch.stack(fused)
-
-
-def glam_loss(output: dict, target: torch.Tensor, sparsity: float = 1e-3) -> dict[str, torch.Tensor]:
-    """BCE of every image prediction present (global, local, fused) against (B, classes) 0/1 ``target``, plus
-    ``sparsity`` x the mean of the global saliency maps (most of a mammogram is not lesion); ``total`` sums them."""
-    target = target.float()
-    terms = {"global": F.binary_cross_entropy(output["global"]["prob"], target),
-             "sparsity": sparsity * torch.stack([m.mean() for m in output["global"]["maps"]]).mean()}
-    if "local" in output:
-        terms["local"] = F.binary_cross_entropy(output["local"]["prob"], target)
-        terms["fused"] = F.binary_cross_entropy(output["prob"], target)
-    terms["total"] = sum(terms.values())
-    return terms
