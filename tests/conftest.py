@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT
+from tests.test_mammo import synthetic_breast
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +77,27 @@ def make_dataset(tmp_path):
         return root
 
     return make
+
+
+MAMMOGRAM_LABELS = ["normal", "benign", "malignant", "normal", "malignant", "benign", "normal", "normal", "malignant",
+                    "benign"]
+
+
+@pytest.fixture(scope="session")
+def mammograms(tmp_path_factory):
+    """A mini-MIAS-layout folder of 10 synthetic mammograms (5 women, breasts on alternating sides)."""
+    root = tmp_path_factory.mktemp("mammograms")
+    (root / "images").mkdir()
+    rows = []
+    for i, label in enumerate(MAMMOGRAM_LABELS):
+        side = "left" if i % 2 == 0 else "right"
+        image = synthetic_breast(side, h=256, w=192)
+        col = 60 if side == "left" else 192 - 60
+        lesions = [] if label == "normal" else [{"severity": label[0].upper(), "row": 128, "col": col, "radius": 14}]
+        if lesions:
+            rr, cc = np.mgrid[:256, :192]
+            image[(rr - 128) ** 2 + (cc - col) ** 2 <= 14 ** 2] = 250 if label == "malignant" else 200
+        Image.fromarray(image).save(root / "images" / f"m{i:02d}.png")
+        rows.append(f"m{i:02d},{label},dev,\"{json.dumps(lesions).replace(chr(34), chr(34) * 2)}\",{i // 2}")
+    (root / "manifest.csv").write_text("case,label,split,lesions,pair\n" + "\n".join(rows) + "\n")
+    return root

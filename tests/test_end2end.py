@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 from monai.transforms import Compose, LoadImaged, Resized
-from PIL import Image
 
 from breastlab.bundle import as_image_array, get_bundle
 from breastlab.checkpoints import read_state_dict
 from breastlab.mammo import CropBreastd, OrientBreastd, RestoreBreastd, fold_split
 from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
-from tests.test_mammo import synthetic_breast
-
-LABELS = ["normal", "benign", "malignant", "normal", "malignant", "benign", "normal", "normal", "malignant", "benign"]
-
-
-@pytest.fixture(scope="module")
-def mammograms(tmp_path_factory):
-    """A mini-MIAS-layout folder of 10 synthetic mammograms (5 women, breasts on alternating sides)."""
-    root = tmp_path_factory.mktemp("mammograms")
-    (root / "images").mkdir()
-    rows = []
-    for i, label in enumerate(LABELS):
-        side = "left" if i % 2 == 0 else "right"
-        image = synthetic_breast(side, h=256, w=192)
-        col = 60 if side == "left" else 192 - 60
-        lesions = [] if label == "normal" else [{"severity": label[0].upper(), "row": 128, "col": col, "radius": 14}]
-        if lesions:
-            rr, cc = np.mgrid[:256, :192]
-            image[(rr - 128) ** 2 + (cc - col) ** 2 <= 14 ** 2] = 250 if label == "malignant" else 200
-        Image.fromarray(image).save(root / "images" / f"m{i:02d}.png")
-        rows.append(f"m{i:02d},{label},dev,\"{json.dumps(lesions).replace(chr(34), chr(34) * 2)}\",{i // 2}")
-    (root / "manifest.csv").write_text("case,label,split,lesions,pair\n" + "\n".join(rows) + "\n")
-    return root
 
 
 def test_fold_split_holds_out_whole_women(mammograms):

@@ -1,4 +1,5 @@
-"""GLAM network pieces: top-k pooling, greedy patch selection, fusion, loss, and weak localization on a toy task."""
+"""breast_mammo_glam: top-k pooling, greedy patch selection, fusion, loss, weak localization on a toy task, and
+the bundle trained stage by stage on synthetic mammograms."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from breastlab.bundle import get_bundle
+from breastlab.checkpoints import read_state_dict
 from breastlab.losses import GLAMLoss
 from breastlab.networks.glam import GLAM, GlobalModule, crop_patches, select_patches, top_k_pool
 
@@ -52,6 +55,15 @@ def test_fused_map_is_the_global_map_outside_patches_and_the_mean_inside():
     assert fused.shape == (1, 2, 64, 64)
     torch.testing.assert_close(fused[0, :, 40:, 40:], torch.full((2, 24, 24), 0.2))
     torch.testing.assert_close(fused[0, :, 0:24, 8:16], torch.full((2, 24, 8), 0.4))
+
+
+def test_local_stage_freezes_the_global_module_with_its_batch_norm_statistics():
+    model = GLAM(global_channels=(4, 8, 8, 8, 8), local_channels=(4, 8), patch_size=32, stage="local").train()
+    before = {k: v.clone() for k, v in model.global_module.state_dict().items()}
+    GLAMLoss()(model(torch.rand(2, 1, 128, 64)), torch.tensor([[1, 0], [0, 1]])).backward()
+    assert all(torch.equal(before[k], v) for k, v in model.global_module.state_dict().items())
+    assert all(p.grad is None for p in model.global_module.parameters())
+    assert model.local_module.training and all(p.grad is not None for p in model.local_module.parameters())
 
 
 def test_global_stage_runs_only_the_global_module():
@@ -115,3 +127,25 @@ def test_trained_on_image_labels_only_the_fused_map_points_at_the_lesion():
         top, left = boxes[i].tolist()
         hits += top - 4 <= r < top + 12 and left - 4 <= c < left + 12
     assert hits >= 7  # pointing game on 8 positives
+
+
+@pytest.mark.slow
+def test_bundle_trains_global_then_local_then_serves_probabilities_and_a_map(mammograms, tmp_path):
+    bundle = get_bundle("breast_mammo_glam")
+    small = {"data_dir": str(mammograms), "fold": 0, "epochs": 1, "image_size": [128, 192], "batch_size": 4,
+             "network_def#patch_size": 32, "network_def#n_patches": 2}
+    first = bundle.train(stage="global", ckpt_dir=str(tmp_path / "global"), output_dir=str(tmp_path / "e1"), **small)
+    targets = {tuple(item["target"].tolist()) for item in first.get_parsed_content("train#dataset")}
+    assert targets == {(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)}  # normal, benign, malignant as two image labels
+    bundle.train(stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
+                 ckpt_dir=str(tmp_path / "local"), output_dir=str(tmp_path / "e2"), **small)
+    before, after = (read_state_dict(tmp_path / stage / "last.pt") for stage in ("global", "local"))
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("global_module."))  # frozen
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("local_module."))
+    predictor = get_bundle("breast_mammo_glam", image_size=[128, 192], **{"network_def#patch_size": 32}).predictor(
+        tmp_path / "local" / "last.pt")
+    output = predictor(mammograms / "images" / "m01.png")  # breast on the right
+    assert set(output["class_probabilities"]) == {"benign", "malignant"}
+    heat = output["probability"]
+    assert heat.shape == output["mask"].shape == (256, 192) and 0 <= heat.min() and heat.max() <= 1
+    assert heat[:, :60].max() == 0 < heat[:, 100:].max()  # restored on the breast's side, zero outside its box

@@ -127,7 +127,8 @@ class GLAM(nn.Module):
     ``fused``: (B, classes, H, W), the global saliency upsampled, inside each patch the mean of the global and the
     local map (the higher value where patches overlap); ``cls``: (B, classes) the prediction, the top-k pooled
     fused map; ``heatmap``: (B, 1, H, W) its maximum over classes. ``stage="global"`` runs the global module only
-    (its prediction and upsampled saliency as ``cls`` and ``heatmap``)."""
+    (its prediction and upsampled saliency as ``cls`` and ``heatmap``); ``stage="local"`` freezes the global module
+    (no gradients, batch-norm statistics kept) while the local module learns."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2,
                  global_channels: Sequence[int] = (16, 32, 64, 128, 256), local_channels: Sequence[int] = (16, 32, 64),
@@ -140,6 +141,13 @@ class GLAM(nn.Module):
         self.local_module = LocalModule(in_channels, local_channels, num_classes, top_k=local_top_k)
         self.global_scale, self.patch_size, self.n_patches, self.top_k = global_scale, patch_size, n_patches, top_k
         self.stage = stage
+        self.global_module.requires_grad_(stage != "local")
+
+    def train(self, mode: bool = True) -> GLAM:
+        super().train(mode)
+        if self.stage == "local":
+            self.global_module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         small = F.avg_pool2d(x, self.global_scale) if self.global_scale > 1 else x
