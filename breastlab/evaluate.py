@@ -12,6 +12,7 @@ from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, read_dataset
 from breastlab.imageio import ImageError, read_gray_png, write_png
 from breastlab.interactive import evaluate_clicks
+from breastlab.mammo import lesion_circles, lesion_mask, read_mammogram
 from breastlab.metrics import (
     classification_scores,
     format_table,
@@ -22,8 +23,8 @@ from breastlab.metrics import (
 from breastlab.saliency import GradCamPredictor
 
 SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "asd_mean",
-                        "precision_mean", "recall_mean", "pixel_accuracy_mean", "n_missed", "mean_fp_fraction",
-                        "fp_rate"]
+                        "precision_mean", "recall_mean", "pointing_hit_mean", "pixel_accuracy_mean", "n_missed",
+                        "mean_fp_fraction", "fp_rate"]
 CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "accuracy", "sensitivity", "specificity", "f1"]
 MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
 CLICK_COLUMNS = ["n", "automatic_dice", "dice_1_click", "dice_3_clicks", "dice_5_clicks", "noc85", "noc90"]
@@ -105,16 +106,30 @@ def _score_case(case: Case, output: dict) -> dict:
         row["class_probabilities"] = output["class_probabilities"]
     if case.meta.get("label_conflict") == "1":
         row["label_conflict"] = True
-    if case.mask is not None and "mask" in output:
+    truth = case_truth(case)
+    if truth is not None and "mask" in output:
+        if truth.shape != output["mask"].shape:
+            raise DatasetError(f"{case.case}: truth size {truth.shape[::-1]} differs from its image "
+                               f"{output['mask'].shape[::-1]}")
+        row.update(segmentation_scores(output["mask"], truth, probability=output.get("probability")))
+    return row
+
+
+def case_truth(case: Case) -> np.ndarray | None:
+    """The lesion truth of a case: its mask file, else the lesion circles of a mammography manifest (column
+    ``lesions``) drawn at the image size; ``None`` when neither says where the lesion is (e.g. a calcification
+    case without a centre)."""
+    if case.mask is not None:
         try:
-            truth = read_gray_png(case.mask)
+            return read_gray_png(case.mask) > 0
         except ImageError as e:
             raise DatasetError(f"{case.mask}: {e}") from e
-        if truth.shape != output["mask"].shape:
-            raise DatasetError(f"{case.mask}: mask size {truth.shape[::-1]} differs from its image "
-                               f"{output['mask'].shape[::-1]}")
-        row.update(segmentation_scores(output["mask"], truth))
-    return row
+    if "lesions" not in case.meta:
+        return None
+    circles = lesion_circles(case)
+    if case.label != "normal" and not circles:
+        return None
+    return lesion_mask(circles, read_mammogram(case.image).shape)
 
 
 def _has_masks(rows: list[dict]) -> bool:

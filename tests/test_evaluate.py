@@ -37,3 +37,16 @@ def test_two_class_model_has_no_extra_tasks():
             for k, p in (("benign", 0.2), ("malignant", 0.7), ("benign", 0.4))]
     assert set(_classification(rows)) == {"malignant vs benign"}
     assert _multiclass(rows) is None
+
+
+def test_mammogram_truth_comes_from_the_lesion_circles(mammograms):
+    from breastlab.data import read_dataset
+    from breastlab.evaluate import case_truth
+
+    cases = {c.case: c for c in read_dataset(mammograms)}
+    malignant, normal = case_truth(cases["m02"]), case_truth(cases["m00"])
+    assert malignant.shape == normal.shape == (256, 192)
+    assert malignant[128, 60] and malignant.sum() == pytest.approx(3.14159 * 14 ** 2, rel=0.05)
+    assert not normal.any()
+    cases["m02"].meta["lesions"] = "[]"  # a finding without a location (e.g. calcifications): no truth
+    assert case_truth(cases["m02"]) is None

@@ -29,13 +29,23 @@ def test_square_shifted_by_one_pixel():
     # pred: the truth square one column to the right -> overlap 4x3 = 12 px, FP = FN = 4, TN = 80.
     # Edges (12 px each): 6 pred edge pixels lie on the truth edge (distance 0), the other 6 are
     # 1 px from it, and vice versa -> 95th percentile of {0 x6, 1 x6} = 1; mean over both edges = 0.5.
-    s = segmentation_scores(square(2, 6, 3, 7), TRUTH)
+    s = segmentation_scores(square(2, 6, 3, 7), TRUTH, probability=square(2, 6, 3, 7) * 0.9)
     assert s.pop("truth_empty") is False
     assert all(type(v) is float for v in s.values())  # plain JSON values
     assert s == pytest.approx({
         "dice": 2 * 12 / (16 + 16), "iou": 12 / 20, "box_iou": 12 / 20, "hd95": 1.0, "asd": 0.5, "precision": 12 / 16,
-        "recall": 12 / 16, "pixel_accuracy": 92 / 100, "fp_fraction": 4 / 100,
+        "recall": 12 / 16, "pointing_hit": 1.0, "pixel_accuracy": 92 / 100, "fp_fraction": 4 / 100,
     })
+
+
+def test_pointing_game_hits_when_the_maps_peak_is_on_the_lesion():
+    probability = np.zeros((10, 10))
+    probability[8, 8] = 1.0  # outside TRUTH (rows and columns 2..5)
+    assert segmentation_scores(TRUTH, TRUTH, probability=probability)["pointing_hit"] == 0.0
+    probability[3, 4] = 2.0
+    assert segmentation_scores(TRUTH, TRUTH, probability=probability)["pointing_hit"] == 1.0
+    assert segmentation_scores(TRUTH, TRUTH)["pointing_hit"] is None  # no map, no pointing game
+    assert segmentation_scores(TRUTH, np.zeros((10, 10)), probability=probability)["pointing_hit"] is None
 
 
 def test_box_iou_boxes_the_largest_predicted_region():
@@ -105,7 +115,7 @@ def test_bad_shapes_raise(shapes):
 
 def row(label, dice, iou, hd95, precision, recall, acc, fp, truth_empty=False):
     return dict(label=label, dice=dice, iou=iou, box_iou=iou, hd95=hd95, asd=hd95 and hd95 / 2, precision=precision,
-                recall=recall,
+                recall=recall, pointing_hit=None if truth_empty else float(dice > 0),
                 pixel_accuracy=acc, fp_fraction=fp, truth_empty=truth_empty)
 
 
@@ -125,7 +135,8 @@ def test_summarize_segmentation():
         "box_iou_mean": 0.3, "box_iou_std": 0.3,
         "hd95_mean": 2.0, "hd95_std": 0.0, "asd_mean": 1.0, "asd_std": 0.0,
         "precision_mean": 0.45, "precision_std": 0.45,
-        "recall_mean": 0.35, "recall_std": 0.35, "pixel_accuracy_mean": 0.925, "pixel_accuracy_std": 0.025,
+        "recall_mean": 0.35, "recall_std": 0.35, "pointing_hit_mean": 0.5, "pointing_hit_std": 0.5,
+        "pixel_accuracy_mean": 0.925, "pixel_accuracy_std": 0.025,
     })
     assert summary["malignant"]["hd95_mean"] is None and summary["malignant"]["n_missed"] == 1
     assert summary["benign"]["dice_mean"] == pytest.approx(0.8) and summary["benign"]["n_missed"] == 0

@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike
 
 from breastlab.saliency import top_boxes
 
-LESION_METRICS = ("dice", "iou", "box_iou", "hd95", "asd", "precision", "recall", "pixel_accuracy")
+LESION_METRICS = ("dice", "iou", "box_iou", "hd95", "asd", "precision", "recall", "pointing_hit", "pixel_accuracy")
 
 
 def _as_tensor(mask: ArrayLike) -> torch.Tensor:
@@ -57,12 +57,14 @@ def _largest_box_iou(pred: torch.Tensor, truth: torch.Tensor) -> float:
     return float(box_iou(np.array(boxes[:1], float), np.array(boxes[1:], float))[0, 0])
 
 
-def segmentation_scores(pred: ArrayLike, truth: ArrayLike, spacing: Sequence[float] = (1.0, 1.0)) -> dict:
+def segmentation_scores(pred: ArrayLike, truth: ArrayLike, spacing: Sequence[float] = (1.0, 1.0),
+                        probability: ArrayLike | None = None) -> dict:
     """Score one 2-D prediction against its ground truth (nonzero = lesion).
 
-    Returns ``dice, iou, box_iou, hd95, asd, precision, recall, pixel_accuracy, fp_fraction`` (plain floats or
-    ``None``, see the module docstring) and ``truth_empty`` (bool). ``fp_fraction`` is the number
-    of predicted pixels outside the truth divided by the number of pixels in the image.
+    Returns ``dice, iou, box_iou, hd95, asd, precision, recall, pointing_hit, pixel_accuracy, fp_fraction`` (plain
+    floats or ``None``, see the module docstring) and ``truth_empty`` (bool). ``fp_fraction`` is the number
+    of predicted pixels outside the truth divided by the number of pixels in the image. ``pointing_hit`` (pointing
+    game, with the lesion ``probability`` map): 1.0 when the map's highest pixel lies in the truth, else 0.0.
     """
     p, t = _as_tensor(pred), _as_tensor(truth)
     if p.shape != t.shape:
@@ -78,11 +80,18 @@ def segmentation_scores(pred: ArrayLike, truth: ArrayLike, spacing: Sequence[flo
             **(dict(hd95=None, asd=None) if pred_empty else _surface_distances(p, t, spacing)),
             precision=0.0 if pred_empty else float(compute_confusion_matrix_metric("precision", cm).item()),
             recall=float(compute_confusion_matrix_metric("recall", cm).item()),
+            pointing_hit=None if probability is None else _pointing_hit(np.asarray(probability), t[0, 0].numpy()),
         )
     scores["pixel_accuracy"] = float(compute_confusion_matrix_metric("accuracy", cm).item())
     scores["fp_fraction"] = float(cm[0, 0, 1]) / t.numel()
     scores["truth_empty"] = truth_empty
     return scores
+
+
+def _pointing_hit(probability: np.ndarray, truth: np.ndarray) -> float:
+    if probability.shape != truth.shape:
+        raise ValueError(f"probability shape {probability.shape} != truth shape {truth.shape}")
+    return float(truth.flat[int(probability.argmax())] > 0)
 
 
 def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -95,7 +104,7 @@ def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
 def _lesion_stats(rows: list[dict]) -> dict:
     out: dict = {"n": len(rows)}
     for key in LESION_METRICS:
-        out[f"{key}_mean"], out[f"{key}_std"] = _mean_std([r[key] for r in rows])
+        out[f"{key}_mean"], out[f"{key}_std"] = _mean_std([r.get(key) for r in rows])
     out["n_missed"] = sum(r["hd95"] is None for r in rows)
     return out
 
