@@ -3,7 +3,7 @@
 Each (strategy, seed) run starts from the same ``initial`` random images of the pool (per seed),
 trains the bundle from scratch on the labelled set, scores validation Dice, then adds
 ``per_round`` images: random ones, or the unlabelled ones with the highest TTA variance under the
-model just trained. Results: one row per (strategy, seed, round).
+model just trained. Results: one row per (strategy, seed, round), with the cases added for that round.
 """
 
 from __future__ import annotations
@@ -59,17 +59,19 @@ def run_one(bundle, pool, data, val_split, strategy, seed, initial, per_round, r
     order = list(range(len(pool)))
     rng.shuffle(order)
     labelled, unlabelled = order[:initial], order[initial:]
+    added = labelled
     rows = []
     for round_ in tqdm(range(rounds + 1), desc=f"{strategy} seed {seed}", unit="round"):
         with tempfile.TemporaryDirectory() as tmp:
             dice, weights = train_and_validate(bundle, [pool[i] for i in labelled], data, val_split, seed, epochs,
                                                Path(tmp))
             rows.append({"strategy": strategy, "seed": seed, "round": round_, "labelled": len(labelled),
-                         "val_dice": dice})
+                         "val_dice": dice, "added": [pool[i]["case"] for i in added]})
             if round_ == rounds:
                 break
             picked = pick(strategy, bundle, weights, [pool[i] for i in unlabelled], per_round, rng)
-        labelled += [unlabelled[i] for i in picked]
+        added = [unlabelled[i] for i in picked]
+        labelled = labelled + added
         chosen = set(picked)
         unlabelled = [u for n, u in enumerate(unlabelled) if n not in chosen]
     return rows

@@ -19,6 +19,8 @@ def test_study_grows_the_labelled_set_and_reports_each_round(samples_dir, tmp_pa
         ("random", 0, 2), ("random", 1, 4), ("uncertainty", 0, 2), ("uncertainty", 1, 4)]
     assert all(0.0 <= r["val_dice"] <= 1.0 for r in rows)
     assert rows[0]["val_dice"] == pytest.approx(rows[2]["val_dice"])  # same seed, same initial images
+    assert rows[0]["added"] == rows[2]["added"] and len(rows[0]["added"]) == len(rows[1]["added"]) == 2
+    assert not set(rows[0]["added"]) & set(rows[1]["added"])
     assert json.loads((tmp_path / "results.json").read_text()) == rows
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     assert [r["seeds"] for r in summary_rows(rows)] == [1, 1, 1, 1]
