@@ -145,7 +145,9 @@ def test_bundle_trains_global_then_local_then_serves_probabilities_and_a_map(mam
     predictor = get_bundle("breast_mammo_glam", image_size=[128, 192], **{"network_def#patch_size": 32}).predictor(
         tmp_path / "local" / "last.pt")
     output = predictor(mammograms / "images" / "m01.png")  # breast on the right
-    assert set(output["class_probabilities"]) == {"benign", "malignant"}
+    probabilities = output["class_probabilities"]
+    assert list(probabilities) == ["normal", "benign", "malignant"]
+    assert probabilities["normal"] == pytest.approx(1 - max(probabilities["benign"], probabilities["malignant"]))
     heat = output["probability"]
     assert heat.shape == output["mask"].shape == (256, 192) and 0 <= heat.min() and heat.max() <= 1
     assert heat[:, :60].max() == 0 < heat[:, 100:].max()  # restored on the breast's side, zero outside its box
