@@ -12,6 +12,7 @@ import json
 import random
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -41,14 +42,10 @@ def run_study(bundle: Bundle, data: str | Path, out: str | Path, initial: int = 
     runs = [(bundle, pool, data, val_split, strategy, seed, initial, per_round, rounds, epochs)
             for strategy in strategies for seed in seeds]
     rows = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as executor:
-            for run_rows in executor.map(run_one, *zip(*runs)):
-                rows += run_rows
-                (out / "results.json").write_text(json.dumps(rows, indent=2))
-    else:
-        for run in runs:
-            rows += run_one(*run)
+    executor = ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else None
+    with executor or nullcontext():
+        for run_rows in (executor.map if executor else map)(run_one, *zip(*runs)):
+            rows += run_rows
             (out / "results.json").write_text(json.dumps(rows, indent=2))
     plot_learning_curves(rows, out / "learning_curve.png")
     return rows

@@ -18,6 +18,7 @@ from breastlab.checkpoints import read_state_dict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLES_DIR = PROJECT_ROOT / "bundles"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"  # the datasets, next to the checkout (never committed)
 
 
 class BundleError(LookupError):

@@ -12,7 +12,7 @@ from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, read_dataset
 from breastlab.imageio import ImageError, read_gray_png, write_png
 from breastlab.interactive import evaluate_clicks
-from breastlab.mammo import lesion_circles, lesion_mask, read_mammogram
+from breastlab.mammo import lesion_circles, lesion_mask
 from breastlab.metrics import (
     classification_scores,
     format_table,
@@ -106,30 +106,30 @@ def _score_case(case: Case, output: dict) -> dict:
         row["class_probabilities"] = output["class_probabilities"]
     if case.meta.get("label_conflict") == "1":
         row["label_conflict"] = True
-    truth = case_truth(case)
-    if truth is not None and "mask" in output:
-        if truth.shape != output["mask"].shape:
-            raise DatasetError(f"{case.case}: truth size {truth.shape[::-1]} differs from its image "
-                               f"{output['mask'].shape[::-1]}")
-        row.update(segmentation_scores(output["mask"], truth, probability=output.get("probability")))
+    if "mask" in output:
+        truth = case_truth(case, output["mask"].shape)
+        if truth is not None:
+            row.update(segmentation_scores(output["mask"], truth, probability=output.get("probability")))
     return row
 
 
-def case_truth(case: Case) -> np.ndarray | None:
-    """The lesion truth of a case: its mask file, else the lesion circles of a mammography manifest (column
-    ``lesions``) drawn at the image size; ``None`` when neither says where the lesion is (e.g. a calcification
-    case without a centre)."""
+def case_truth(case: Case, shape: tuple[int, int]) -> np.ndarray | None:
+    """The lesion truth of a case whose image is ``shape`` (rows, columns): its mask file, else the lesion circles
+    of a mammography manifest (column ``lesions``) drawn at that size; ``None`` when neither says where the lesion
+    is (e.g. a calcification case without a centre)."""
     if case.mask is not None:
         try:
-            return read_gray_png(case.mask) > 0
+            truth = read_gray_png(case.mask) > 0
         except ImageError as e:
             raise DatasetError(f"{case.mask}: {e}") from e
+        if truth.shape != tuple(shape):
+            raise DatasetError(f"{case.mask}: mask size {truth.shape[::-1]} differs from its image "
+                               f"{tuple(shape)[::-1]}")
+        return truth
     if "lesions" not in case.meta:
         return None
     circles = lesion_circles(case)
-    if case.label != "normal" and not circles:
-        return None
-    return lesion_mask(circles, read_mammogram(case.image).shape)
+    return lesion_mask(circles, shape) if circles or case.label == "normal" else None
 
 
 def _has_masks(rows: list[dict]) -> bool:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from breastlab.bundle import PROJECT_ROOT, get_bundle
+from breastlab.bundle import SHARED_DATA, get_bundle
 from breastlab.evaluate import cached_evaluation, example_lesion_cases
 from breastlab.imageio import read_gray_png
 from breastlab.metrics import format_table
 from breastlab.plots import plot_map_overlays, plot_metric_curves
 
-DATA = PROJECT_ROOT.parent / "shared" / "data" / "busi"
+DATA = SHARED_DATA / "busi"
 MODELS = {  # row -> (bundle, overrides, ACSNet run folder under RUNS or None for the bundle's shipped weights)
     "T2KD student (breast_us_t2kd)": ("breast_us_t2kd", {}, None),
     "LA-Net (breast_us_lanet; its map M)": ("breast_us_lanet", {}, None),

@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from breastlab.bundle import PROJECT_ROOT, get_bundle
+from breastlab.bundle import PROJECT_ROOT, SHARED_DATA, get_bundle
 from breastlab.evaluate import cached_evaluation, print_report
 from breastlab.plots import plot_click_curves, plot_training_log
 
-DATA = PROJECT_ROOT.parent / "shared" / "data" / "busi"
+DATA = SHARED_DATA / "busi"
 BUNDLE = "breast_us_interactive"
 
 

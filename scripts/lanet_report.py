@@ -10,14 +10,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from breastlab.bundle import PROJECT_ROOT, get_bundle
+from breastlab.bundle import SHARED_DATA, get_bundle
 from breastlab.evaluate import cached_evaluation, example_lesion_cases
 from breastlab.imageio import read_gray_png
 from breastlab.metrics import format_table
 from breastlab.plots import plot_map_overlays, plot_metric_curves
 from breastlab.saliency import GradCamPredictor
 
-DATA = PROJECT_ROOT.parent / "shared" / "data" / "busi"
+DATA = SHARED_DATA / "busi"
 BASELINE = {"network_def#lesion_attention": False}
 GRAD_CAM_LAYER = "backbone.layer4"
 RUNS = {  # setting -> (run folder, bundle overrides, Grad-CAM layer or None for the model's own map M)

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from breastlab.bundle import PROJECT_ROOT
+from breastlab.bundle import PROJECT_ROOT, SHARED_DATA
 from tests.test_mammo import synthetic_breast
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``<project root>/../shared/data``; tests that need it skip when it is absent."""
-    path = (PROJECT_ROOT.parent / "shared" / "data").resolve()
+    path = SHARED_DATA.resolve()
     if not path.is_dir():
         pytest.skip(f"shared data folder {path} not found (expected next to the project root)")
     return path

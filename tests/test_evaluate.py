@@ -44,9 +44,23 @@ def test_mammogram_truth_comes_from_the_lesion_circles(mammograms):
     from breastlab.evaluate import case_truth
 
     cases = {c.case: c for c in read_dataset(mammograms)}
-    malignant, normal = case_truth(cases["m02"]), case_truth(cases["m00"])
+    malignant, normal = case_truth(cases["m02"], (256, 192)), case_truth(cases["m00"], (256, 192))
     assert malignant.shape == normal.shape == (256, 192)
     assert malignant[128, 60] and malignant.sum() == pytest.approx(3.14159 * 14 ** 2, rel=0.05)
     assert not normal.any()
     cases["m02"].meta["lesions"] = "[]"  # a finding without a location (e.g. calcifications): no truth
-    assert case_truth(cases["m02"]) is None
+    assert case_truth(cases["m02"], (256, 192)) is None
+
+
+def test_a_mask_of_the_wrong_size_is_named(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from breastlab.data import Case, DatasetError
+    from breastlab.evaluate import case_truth
+
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "m.png")
+    case = Case("c", tmp_path / "i.png", mask=tmp_path / "m.png", label="benign")
+    assert case_truth(case, (20, 30)).shape == (20, 30)
+    with pytest.raises(DatasetError, match=r"m.png: mask size \(30, 20\) differs from its image \(31, 20\)"):
+        case_truth(case, (20, 31))

@@ -44,7 +44,6 @@ class GlobalModule(nn.Module):
         self.trunk = make_trunk(in_channels, channels)
         self.heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in channels[-scales:])
         self.scales, self.top_k = scales, top_k
-        self.stride = 2 ** (len(channels) - scales + 1)  # of the finest saliency map
 
     def forward(self, x: torch.Tensor) -> dict:
         features = []
@@ -105,7 +104,6 @@ class LocalModule(nn.Module):
         self.attention_u = nn.Sequential(nn.Linear(channels[-1], attention_dim), nn.Sigmoid())
         self.attention_w = nn.Linear(attention_dim, 1)
         self.top_k = top_k
-        self.stride = 2 ** len(channels)
 
     def forward(self, patches: torch.Tensor, n: int) -> dict:
         features = self.trunk(patches)
