@@ -35,18 +35,10 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
     """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it; with
     ``grad_cam_layer``, score Grad-CAM of the classifier at that layer as its lesion map. A click model
     (``deepedit``) is scored without clicks and with simulated clicks (``evaluate_clicks``)."""
-    cases = read_dataset(data_dir, split)
     predictor = bundle.predictor(weights)
     if grad_cam_layer:
         predictor = GradCamPredictor(predictor, grad_cam_layer)
-    if save_masks:
-        Path(save_masks).mkdir(parents=True, exist_ok=True)
-    rows = []
-    for case in tqdm(cases, desc=f"evaluate {bundle.name}", unit="image"):
-        output = predictor(case.image)
-        if save_masks:
-            write_png(output["mask"] * 255, Path(save_masks) / f"{case.case}.png")
-        rows.append(_score_case(case, output))
+    rows = score_cases(predictor, read_dataset(data_dir, split), bundle.name, save_masks)
     return {
         "bundle": bundle.name,
         "weights": str(weights or bundle.model_path),
@@ -54,12 +46,30 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
         "data": str(Path(data_dir).resolve()),
         "split": split,
         "n_images": len(rows),
-        "segmentation": summarize_segmentation([r for r in rows if "dice" in r]) if _has_masks(rows) else None,
-        "classification": _classification(rows),
-        "multiclass": _multiclass(rows),
+        **summarize(rows),
         "clicks": evaluate_clicks(predictor, data_dir, split) if bundle.task == "deepedit" else None,
         "cases": rows,
     }
+
+
+def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | Path | None = None) -> list[dict]:
+    """One row of scores per case: the predictor's probabilities and, where the case has lesion truth, its map's
+    segmentation scores (masks saved as PNGs into ``save_masks``)."""
+    if save_masks:
+        Path(save_masks).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for case in tqdm(cases, desc=f"evaluate {name}", unit="image"):
+        output = predictor(case.image)
+        if save_masks:
+            write_png(output["mask"] * 255, Path(save_masks) / f"{case.case}.png")
+        rows.append(_score_case(case, output))
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Segmentation summaries, binary classification tasks and all-class scores of ``score_cases`` rows."""
+    return {"segmentation": summarize_segmentation([r for r in rows if "dice" in r]) if _has_masks(rows) else None,
+            "classification": _classification(rows), "multiclass": _multiclass(rows)}
 
 
 def cached_evaluation(bundle: Bundle, data_dir: str | Path, split: str | None, weights: str | Path, cache: Path,

@@ -190,10 +190,13 @@ def extract_patch(image: np.ndarray, row: int, col: int, size: int) -> np.ndarra
 
 
 def background_centres(image: np.ndarray, circles: list[Circle], patch_size: int,
-                       threshold: float = TISSUE_THRESHOLD) -> np.ndarray:
-    """Boolean map of the pixels that may centre a background patch: on the breast, and the patch window
-    overlaps no lesion disc (so its centre is at least ``patch_size/2 - 1`` from every circle's edge)."""
+                       threshold: float = TISSUE_THRESHOLD, on_breast: bool = True) -> np.ndarray:
+    """Boolean map of the pixels that may centre a background patch: on the breast (off it, for
+    ``on_breast=False``), and the patch window overlaps no lesion disc (so its centre is at least
+    ``patch_size/2 - 1`` from every circle's edge)."""
     allowed = breast_mask(image, threshold)
+    if not on_breast:
+        allowed = ~allowed
     rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
     lo = patch_size // 2
     hi = patch_size - 1 - lo
@@ -205,9 +208,12 @@ def background_centres(image: np.ndarray, circles: list[Circle], patch_size: int
 
 
 def patch_centres(image: np.ndarray, circles: list[Circle], patch_size: int, n_per_lesion: int, n_background: int,
-                  rng: np.random.Generator, threshold: float = TISSUE_THRESHOLD) -> list[tuple[int, int, int]]:
+                  rng: np.random.Generator, threshold: float = TISSUE_THRESHOLD, n_outside: int = 0
+                  ) -> list[tuple[int, int, int]]:
     """(row, col, class) of the patches of :func:`sample_patches`: ``n_per_lesion`` per circle at uniform random
-    points of its disc (clipped to the image), then up to ``n_background`` distinct :func:`background_centres`."""
+    points of its disc (clipped to the image), then up to ``n_background`` distinct :func:`background_centres` on
+    the breast and up to ``n_outside`` off it (air, film labels, the breast's skin line and the image borders,
+    which the classifier meets when it is applied to the whole image)."""
     h, w = image.shape
     centres = []
     for c in circles:
@@ -218,18 +224,21 @@ def patch_centres(image: np.ndarray, circles: list[Circle], patch_size: int, n_p
         rows = np.clip(np.rint(c.row + radius * np.sin(angle)), 0, h - 1).astype(int)
         cols = np.clip(np.rint(c.col + radius * np.cos(angle)), 0, w - 1).astype(int)
         centres += [(int(r), int(q), SEVERITY_CLASS[c.severity]) for r, q in zip(rows, cols)]
-    candidates = np.flatnonzero(background_centres(image, circles, patch_size, threshold))
-    chosen = rng.choice(candidates, size=min(n_background, candidates.size), replace=False)
-    return centres + [(*divmod(int(i), w), 0) for i in chosen]
+    for on_breast, n in ((True, n_background), (False, n_outside)):
+        candidates = np.flatnonzero(background_centres(image, circles, patch_size, threshold, on_breast))
+        chosen = rng.choice(candidates, size=min(n, candidates.size), replace=False)
+        centres += [(*divmod(int(i), w), 0) for i in chosen]
+    return centres
 
 
 def sample_patches(image: np.ndarray, circles: list[Circle], patch_size: int, n_per_lesion: int, n_background: int,
-                   rng: np.random.Generator, threshold: float = TISSUE_THRESHOLD) -> list[tuple[np.ndarray, int]]:
+                   rng: np.random.Generator, threshold: float = TISSUE_THRESHOLD, n_outside: int = 0
+                   ) -> list[tuple[np.ndarray, int]]:
     """(patch, class) pairs, classes as :data:`PATCH_CLASSES` (lesion class from the circle's severity): lesion
-    patches centred inside the circles, background patches centred on breast tissue overlapping no lesion
+    patches centred inside the circles, background patches overlapping no lesion, on and off the breast
     (:func:`patch_centres`); windows are zero padded at the image borders."""
-    return [(extract_patch(image, r, q, patch_size), cls)
-            for r, q, cls in patch_centres(image, circles, patch_size, n_per_lesion, n_background, rng, threshold)]
+    centres = patch_centres(image, circles, patch_size, n_per_lesion, n_background, rng, threshold, n_outside)
+    return [(extract_patch(image, r, q, patch_size), cls) for r, q, cls in centres]
 
 
 def read_mammogram(path: str | Path) -> np.ndarray:
@@ -251,7 +260,7 @@ def prepare_case(case: Case, scale: float = 1.0) -> tuple[np.ndarray, list[Circl
 
 
 def patch_items(cases: list[Case], scale: float = 0.5, patch_size: int = 64, n_per_lesion: int = 10,
-                n_background: int = 10, seed: int = 0) -> list[dict]:
+                n_background: int = 10, seed: int = 0, n_outside: int = 0) -> list[dict]:
     """The patch-stage dataset: ``{"image": (1, p, p) float32 in [0, 1], "label": class, "case": id}`` from
     :func:`sample_patches` on each :func:`prepare_case` image. Each case draws from its own generator
     (seeded by ``seed`` and its id), so a case's patches do not depend on the other cases. Abnormal cases
@@ -263,7 +272,8 @@ def patch_items(cases: list[Case], scale: float = 0.5, patch_size: int = 64, n_p
             continue
         image, circles = prepare_case(case, scale)
         rng = np.random.default_rng([seed, zlib.crc32(case.case.encode())])
-        for patch, label in sample_patches(image, circles, patch_size, n_per_lesion, n_background, rng):
+        for patch, label in sample_patches(image, circles, patch_size, n_per_lesion, n_background, rng,
+                                           n_outside=n_outside):
             items.append({"image": patch[None].astype(np.float32), "label": label, "case": case.case})
     return items
 

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from monai.visualize import GradCAM
 from scipy import ndimage
 
+from breastlab.mammo import RestoreBreastd
+
 
 class ClassLogits(torch.nn.Module):
     """A network whose output is a dict, seen through its class logits (``cls``): what Grad-CAM needs."""
@@ -21,16 +23,25 @@ class ClassLogits(torch.nn.Module):
         return output[self.key] if isinstance(output, dict) else output
 
 
+def unit_range(cam: torch.Tensor) -> torch.Tensor:
+    """Each map of a (B, 1, H, W) batch scaled from its (min, max) to (0, 1), the strongest evidence at 1 (MONAI's
+    default Grad-CAM normaliser maps them to (1, 0), flipping the map); a constant map becomes zeros."""
+    low = cam.amin(dim=(-2, -1), keepdim=True)
+    span = cam.amax(dim=(-2, -1), keepdim=True) - low
+    return torch.where(span > 0, (cam - low) / span.clamp_min(1e-12), torch.zeros_like(cam))
+
+
 class GradCam:
-    """MONAI's Grad-CAM of ``network`` at module ``layer`` (a name in ``network.named_modules()``). Make one per
-    network and reuse it: MONAI registers its hooks on the network for good. The network keeps its train/eval
-    mode."""
+    """MONAI's Grad-CAM of ``network`` at module ``layer`` (a name in ``network.named_modules()``), scaled to
+    [0, 1] per image by :func:`unit_range`. Make one per network and reuse it: MONAI registers its hooks on the
+    network for good. The network keeps its train/eval mode."""
 
     def __init__(self, network: torch.nn.Module, layer: str):
         if layer not in dict(network.named_modules()):
             raise ValueError(f"no module {layer!r} in {type(network).__name__} for Grad-CAM; its top-level modules: "
                              f"{', '.join(name for name, _ in network.named_children())}")
-        self.cam = GradCAM(ClassLogits(network).train(network.training), target_layers=f"network.{layer}")
+        self.cam = GradCAM(ClassLogits(network).train(network.training), target_layers=f"network.{layer}",
+                           postprocessing=unit_range)
 
     def __call__(self, image: torch.Tensor, class_index: int | None = None) -> torch.Tensor:
         """The map of ``image`` (1, C, H, W) for ``class_index`` (default: the predicted class): (H, W) in [0, 1]."""
@@ -41,23 +52,37 @@ class GradCam:
 class GradCamPredictor:
     """A bundle ``Predictor`` seen through Grad-CAM of its classifier at ``layer``: the localisation reference
     for a classification-only model. Returns ``class_probabilities`` (softmax), ``probability`` (the map at
-    the image size) and ``mask`` (the map ≥ ``threshold``); the bundle's postprocessing is not used."""
+    the image size; put back into the breast box and side when the bundle crops and orients mammograms) and
+    ``mask`` (the map ≥ ``threshold``); the bundle's postprocessing is not used. The map is of the predicted
+    class, or with ``lesion_class`` of the most probable class other than ``normal`` (where is the finding)."""
 
-    def __init__(self, predictor, layer: str, threshold: float = 0.5):
-        self.predictor, self.threshold = predictor, threshold
+    def __init__(self, predictor, layer: str, threshold: float = 0.5, lesion_class: bool = False):
+        self.predictor, self.threshold, self.lesion_class = predictor, threshold, lesion_class
         self.cam = GradCam(predictor.network, layer)
 
     def __call__(self, image_path) -> dict:
-        image = self.predictor.pre({"image": str(image_path)})["image"]
-        batch = image[None].to(self.predictor.device)
+        data = self.predictor.pre({"image": str(image_path)})
+        batch = data["image"][None].to(self.predictor.device)
         with torch.no_grad():
             probabilities = torch.softmax(ClassLogits(self.predictor.network)(batch)[0], dim=0)
-        cam = self.cam(batch)
-        size = [int(n) for n in image.meta["spatial_shape"]]
-        cam = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-        probability = np.ascontiguousarray(cam.cpu().numpy().T)  # PILReader's (W, H) back to (H, W)
-        return {"class_probabilities": dict(zip(self.predictor.bundle.classes, probabilities.tolist())),
+        classes = list(self.predictor.bundle.classes)
+        target = None
+        if self.lesion_class:
+            findings = [i for i, name in enumerate(classes) if name != "normal"]
+            target = findings[int(probabilities[findings].argmax())]
+        cam = self.cam(batch, target)
+        probability = np.ascontiguousarray(self._restore(data, cam).T)  # PILReader's (W, H) back to (H, W)
+        return {"class_probabilities": dict(zip(classes, probabilities.tolist())),
                 "probability": probability, "mask": (probability >= self.threshold).astype(np.uint8)}
+
+    @staticmethod
+    def _restore(data: dict, cam: torch.Tensor) -> np.ndarray:
+        """The map at the original image size: through :class:`RestoreBreastd` for a cropped mammogram, else
+        resized."""
+        if "breast_box" in data:
+            return RestoreBreastd("cam")({**data, "cam": cam[None].cpu()})["cam"][0].numpy()
+        size = [int(n) for n in data["image"].meta["spatial_shape"]]
+        return F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
 
 def top_boxes(saliency: np.ndarray, threshold: float = 0.5, k: int = 3) -> list[dict]:

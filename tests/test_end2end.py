@@ -67,6 +67,37 @@ def test_ensemble_state_dict_from_fold_checkpoints(tmp_path):
         MammogramEnsemble.state_dict_from(classifiers, patches[:1])
 
 
+def test_whole_image_pooling_of_the_class_logit_map():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 64, 96)
+    nets = {p: WholeImageClassifier(trunk_channels=(8, 8, 16, 16), top_channels=(16,), num_outputs=3, pooling=p,
+                                    top_strides=1).eval() for p in ("avg", "lse", "max")}
+    for net in list(nets.values())[1:]:
+        net.load_state_dict(nets["avg"].state_dict())
+    with torch.no_grad():
+        logit_map = nets["avg"].logit_map(x)
+        avg, lse, top = (nets[p](x) for p in ("avg", "lse", "max"))
+        pooled_features = nets["avg"].fc(nets["avg"].features(x).mean((2, 3)))
+    assert logit_map.shape == (2, 3, 4, 6)
+    assert torch.allclose(avg, pooled_features, atol=1e-5)  # the method's average pooling, unchanged
+    assert torch.all(avg <= lse + 1e-6) and torch.all(lse <= top + 1e-6) and torch.allclose(top, logit_map.amax((2, 3)))
+    with pytest.raises(ValueError, match="pooling"):
+        WholeImageClassifier(pooling="median")
+
+
+def test_a_frozen_trunk_keeps_its_weights_and_batch_norm_statistics():
+    torch.manual_seed(0)
+    net = WholeImageClassifier(trunk_channels=(8, 8, 16, 16), top_channels=(), num_outputs=3, pooling="lse",
+                               freeze_trunk=True).train()
+    before = {k: v.clone() for k, v in net.trunk.state_dict().items()}
+    top_before = net.fc.weight.clone()
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], 0.1)
+    torch.nn.functional.cross_entropy(net(torch.rand(4, 1, 64, 64) * 3), torch.tensor([0, 1, 2, 0])).backward()
+    optimizer.step()
+    assert all(torch.equal(before[k], v) for k, v in net.trunk.state_dict().items())
+    assert not net.trunk.training and net.training and not torch.equal(top_before, net.fc.weight)
+
+
 @pytest.mark.slow
 def test_bundle_trains_both_stages_then_serves_probabilities_and_a_heat_map(mammograms, tmp_path):
     bundle = get_bundle("breast_mammo_end2end")

@@ -1,5 +1,5 @@
-"""breast_mammo_glam: top-k pooling, greedy patch selection, fusion, loss, weak localization on a toy task, and
-the bundle trained stage by stage on synthetic mammograms."""
+"""breast_mammo_glam: top-k pooling, greedy patch selection, fusion, loss, weak localization on a toy task,
+self-supervised trunk pretraining, and the bundle trained stage by stage on synthetic mammograms."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from breastlab.bundle import get_bundle
 from breastlab.checkpoints import read_state_dict
 from breastlab.losses import GLAMLoss
-from breastlab.networks.glam import GLAM, GlobalModule, crop_patches, select_patches, top_k_pool
+from breastlab.networks.glam import GLAM, GlobalModule, TrunkAutoencoder, crop_patches, select_patches, top_k_pool
 
 
 def test_top_k_pool_averages_the_largest_values():
@@ -25,6 +25,24 @@ def test_global_module_gives_three_scales_and_their_finest_mean():
     assert [tuple(m.shape) for m in out["maps"]] == [(2, 2, 16, 8), (2, 2, 8, 4), (2, 2, 4, 2)]
     assert out["saliency"].shape == (2, 2, 16, 8) and out["prob"].shape == (2, 2)
     assert ((out["prob"] > 0) & (out["prob"] < 1)).all()
+
+
+def test_trunk_autoencoder_restores_images_and_starts_the_global_trunk():
+    channels = (4, 8, 8, 8, 8)
+    autoencoder = TrunkAutoencoder(channels=channels)
+    images = torch.rand(4, 1, 64, 40)
+    optimizer = torch.optim.Adam(autoencoder.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = F.l1_loss(autoencoder(images), images)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert autoencoder(images).shape == images.shape and losses[-1] < 0.6 * losses[0]
+    glam = GLAM(global_channels=channels, local_channels=(4, 8), patch_size=16, global_trunk_weights=autoencoder)
+    pretrained = autoencoder.trunk.state_dict()
+    assert all(torch.equal(v, pretrained[k]) for k, v in glam.global_module.trunk.state_dict().items())
 
 
 def test_patches_are_taken_greedily_at_the_peaks_and_kept_inside_the_image():
@@ -130,11 +148,16 @@ def test_trained_on_image_labels_only_the_fused_map_points_at_the_lesion():
 
 
 @pytest.mark.slow
-def test_bundle_trains_global_then_local_then_serves_probabilities_and_a_map(mammograms, tmp_path):
+def test_bundle_pretrains_then_trains_global_then_local_then_serves_probabilities_and_a_map(mammograms, tmp_path):
     bundle = get_bundle("breast_mammo_glam")
-    small = {"data_dir": str(mammograms), "fold": 0, "epochs": 1, "image_size": [128, 192], "batch_size": 4,
-             "network_def#patch_size": 32, "network_def#n_patches": 2}
-    first = bundle.train(stage="global", ckpt_dir=str(tmp_path / "global"), output_dir=str(tmp_path / "e1"), **small)
+    small = {"data_dir": str(mammograms), "fold": 0, "epochs": 1, "image_size": [128, 192], "batch_size": 4}
+    pretraining = bundle.train("pretrain", ckpt_dir=str(tmp_path / "pretrain"), output_dir=str(tmp_path / "e0"), **small)
+    corrupted = pretraining.get_parsed_content("train#preprocessing")(pretraining.get_parsed_content("train_datalist")[0])
+    assert corrupted["image"].shape == corrupted["label"].shape == (1, 32, 48)  # the global module's input size
+    assert not torch.equal(corrupted["image"], corrupted["label"])
+    small = {**small, "network_def#patch_size": 32, "network_def#n_patches": 2}
+    first = bundle.train(stage="global", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"),
+                         ckpt_dir=str(tmp_path / "global"), output_dir=str(tmp_path / "e1"), **small)
     targets = {tuple(item["target"].tolist()) for item in first.get_parsed_content("train#dataset")}
     assert targets == {(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)}  # normal, benign, malignant as two image labels
     bundle.train(stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),

@@ -227,6 +227,16 @@ def test_background_patches_stay_away_from_lesions():
     assert few == []  # no tissue is far enough from a huge lesion
 
 
+def test_outside_patches_come_from_off_the_breast():
+    image, circles = _patch_scene()
+    tissue = breast_mask(image)
+    centres = patch_centres(image, circles, 32, 0, 5, np.random.default_rng(2), n_outside=8)
+    on, off = centres[:5], centres[5:]
+    assert len(off) == 8 and all(cls == 0 for _, _, cls in centres)
+    assert all(tissue[r, q] for r, q, _ in on) and not any(tissue[r, q] for r, q, _ in off)
+    assert not background_centres(image, circles, 32, on_breast=False)[tissue].any()
+
+
 def test_extract_patch_pads_at_borders():
     image = np.arange(1, 101, dtype=np.float32).reshape(10, 10)
     patch = extract_patch(image, 0, 9, 6)

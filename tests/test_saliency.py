@@ -6,6 +6,7 @@ import torch
 
 from breastlab.bundle import get_bundle
 from breastlab.imageio import read_gray_png
+from breastlab.mammo import breast_bbox, orient_breast
 from breastlab.networks.lanet import LANet
 from breastlab.saliency import GradCam, GradCamPredictor, top_boxes
 
@@ -27,6 +28,28 @@ def test_diagonal_neighbours_are_one_region_and_bad_shapes_are_refused():
     assert top_boxes(saliency) == [{"box": [0, 0, 5, 5], "score": 1.0, "area": 5}]
     with pytest.raises(ValueError, match="2D"):
         top_boxes(np.zeros((1, 4, 4)))
+
+
+class _BrightSpotClassifier(torch.nn.Module):
+    """Class 0's logit is the mean of a feature map that copies the image: its evidence is where the image is bright."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Conv2d(1, 1, 1)
+        torch.nn.init.ones_(self.features.weight)
+        torch.nn.init.zeros_(self.features.bias)
+
+    def forward(self, x):
+        pooled = torch.relu(self.features(x)).mean(dim=(2, 3))
+        return {"cls": torch.cat([pooled, -pooled], dim=1)}
+
+
+def test_grad_cam_is_highest_where_the_evidence_is():
+    image = torch.zeros(1, 1, 32, 48)
+    image[0, 0, 5:9, 30:36] = 1.0
+    cam = GradCam(_BrightSpotClassifier().eval(), "features")(image, class_index=0)
+    row, col = divmod(int(cam.argmax()), cam.shape[1])
+    assert 5 <= row < 9 and 30 <= col < 36 and cam.max() == 1.0 and cam[20:, :20].max() == 0
 
 
 def test_grad_cam_of_a_dict_output_classifier_is_an_image_sized_unit_map():
@@ -61,3 +84,20 @@ def test_grad_cam_predictor_maps_a_classifier_at_the_image_size(samples_dir, tmp
     assert probability.shape == (height, width) and 0 <= probability.min() < probability.max() <= 1
     assert np.array_equal(outputs["mask"], (probability >= 0.5).astype(np.uint8)) and 0 < outputs["mask"].sum()
     assert sum(outputs["class_probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_grad_cam_of_a_cropped_mammogram_is_put_back_on_the_breast(mammograms, tmp_path):
+    bundle = get_bundle("breast_mammo_end2end", members=1, **{"network_def#flip_average": False})
+    torch.manual_seed(0)
+    weights = tmp_path / "member.pt"
+    torch.save(bundle.network().state_dict(), weights)
+    predictor = GradCamPredictor(bundle.predictor(weights), "classifiers.0.trunk", lesion_class=True)
+    image = mammograms / "images" / "m01.png"  # breast on the right: oriented, cropped, then restored
+    oriented, flipped = orient_breast(read_gray_png(image))
+    r0, r1, c0, c1 = breast_bbox(oriented)
+    assert flipped and (r0, r1, c1 - c0) != (0, 256, 192)  # a real crop, so a misplaced map would show
+    probability = predictor(image)["probability"]
+    assert probability.shape == (256, 192)
+    inside = np.zeros_like(probability, bool)
+    inside[r0:r1, 192 - c1: 192 - c0] = True  # the box, flipped back to the right
+    assert probability[~inside].max() == 0 < probability[inside].max()

@@ -304,3 +304,19 @@ def test_acsnet_returns_the_mask_and_every_class_probability_in_one_call(server)
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     info = requests.get(f"{server.url}/info/", timeout=10).json()["models"]["breast_us_acsnet"]
     assert info["type"] == "segmentation" and info["labels"] == {"lesion": 1}
+
+
+def test_end2end_classifies_a_12_bit_monochrome1_mammogram_and_maps_the_breast_side(server):
+    rows, cols = np.mgrid[:512, :384]
+    display = np.where((rows - 256) ** 2 + cols ** 2 <= 230 ** 2, 2600 + (rows * 7 + cols * 3) % 900, 40)
+    stored = (4095 - display).astype(np.uint16)  # MONOCHROME1: dense tissue is stored dark
+    data = dicom_bytes(stored, photometric="MONOCHROME1", bits_stored=12, WindowCenter=2048, WindowWidth=4096)
+    assert upload(server, "mammogram", data, name="mammogram.dcm").status_code == 200
+    result = infer(server, "mammogram", model="breast_mammo_end2end").json()
+    assert set(result["probabilities"]) == {"normal", "benign", "malignant"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    heat = infer(server, "mammogram", model="breast_mammo_end2end_saliency", output="image")
+    assert heat.status_code == 200, heat.text
+    heat = np.asarray(Image.open(io.BytesIO(heat.content)))
+    assert heat.shape == (512, 384)
+    assert heat[:, 250:].max() == 0 < heat[:, :230].max()  # on the breast (left), not on the inverted background

@@ -9,6 +9,7 @@ top bottleneck residual blocks (stride 2 each), global average pooling and a lin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -89,32 +90,44 @@ def trunk_state_dict(source: str | Path | Mapping | nn.Module) -> dict[str, torc
 
 
 class WholeImageClassifier(nn.Module):
-    """Patch-classifier trunk → top bottleneck residual blocks (stride 2 each) → global pooling → dropout
-    → linear → (B, ``num_outputs``) logits (one output: malignant vs rest through a sigmoid).
+    """Patch-classifier trunk → top bottleneck residual blocks → linear layer at every location (the class logit
+    map, :meth:`logit_map`) → global pooling → (B, ``num_outputs``) logits.
 
-    ``pooling``: ``"avg"`` (the method's global average pooling) or ``"max"`` (global max pooling: one small
-    lesion in a large image is not averaged away). ``trunk_weights`` (a path, state dict or
-    :class:`PatchClassifier`) initialises the trunk from stage 1.
+    ``pooling``: ``"avg"`` (the method's global average pooling; since the linear layer is applied per location,
+    this equals average-pooled features through the layer), ``"max"``, or ``"lse"`` (log-sum-exp with sharpness
+    ``lse_r``, between average and max: one small lesion in a large image is not averaged away).
+    ``top_strides``: the stride of each top block (2 in the method). Dropout (on features) is active in training
+    only. ``trunk_weights`` (a path, state dict or :class:`PatchClassifier`) initialises the trunk from stage 1;
+    ``freeze_trunk`` keeps it as it is (no gradients, batch-norm statistics kept), as when the top is trained first.
     """
 
     def __init__(self, in_channels: int = 1, trunk_channels: Sequence[int] = (32, 64, 128, 256),
                  top_channels: Sequence[int] = (256, 256), num_outputs: int = 1, dropout: float = 0.0,
-                 trunk_weights: str | Path | Mapping | nn.Module | None = None, pooling: str = "avg"):
+                 trunk_weights: str | Path | Mapping | nn.Module | None = None, pooling: str = "avg",
+                 top_strides: int = 2, lse_r: float = 4.0, freeze_trunk: bool = False):
         super().__init__()
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
-        self.pooling = pooling
+        if pooling not in ("avg", "max", "lse"):
+            raise ValueError(f"pooling must be 'avg', 'max' or 'lse', got {pooling!r}")
+        self.pooling, self.lse_r = pooling, lse_r
         self.trunk = make_trunk(in_channels, trunk_channels)
         prev = trunk_channels[-1]
         blocks = []
         for out in top_channels:
-            blocks.append(ResidualBlock(prev, out, strides=2, bottleneck=True))
+            blocks.append(ResidualBlock(prev, out, strides=top_strides, bottleneck=True))
             prev = out
         self.top = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(prev, num_outputs)
         if trunk_weights is not None:
             self.load_trunk(trunk_weights)
+        self.freeze_trunk = freeze_trunk
+        self.trunk.requires_grad_(not freeze_trunk)
+
+    def train(self, mode: bool = True) -> WholeImageClassifier:
+        super().train(mode)
+        if self.freeze_trunk:
+            self.trunk.eval()
+        return self
 
     def load_trunk(self, source: str | Path | Mapping | nn.Module) -> WholeImageClassifier:
         """Load the trunk weights of a patch classifier (strictly: the trunks must match)."""
@@ -122,13 +135,24 @@ class WholeImageClassifier(nn.Module):
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map, (B, C, H/64, W/64) for two top blocks."""
+        """The last feature map, (B, C, H/64, W/64) for two stride-2 top blocks."""
         return self.top(self.trunk(x))
 
+    def logit_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ``num_outputs``, h, w) class logits of every location of the last feature map."""
+        return self.fc(self.dropout(self.features(x)).movedim(1, -1)).movedim(-1, 1)
+
+    def pool(self, logit_map: torch.Tensor) -> torch.Tensor:
+        """Global pooling of a logit map to (B, ``num_outputs``)."""
+        flat = logit_map.flatten(2)
+        if self.pooling == "avg":
+            return flat.mean(-1)
+        if self.pooling == "max":
+            return flat.amax(-1)
+        return (torch.logsumexp(self.lse_r * flat, -1) - math.log(flat.shape[-1])) / self.lse_r
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.features(x)
-        pooled = features.mean(dim=(2, 3)) if self.pooling == "avg" else features.amax(dim=(2, 3))
-        return self.fc(self.dropout(pooled))
+        return self.pool(self.logit_map(x))
 
 
 class MammogramEnsemble(nn.Module):

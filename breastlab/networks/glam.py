@@ -7,20 +7,21 @@ scales, each top-k pooled into image probabilities. :func:`select_patches` greed
 windows. :class:`LocalModule` looks at those windows at full resolution and gives fine saliency, pooled per patch
 and aggregated over patches by gated attention. :class:`GLAM` fuses the two maps at full resolution; its image
 prediction is the top-k pooled fused map. Classes are independent (sigmoid): benign, malignant; normal is
-neither.
+neither. :class:`TrunkAutoencoder` pretrains the global trunk without labels (restoring corrupted images).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from breastlab.networks.end2end import make_trunk
+from breastlab.networks.end2end import make_trunk, trunk_state_dict
 
-__all__ = ["top_k_pool", "select_patches", "crop_patches", "GlobalModule", "LocalModule", "GLAM"]
+__all__ = ["top_k_pool", "select_patches", "crop_patches", "GlobalModule", "LocalModule", "GLAM", "TrunkAutoencoder"]
 
 
 def top_k_pool(maps: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -126,17 +127,21 @@ class GLAM(nn.Module):
     local map (the higher value where patches overlap); ``cls``: (B, classes) the prediction, the top-k pooled
     fused map; ``heatmap``: (B, 1, H, W) its maximum over classes. ``stage="global"`` runs the global module only
     (its prediction and upsampled saliency as ``cls`` and ``heatmap``); ``stage="local"`` freezes the global module
-    (no gradients, batch-norm statistics kept) while the local module learns."""
+    (no gradients, batch-norm statistics kept) while the local module learns. ``global_trunk_weights`` (a path,
+    state dict or module with ``trunk.*`` weights, e.g. a :class:`TrunkAutoencoder`) initialises the global trunk."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2,
                  global_channels: Sequence[int] = (16, 32, 64, 128, 256), local_channels: Sequence[int] = (16, 32, 64),
                  global_scale: int = 2, patch_size: int = 128, n_patches: int = 4, top_k: float = 0.02,
-                 local_top_k: float = 0.05, stage: str = "joint"):
+                 local_top_k: float = 0.05, stage: str = "joint",
+                 global_trunk_weights: str | Path | Mapping | nn.Module | None = None):
         super().__init__()
         if stage not in ("global", "local", "joint"):
             raise ValueError(f"stage must be 'global', 'local' or 'joint', got {stage!r}")
         self.global_module = GlobalModule(in_channels, global_channels, num_classes, top_k=top_k)
         self.local_module = LocalModule(in_channels, local_channels, num_classes, top_k=local_top_k)
+        if global_trunk_weights is not None:
+            self.global_module.trunk.load_state_dict(trunk_state_dict(global_trunk_weights))
         self.global_scale, self.patch_size, self.n_patches, self.top_k = global_scale, patch_size, n_patches, top_k
         self.stage = stage
         self.global_module.requires_grad_(stage != "local")
@@ -174,3 +179,19 @@ class GLAM(nn.Module):
                 covered[:, r:r + p, c:c + p] = True
             fused.append(torch.where(covered, torch.stack(placed).amax(0), coarse[b]))
         return torch.stack(fused)
+
+
+class TrunkAutoencoder(nn.Module):
+    """Self-supervised pretraining of the global module's trunk: ``trunk`` (as :class:`GlobalModule`'s) → a linear
+    decoder (1x1 conv to ``stride ** 2`` values per location, pixel shuffle) reconstructing the full image from the
+    features at stride ``2 ** len(channels)`` (cropped to the input's size). Trained to restore images corrupted by coarse dropout and shuffling;
+    the linear decoder leaves the work to the trunk, whose ``trunk.*`` weights then start :class:`GLAM`."""
+
+    def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64, 128, 256)):
+        super().__init__()
+        self.trunk = make_trunk(in_channels, channels)
+        stride = 2 ** len(channels)
+        self.decoder = nn.Sequential(nn.Conv2d(channels[-1], in_channels * stride ** 2, 1), nn.PixelShuffle(stride))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.trunk(x))[..., :x.shape[-2], :x.shape[-1]]  # sizes not divisible by the stride
