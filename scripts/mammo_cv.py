@@ -1,7 +1,7 @@
 """Cross-validate a mammography bundle by woman on mini-MIAS dev, score every held-out image, pool the folds.
 
 Usage: ``python scripts/mammo_cv.py BUNDLE OUT [--folds 0 1 2 3 4] [--parallel 2] [--checkpoint last.pt]
-[--set KEY=VALUE ...]``
+[--pretrain] [--figure PNG] [--set KEY=VALUE ...]``
 
 Each fold trains the bundle's stages (``STAGES``; each a ``breastlab train`` process with one thread, ``--parallel``
 folds at a time; a stage whose run finished, ``last.pt``, is not trained again: a second call only re-scores).
@@ -41,10 +41,10 @@ END2END, GLAM = "breast_mammo_end2end", "breast_mammo_glam"
 STAGES = {  # (stage folder, options); "{fold_dir}" is the fold's folder
     END2END: [("patch", ["--with", "patch"]),
               ("classifier", ["--set", "patch_weights={fold_dir}/patch/model.pt"])],
-    GLAM: [("pretrain", ["--with", "pretrain"]),
-           ("global", ["--set", "stage=global", "--set", "pretrained_trunk={fold_dir}/pretrain/last.pt"]),
+    GLAM: [("global", ["--set", "stage=global"]),
            ("local", ["--set", "stage=local", "--set", "initial_weights={fold_dir}/global/model.pt"])],
 }
+PRETRAIN = ("pretrain", ["--with", "pretrain"])  # GLAM's self-supervised start: its trunk starts the first stage
 VIEWS = {  # name: (bundle overrides, Grad-CAM layer or None, stage whose checkpoint it scores)
     END2END: {"end2end": ({"members": 1}, None, "classifier"),
               "end2end Grad-CAM": ({"members": 1, "network_def#flip_average": False}, "classifiers.0.trunk",
@@ -54,11 +54,19 @@ VIEWS = {  # name: (bundle overrides, Grad-CAM layer or None, stage whose checkp
 }
 
 
-def train_fold(bundle: str, out: Path, fold: int, extra: list[str]) -> Path:
+def fold_stages(bundle: str, pretrain: bool) -> list[tuple[str, list[str]]]:
+    """The bundle's stages; with ``pretrain``, the self-supervised stage first, its trunk starting the next one."""
+    if not pretrain:
+        return STAGES[bundle]
+    (first, options), *rest = STAGES[bundle]
+    return [PRETRAIN, (first, [*options, "--set", "pretrained_trunk={fold_dir}/pretrain/last.pt"]), *rest]
+
+
+def train_fold(bundle: str, out: Path, fold: int, extra: list[str], pretrain: bool = False) -> Path:
     """Every stage of one fold (logs next to the checkpoints); returns the fold folder."""
     folder = out / f"fold{fold}"
     folder.mkdir(parents=True, exist_ok=True)
-    for stage, options in STAGES[bundle]:
+    for stage, options in fold_stages(bundle, pretrain):
         if (folder / stage / "last.pt").is_file():  # written when the stage's schedule has finished
             continue
         options = [o.format(fold_dir=folder) for o in options]
@@ -177,12 +185,14 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--checkpoint", default="model.pt", choices=["model.pt", "last.pt"])
+    parser.add_argument("--pretrain", action="store_true",
+                        help="GLAM: start the global trunk from self-supervised pretraining (configs/pretrain.json)")
     parser.add_argument("--figure", type=Path, help="also plot the views' maps on four held-out images (PNG)")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     extra = [item for kv in args.extra for item in ("--set", kv)]
     with ThreadPoolExecutor(args.parallel) as pool:
-        list(pool.map(lambda f: train_fold(args.bundle, args.out, f, extra), args.folds))
+        list(pool.map(lambda f: train_fold(args.bundle, args.out, f, extra, args.pretrain), args.folds))
     torch.set_num_threads(2)
     rows: dict[str, list[dict]] = {}
     for fold in args.folds:

@@ -151,8 +151,10 @@ def test_trained_on_image_labels_only_the_fused_map_points_at_the_lesion():
 def test_bundle_pretrains_then_trains_global_then_local_then_serves_probabilities_and_a_map(mammograms, tmp_path):
     bundle = get_bundle("breast_mammo_glam")
     small = {"data_dir": str(mammograms), "fold": 0, "epochs": 1, "image_size": [128, 192], "batch_size": 4}
-    pretraining = bundle.train("pretrain", ckpt_dir=str(tmp_path / "pretrain"), output_dir=str(tmp_path / "e0"), **small)
-    corrupted = pretraining.get_parsed_content("train#preprocessing")(pretraining.get_parsed_content("train_datalist")[0])
+    pretraining = bundle.train("pretrain", ckpt_dir=str(tmp_path / "pretrain"), output_dir=str(tmp_path / "e0"),
+                               **small)
+    first_image = pretraining.get_parsed_content("train_datalist")[0]
+    corrupted = pretraining.get_parsed_content("train#preprocessing")(first_image)
     assert corrupted["image"].shape == corrupted["label"].shape == (1, 32, 48)  # the global module's input size
     assert not torch.equal(corrupted["image"], corrupted["label"])
     small = {**small, "network_def#patch_size": 32, "network_def#n_patches": 2}

@@ -183,9 +183,10 @@ class GLAM(nn.Module):
 
 class TrunkAutoencoder(nn.Module):
     """Self-supervised pretraining of the global module's trunk: ``trunk`` (as :class:`GlobalModule`'s) → a linear
-    decoder (1x1 conv to ``stride ** 2`` values per location, pixel shuffle) reconstructing the full image from the
-    features at stride ``2 ** len(channels)`` (cropped to the input's size). Trained to restore images corrupted by coarse dropout and shuffling;
-    the linear decoder leaves the work to the trunk, whose ``trunk.*`` weights then start :class:`GLAM`."""
+    decoder (1x1 conv to ``stride ** 2`` values per location, pixel shuffle) reconstructing the image, cropped to
+    its size, from the features at stride ``2 ** len(channels)``. Trained to restore images corrupted by coarse
+    dropout and shuffling; the linear decoder leaves the work to the trunk, whose ``trunk.*`` weights then start
+    :class:`GLAM`."""
 
     def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64, 128, 256)):
         super().__init__()
