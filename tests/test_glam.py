@@ -158,6 +158,10 @@ def test_bundle_pretrains_then_trains_global_then_local_then_serves_probabilitie
     assert corrupted["image"].shape == corrupted["label"].shape == (1, 32, 48)  # the global module's input size
     assert not torch.equal(corrupted["image"], corrupted["label"])
     small = {**small, "network_def#patch_size": 32, "network_def#n_patches": 2}
+    pretrained = read_state_dict(tmp_path / "pretrain" / "last.pt")
+    started = bundle.parser("train", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"), **small)
+    trunk = started.get_parsed_content("network").global_module.trunk.state_dict()
+    assert all(torch.equal(v, pretrained[f"trunk.{k}"]) for k, v in trunk.items())  # the global stage's start
     first = bundle.train(stage="global", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"),
                          ckpt_dir=str(tmp_path / "global"), output_dir=str(tmp_path / "e1"), **small)
     targets = {tuple(item["target"].tolist()) for item in first.get_parsed_content("train#dataset")}
