@@ -172,8 +172,9 @@ class Predictor:
     @torch.no_grad()
     def __call__(self, image_path: str | Path) -> dict:
         """What the bundle's postprocessing yields, at the image's size: ``mask`` (uint8 HxW, 1 = lesion),
-        ``probability`` (float32 HxW: lesion probability or saliency) and ``class_probabilities``
-        (``{class: p}``), each where the bundle produces it."""
+        ``probability`` (float32 HxW: lesion probability or saliency), ``class_probabilities``
+        (``{class: p}``) and ``regions`` (boxes the model looked at, e.g. GLAM's windows), each where the bundle
+        produces it."""
         data = self.pre({"image": str(image_path)})
         output = self.inferer(data["image"][None].to(self.device), self.network)
         data["pred"] = decollate_batch(output, detach=True)[0]
@@ -181,7 +182,7 @@ class Predictor:
 
 
 def prediction_outputs(data: dict, classes: list[str]) -> dict:
-    """The ``mask``/``probability``/``class_probabilities`` of a postprocessed bundle output."""
+    """The ``mask``/``probability``/``class_probabilities``/``regions`` of a postprocessed bundle output."""
     outputs = {}
     if "pred" in data:
         outputs["mask"] = as_image_array(data["pred"]).astype(np.uint8)
@@ -189,6 +190,8 @@ def prediction_outputs(data: dict, classes: list[str]) -> dict:
         outputs["probability"] = as_image_array(data["prob"])
     if "class_prob" in data:
         outputs["class_probabilities"] = {c: float(p) for c, p in zip(classes, data["class_prob"])}
+    if "regions" in data:
+        outputs["regions"] = data["regions"]
     return outputs
 
 

@@ -333,6 +333,27 @@ class CropBreastd(MapTransform):
         return d
 
 
+class MaskBreastd(MapTransform):
+    """Zero ``keys`` outside :func:`breast_mask` of ``image_key`` (default: the first key): film labels, markers
+    and film edges are gone, so a model trained on image labels only cannot learn them instead of the breast."""
+
+    def __init__(self, keys, image_key: str | None = None, layout: str = "xy", threshold: float = TISSUE_THRESHOLD,
+                 allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        _column_axis(layout)
+        self.image_key, self.layout, self.threshold = image_key or self.keys[0], layout, threshold
+
+    def __call__(self, data):
+        d = dict(data)
+        mask = breast_mask(_plane(d[self.image_key], self.layout), self.threshold)
+        mask = mask.T if self.layout == "xy" else mask
+        for key in self.key_iterator(d):
+            value = d[key]
+            d[key] = value * (torch.as_tensor(mask, dtype=value.dtype, device=value.device)
+                              if torch.is_tensor(value) else mask)
+        return d
+
+
 class RestoreBreastd(MapTransform):
     """Undo :class:`CropBreastd` and :class:`OrientBreastd` (and any resize after them) on maps such as a heat
     map: resize ``keys`` to the breast box, place them in an image of ``image_key``'s original size (zeros
@@ -356,4 +377,41 @@ class RestoreBreastd(MapTransform):
             restored = torch.zeros((values.shape[0], *size), dtype=torch.float32)
             restored[(slice(None), *box)] = crop
             d[key] = restored.flip(1 + self.column_axis) if d[self.flipped_key] else restored
+        return d
+
+
+class RestoreWindowsd(MapTransform):
+    """Square windows found on the prepared image (e.g. GLAM's patches) as boxes on the original mammogram:
+    ``data[corners_key]`` (n, 2) top-left corners of ``size``-pixel windows in the network input (its two spatial
+    axes in ``layout`` order), back through the resize, :class:`CropBreastd` and :class:`OrientBreastd`, to
+    ``data[output_key]``: ``{"box": [x_min, y_min, x_max, y_max], "score", "probabilities"}`` (pixels, max
+    exclusive, MONAI's ``xyxy``), one per window, scored by the largest of its ``classes`` probabilities in
+    ``data[scores_key]`` (n, classes) and ranked by it."""
+
+    def __init__(self, classes, size: int, corners_key: str = "corners", scores_key: str = "patch_prob",
+                 output_key: str = "regions", image_key: str = "image", layout: str = "xy",
+                 box_key: str = "breast_box", flipped_key: str = "flipped"):
+        super().__init__(corners_key)
+        self.column_axis = _column_axis(layout)
+        self.classes, self.size, self.scores_key, self.output_key = list(classes), size, scores_key, output_key
+        self.image_key, self.box_key, self.flipped_key = image_key, box_key, flipped_key
+
+    def __call__(self, data):
+        d = dict(data)
+        image = d[self.image_key]
+        columns_axis, rows_axis = (0, 1) if self.column_axis == 0 else (1, 0)
+        rows, columns = image.shape[1 + rows_axis], image.shape[1 + columns_axis]
+        width = int(image.meta["spatial_shape"][columns_axis])
+        r0, r1, c0, c1 = (int(v) for v in d[self.box_key])
+        regions = []
+        for corner, scores in zip(torch.as_tensor(d[self.keys[0]]).tolist(), torch.as_tensor(d[self.scores_key])
+                                  .tolist()):
+            top, left = corner[rows_axis], corner[columns_axis]
+            y0, y1 = (r0 + v * (r1 - r0) / rows for v in (top, top + self.size))
+            x0, x1 = (c0 + v * (c1 - c0) / columns for v in (left, left + self.size))
+            if d[self.flipped_key]:
+                x0, x1 = width - x1, width - x0
+            regions.append({"box": [round(x0), round(y0), round(x1), round(y1)], "score": round(max(scores), 4),
+                            "probabilities": {c: round(p, 4) for c, p in zip(self.classes, scores)}})
+        d[self.output_key] = sorted(regions, key=lambda region: -region["score"])
         return d

@@ -85,6 +85,21 @@ class GradCamPredictor:
         return F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
 
+class UnitRangeMap:
+    """A ``Predictor`` whose lesion map is scaled per image by :func:`unit_range` (its peak at 1) before the
+    ``threshold``, as Grad-CAM's is: the map's localisation scored apart from its calibration, e.g. a GLAM map that
+    ranks the lesion first but never reaches 0.5."""
+
+    def __init__(self, predictor, threshold: float = 0.5):
+        self.predictor, self.threshold = predictor, threshold
+
+    def __call__(self, image_path) -> dict:
+        output = self.predictor(image_path)
+        probability = unit_range(torch.as_tensor(output["probability"], dtype=torch.float32)[None, None])[0, 0]
+        return {**output, "probability": probability.numpy(), "mask": (probability >= self.threshold).numpy()
+                .astype(np.uint8)}
+
+
 def top_boxes(saliency: np.ndarray, threshold: float = 0.5, k: int = 3) -> list[dict]:
     """The ``k`` strongest regions of a 2D map (rows, columns) where it reaches ``threshold``.
 

@@ -35,7 +35,7 @@ from breastlab.mammo import lesion_circles, lesion_mask, read_mammogram
 from breastlab.metrics import classification_scores, format_table
 from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier
 from breastlab.plots import plot_map_overlays
-from breastlab.saliency import GradCamPredictor
+from breastlab.saliency import GradCamPredictor, UnitRangeMap
 
 END2END, GLAM = "breast_mammo_end2end", "breast_mammo_glam"
 STAGES = {  # (stage folder, options); "{fold_dir}" is the fold's folder
@@ -45,12 +45,15 @@ STAGES = {  # (stage folder, options); "{fold_dir}" is the fold's folder
            ("local", ["--set", "stage=local", "--set", "initial_weights={fold_dir}/global/model.pt"])],
 }
 PRETRAIN = ("pretrain", ["--with", "pretrain"])  # GLAM's self-supervised start: its trunk starts the first stage
-VIEWS = {  # name: (bundle overrides, Grad-CAM layer or None, stage whose checkpoint it scores)
+VIEWS = {  # name: (bundle overrides, wrapper of the predictor or None, stage whose checkpoint it scores)
     END2END: {"end2end": ({"members": 1}, None, "classifier"),
-              "end2end Grad-CAM": ({"members": 1, "network_def#flip_average": False}, "classifiers.0.trunk",
+              "end2end Grad-CAM": ({"members": 1, "network_def#flip_average": False},
+                                   lambda p: GradCamPredictor(p, "classifiers.0.trunk", lesion_class=True),
                                    "classifier")},
     GLAM: {"GLAM": ({}, None, "local"),
-           "global module": ({"network_def#stage": "global"}, None, "global")},
+           "GLAM, map scaled to its peak": ({}, UnitRangeMap, "local"),
+           "global module": ({"network_def#stage": "global"}, None, "global"),
+           "global module, map scaled to its peak": ({"network_def#stage": "global"}, UnitRangeMap, "global")},
 }
 
 
@@ -92,11 +95,11 @@ def fold_weights(bundle: str, folder: Path, stage: str, checkpoint: str) -> Path
 
 def view_predictors(bundle: str, out: Path, fold: int, checkpoint: str):
     """(view, predictor, the fold's held-out cases) for every view of the bundle."""
-    for view, (overrides, layer, stage) in VIEWS[bundle].items():
+    for view, (overrides, wrapper, stage) in VIEWS[bundle].items():
         served = get_bundle(bundle, **overrides)
         predictor = served.predictor(fold_weights(bundle, out / f"fold{fold}", stage, checkpoint))
-        if layer:
-            predictor = GradCamPredictor(predictor, layer, lesion_class=True)
+        if wrapper:
+            predictor = wrapper(predictor)
         yield view, predictor, served.parser("train", fold=fold).get_parsed_content("cases")[1]
 
 

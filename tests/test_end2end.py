@@ -9,7 +9,7 @@ from monai.transforms import Compose, LoadImaged, Resized
 
 from breastlab.bundle import as_image_array, get_bundle
 from breastlab.checkpoints import read_state_dict
-from breastlab.mammo import CropBreastd, OrientBreastd, RestoreBreastd, fold_split
+from breastlab.mammo import CropBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd, fold_split
 from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
 
 
@@ -40,6 +40,25 @@ def test_restore_puts_a_map_back_where_the_breast_was(mammograms, case):
     assert np.abs(restored[tissue] - original[tissue]).mean() < 25  # ...blurred by the 40x80 round trip, not moved
     inside = restored > 0  # the breast box: zeros around it
     assert np.abs(restored[inside] - original[inside]).mean() < 25 and inside.mean() < 0.8
+
+
+@pytest.mark.parametrize("case", ["m00", "m01"])
+def test_windows_come_back_as_boxes_where_restore_puts_them(mammograms, case):
+    pre = Compose([LoadImaged("image", image_only=True, ensure_channel_first=True, reader="PILReader"),
+                   OrientBreastd("image"), CropBreastd("image"), Resized("image", (40, 80), mode="area")])
+    data = pre({"image": str(mammograms / "images" / f"{case}.png")})
+    corners = torch.tensor([[4, 50], [20, 10]])  # (x, y) in the 40 x 80 network input (PILReader's layout)
+    data.update(corners=corners, patch_prob=torch.tensor([[0.1, 0.3], [0.6, 0.2]]))
+    regions = RestoreWindowsd(["benign", "malignant"], size=16)(data)["regions"]
+    assert [r["score"] for r in regions] == [0.6, 0.3]
+    assert regions[0]["probabilities"] == {"benign": 0.6, "malignant": pytest.approx(0.2)}
+    for region, (x, y) in zip(regions, corners.flip(0).tolist()):
+        window = torch.zeros_like(data["image"])
+        window[0, x:x + 16, y:y + 16] = 1
+        restored = as_image_array(RestoreBreastd("window")({**data, "window": window})["window"]) > 0.5
+        rows, cols = np.flatnonzero(restored.any(1)), np.flatnonzero(restored.any(0))
+        expected = [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]
+        assert np.abs(np.array(region["box"]) - expected).max() <= 2
 
 
 def test_ensemble_averages_members_and_flips():

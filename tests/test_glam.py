@@ -180,3 +180,7 @@ def test_bundle_pretrains_then_trains_global_then_local_then_serves_probabilitie
     heat = output["probability"]
     assert heat.shape == output["mask"].shape == (256, 192) and 0 <= heat.min() and heat.max() <= 1
     assert heat[:, :60].max() == 0 < heat[:, 100:].max()  # restored on the breast's side, zero outside its box
+    regions = output["regions"]  # the local module's four windows, on the breast's side, best first
+    assert len(regions) == 4 and [r["score"] for r in regions] == sorted((r["score"] for r in regions), reverse=True)
+    assert all(r["box"][0] >= 60 and r["box"][2] <= 192 and r["box"][3] <= 256 for r in regions)
+    assert regions[0]["score"] == max(regions[0]["probabilities"].values())

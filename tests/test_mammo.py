@@ -19,6 +19,7 @@ from breastlab.imageio import read_gray_png
 from breastlab.mammo import (
     Circle,
     CropBreastd,
+    MaskBreastd,
     OrientBreastd,
     background_centres,
     breast_bbox,
@@ -143,6 +144,20 @@ def test_dictionary_transforms_match_the_functions(layout, as_tensor):
     assert out["case"] == "x"
     with pytest.raises(ValueError, match="layout"):
         OrientBreastd("image", layout="hw")
+
+
+@pytest.mark.parametrize("layout", ["xy", "yx"])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_mask_breast_zeroes_the_label_and_film_edge_only(layout, as_tensor):
+    image = synthetic_breast("left")
+    plane = (image.T if layout == "xy" else image)[None].astype(np.float32)
+    out = MaskBreastd("image", layout=layout)({"image": torch.as_tensor(plane) if as_tensor else plane})["image"]
+    assert torch.is_tensor(out) == as_tensor
+    masked = np.asarray(out[0]).T if layout == "xy" else np.asarray(out[0])
+    keep = breast_mask(image)
+    assert np.array_equal(masked[keep], image[keep]) and not masked[~keep].any()
+    assert image[:, 2].all() and not masked[:, 2].any()  # the film edge
+    assert image[~keep].max() == 255  # the label was bright
 
 
 def test_transforms_on_pil_reader_arrays(tmp_path):

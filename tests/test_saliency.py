@@ -8,7 +8,7 @@ from breastlab.bundle import get_bundle
 from breastlab.imageio import read_gray_png
 from breastlab.mammo import breast_bbox, orient_breast
 from breastlab.networks.lanet import LANet
-from breastlab.saliency import GradCam, GradCamPredictor, top_boxes
+from breastlab.saliency import GradCam, GradCamPredictor, UnitRangeMap, top_boxes
 
 
 def test_regions_are_ranked_by_peak_and_boxed_in_xyxy():
@@ -28,6 +28,18 @@ def test_diagonal_neighbours_are_one_region_and_bad_shapes_are_refused():
     assert top_boxes(saliency) == [{"box": [0, 0, 5, 5], "score": 1.0, "area": 5}]
     with pytest.raises(ValueError, match="2D"):
         top_boxes(np.zeros((1, 4, 4)))
+
+
+def test_unit_range_map_thresholds_the_map_against_its_own_peak():
+    low = np.zeros((8, 8), np.float32)
+    low[2:4, 2:4], low[6, 6] = 0.2, 0.05  # a weak map: nothing reaches 0.5
+    outputs = {"low.png": low, "flat.png": np.full((8, 8), 0.3, np.float32)}
+    wrapped = UnitRangeMap(lambda path: {"probability": outputs[path], "mask": (outputs[path] >= 0.5).astype(np.uint8),
+                                         "class_probabilities": {"malignant": 0.2}})
+    out = wrapped("low.png")
+    assert out["class_probabilities"] == {"malignant": 0.2} and out["probability"].max() == 1.0
+    assert out["mask"].dtype == np.uint8 and out["mask"].sum() == 4 and out["mask"][2:4, 2:4].all()
+    assert not wrapped("flat.png")["mask"].any()  # a constant map marks nothing
 
 
 class _BrightSpotClassifier(torch.nn.Module):

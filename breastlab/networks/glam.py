@@ -122,7 +122,8 @@ class GLAM(nn.Module):
     pixels for the local module at full resolution, and the two maps fused at full resolution.
 
     ``forward(x)`` on a (B, C, H, W) image gives a flat dict (batch first, so MONAI can decollate it):
-    ``global_prob`` and ``saliency`` of the global module; ``local_prob`` and ``corners`` of the patches;
+    ``global_prob`` and ``saliency`` of the global module; ``local_prob``, ``corners`` (B, n, 2), ``patch_prob``
+    (B, n, classes) and ``attention`` (B, n) of the patches;
     ``fused``: (B, classes, H, W), the global saliency upsampled, inside each patch the mean of the global and the
     local map (the higher value where patches overlap); ``cls``: (B, classes) the prediction, the top-k pooled
     fused map; ``heatmap``: (B, 1, H, W) its maximum over classes. ``stage="global"`` runs the global module only
@@ -162,7 +163,8 @@ class GLAM(nn.Module):
         corners = select_patches(found["saliency"], x.shape[-2:], self.patch_size, self.n_patches)
         local = self.local_module(crop_patches(x, corners, self.patch_size), self.n_patches)
         fused = self.fuse(found["saliency"], local["maps"], corners, x.shape[-2:])
-        return {**out, "local_prob": local["prob"], "corners": corners.to(x.device), "fused": fused,
+        return {**out, "local_prob": local["prob"], "patch_prob": local["patch_prob"], "corners": corners.to(x.device),
+                "attention": local["attention"], "fused": fused,
                 "cls": top_k_pool(fused, self.top_k), "heatmap": fused.amax(1, keepdim=True)}
 
     def fuse(self, saliency: torch.Tensor, local_maps: torch.Tensor, corners: torch.Tensor,

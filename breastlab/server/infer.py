@@ -20,7 +20,8 @@ class BundleInferTask(BasicInferTask):
     (the bundle's own weights, then the fine-tuned ones the app's train task writes).
 
     The image result is the mask (0/1 PNG at the image size) or, with ``saliency``, the bundle's map
-    (0-255); the JSON result carries the class probabilities, the top regions of the map as boxes and
+    (0-255); the JSON result carries the class probabilities, the top regions as boxes (the regions the
+    bundle reports, e.g. GLAM's windows, else those of its map) and
     the lesion statistics, as far as the bundle produces them. MONAI Label reloads the network whenever
     the weights file changes, so fine-tuned weights are used by the next request without a restart.
     """
@@ -71,7 +72,7 @@ class BundleInferTask(BasicInferTask):
             summary["lesion_pixels"] = int(outputs["mask"].sum())
         if "probability" in outputs:
             summary["lesion_probability"] = round(float(outputs["probability"].max()), 4)
-            summary["boxes"] = top_boxes(outputs["probability"])
+            summary["boxes"] = outputs.get("regions") or top_boxes(outputs["probability"])
         summary["weights"] = self._weights_info()
         return summary
 
