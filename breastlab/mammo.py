@@ -340,7 +340,7 @@ class MaskBreastd(MapTransform):
     def __init__(self, keys, image_key: str | None = None, layout: str = "xy", threshold: float = TISSUE_THRESHOLD,
                  allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
-        _column_axis(layout)
+        _column_axis(layout)  # refuses an unknown layout
         self.image_key, self.layout, self.threshold = image_key or self.keys[0], layout, threshold
 
     def __call__(self, data):
@@ -386,18 +386,20 @@ class RestoreWindowsd(MapTransform):
     axes in ``layout`` order), back through the resize, :class:`CropBreastd` and :class:`OrientBreastd`, to
     ``data[output_key]``: ``{"box": [x_min, y_min, x_max, y_max], "score", "probabilities"}`` (pixels, max
     exclusive, MONAI's ``xyxy``), one per window, scored by the largest of its ``classes`` probabilities in
-    ``data[scores_key]`` (n, classes) and ranked by it."""
+    ``data[scores_key]`` (n, classes) and ranked by it. With ``allow_missing_keys``, data without corners pass."""
 
     def __init__(self, classes, size: int, corners_key: str = "corners", scores_key: str = "patch_prob",
                  output_key: str = "regions", image_key: str = "image", layout: str = "xy",
-                 box_key: str = "breast_box", flipped_key: str = "flipped"):
-        super().__init__(corners_key)
+                 box_key: str = "breast_box", flipped_key: str = "flipped", allow_missing_keys: bool = False):
+        super().__init__(corners_key, allow_missing_keys)
         self.column_axis = _column_axis(layout)
         self.classes, self.size, self.scores_key, self.output_key = list(classes), size, scores_key, output_key
         self.image_key, self.box_key, self.flipped_key = image_key, box_key, flipped_key
 
     def __call__(self, data):
         d = dict(data)
+        if self.first_key(d) == ():  # no windows (e.g. GLAM's global stage), allowed to be missing
+            return d
         image = d[self.image_key]
         columns_axis, rows_axis = (0, 1) if self.column_axis == 0 else (1, 0)
         rows, columns = image.shape[1 + rows_axis], image.shape[1 + columns_axis]

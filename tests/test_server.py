@@ -320,3 +320,23 @@ def test_end2end_classifies_a_12_bit_monochrome1_mammogram_and_maps_the_breast_s
     heat = np.asarray(Image.open(io.BytesIO(heat.content)))
     assert heat.shape == (512, 384)
     assert heat[:, 250:].max() == 0 < heat[:, :230].max()  # on the breast (left), not on the inverted background
+
+
+def test_glam_returns_probabilities_its_windows_as_boxes_and_the_fused_map(server):
+    rows, cols = np.mgrid[:600, :400]
+    breast = (rows - 300) ** 2 + (cols - 400) ** 2 <= 280 ** 2  # breast on the right, chest wall at the edge
+    image = np.where(breast, 110 + (rows * 5 + cols * 11) % 90, 8).astype(np.uint8)
+    image[20:60, 20:90] = 255  # a film label, off the breast
+    assert upload(server, "glam_view", png_bytes(image)).status_code == 200
+    result = infer(server, "glam_view", model="breast_mammo_glam").json()
+    probabilities = result["probabilities"]
+    assert set(probabilities) == {"normal", "benign", "malignant"}
+    assert probabilities["normal"] == pytest.approx(1 - max(probabilities["benign"], probabilities["malignant"]),
+                                                    abs=1e-3)
+    boxes = result["boxes"]  # the local module's four windows, best first, on the breast
+    assert len(boxes) == 4 and [b["score"] for b in boxes] == sorted((b["score"] for b in boxes), reverse=True)
+    assert all(b["box"][0] >= 100 and b["box"][2] <= 400 and 0 <= b["box"][1] < b["box"][3] <= 600 for b in boxes)
+    heat = infer(server, "glam_view", model="breast_mammo_glam_saliency", output="image")
+    assert heat.status_code == 200, heat.text
+    heat = np.asarray(Image.open(io.BytesIO(heat.content)))
+    assert heat.shape == (600, 400) and heat[:, :100].max() == 0  # restored to the breast box
