@@ -61,29 +61,40 @@ def test_windows_come_back_as_boxes_where_restore_puts_them(mammograms, case):
         assert np.abs(np.array(region["box"]) - expected).max() <= 2
 
 
-def test_ensemble_averages_members_and_flips():
+def test_ensemble_averages_members_and_flips_and_shares_each_trunk_with_the_patch_head():
     torch.manual_seed(0)
     small = {"trunk_channels": (8, 8, 16, 16), "top_channels": (16,), "num_outputs": 3}
-    ensemble = MammogramEnsemble(2, classifier=small, patch={"channels": (8, 8, 16, 16)}).eval()
+    ensemble = MammogramEnsemble(2, classifier=small).eval()
     x = torch.rand(1, 1, 64, 128)
+    patches = [PatchClassifier(channels=(8, 8, 16, 16)).eval() for _ in ensemble.classifiers]
+    for patch, classifier, head in zip(patches, ensemble.classifiers, ensemble.patch_heads):
+        patch.trunk.load_state_dict(classifier.trunk.state_dict())
+        patch.head.load_state_dict(head.state_dict())
     with torch.no_grad():
         out = ensemble(x)
         expected = torch.stack([c(v).softmax(1) for c in ensemble.classifiers for v in (x, x.flip(-1))]).mean(0)
+        heat = torch.stack([1 - p.dense(x, 2).softmax(1)[:, :1] for p in patches]).mean(0)
     assert torch.allclose(out["cls"], expected) and out["cls"].sum().item() == pytest.approx(1.0)
-    assert out["heatmap"].shape == (1, 1, 3, 7) and 0 <= out["heatmap"].min() <= out["heatmap"].max() <= 1
+    assert out["heatmap"].shape == (1, 1, 3, 7) and torch.allclose(out["heatmap"], heat)
 
 
-def test_ensemble_state_dict_from_fold_checkpoints(tmp_path):
+def test_ensemble_state_dict_from_fold_checkpoints_keeps_one_trunk_per_member(tmp_path):
     classifiers, patches = [], []
     for i in range(2):
-        torch.save({"model": WholeImageClassifier(num_outputs=3).state_dict()}, tmp_path / f"c{i}.pt")
-        torch.save(PatchClassifier().state_dict(), tmp_path / f"p{i}.pt")
+        patch = PatchClassifier()
+        torch.save(patch.state_dict(), tmp_path / f"p{i}.pt")
+        classifier = WholeImageClassifier(num_outputs=3, trunk_weights=patch)  # the frozen-trunk recipe
+        torch.save({"model": classifier.state_dict()}, tmp_path / f"c{i}.pt")
         classifiers.append(tmp_path / f"c{i}.pt")
         patches.append(tmp_path / f"p{i}.pt")
     state = MammogramEnsemble.state_dict_from(classifiers, patches)
     MammogramEnsemble(2, classifier={"num_outputs": 3}).load_state_dict(state)  # strict
+    assert not any(k.startswith("patch_heads.") and "trunk" in k for k in state)
+    assert torch.equal(state["patch_heads.1.weight"], read_state_dict(patches[1])["head.weight"])
     with pytest.raises(ValueError, match="2 classifier"):
         MammogramEnsemble.state_dict_from(classifiers, patches[:1])
+    with pytest.raises(ValueError, match="its trunk is not .*freeze_trunk"):
+        MammogramEnsemble.state_dict_from(classifiers, patches[::-1])  # each classifier paired with the other trunk
 
 
 def test_whole_image_pooling_of_the_class_logit_map():

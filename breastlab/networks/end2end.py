@@ -74,11 +74,15 @@ class PatchClassifier(nn.Module):
         """The classifier applied convolutionally: (B, classes, H/16, W/16) logits (side lengths rounded up),
         averaged over ``window`` x ``window`` cells at stride 1 (``window = patch_size // 16`` makes each cell the
         pooled logits of the patch-sized window starting there, up to padding effects)."""
-        logits = self.head(self.trunk(x))
-        return logits if window == 1 else F.avg_pool2d(logits, window, stride=1)
+        return window_average(self.head(self.trunk(x)), window)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x)).mean(dim=(2, 3))
+
+
+def window_average(logits: torch.Tensor, window: int) -> torch.Tensor:
+    """Dense patch logits averaged over ``window`` x ``window`` cells at stride 1 (unchanged for 1)."""
+    return logits if window == 1 else F.avg_pool2d(logits, window, stride=1)
 
 
 def trunk_state_dict(source: str | Path | Mapping | nn.Module) -> dict[str, torch.Tensor]:
@@ -110,6 +114,7 @@ class WholeImageClassifier(nn.Module):
             raise ValueError(f"pooling must be 'avg', 'max' or 'lse', got {pooling!r}")
         self.pooling, self.lse_r = pooling, lse_r
         self.trunk = make_trunk(in_channels, trunk_channels)
+        self.trunk_channels = trunk_channels[-1]
         prev = trunk_channels[-1]
         blocks = []
         for out in top_channels:
@@ -140,7 +145,11 @@ class WholeImageClassifier(nn.Module):
 
     def logit_map(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ``num_outputs``, h, w) class logits of every location of the last feature map."""
-        return self.fc(self.dropout(self.features(x)).movedim(1, -1)).movedim(-1, 1)
+        return self.logit_map_of_trunk(self.trunk(x))
+
+    def logit_map_of_trunk(self, trunk_features: torch.Tensor) -> torch.Tensor:
+        """:meth:`logit_map` from the trunk's output (so that a caller can share one trunk pass)."""
+        return self.fc(self.dropout(self.top(trunk_features)).movedim(1, -1)).movedim(-1, 1)
 
     def pool(self, logit_map: torch.Tensor) -> torch.Tensor:
         """Global pooling of a logit map to (B, ``num_outputs``)."""
@@ -156,31 +165,43 @@ class WholeImageClassifier(nn.Module):
 
 
 class MammogramEnsemble(nn.Module):
-    """What the bundle serves: ``members`` (whole-image classifier, patch classifier) pairs, e.g. one per
-    cross-validation fold. ``forward`` returns ``{"cls": (B, classes) softmax averaged over the members and over
-    the image and its flip along the last axis (test-time flip averaging), "heatmap": (B, 1, H/16, W/16) lesion
+    """What the bundle serves: ``members`` whole-image classifiers, e.g. one per cross-validation fold, each with
+    the 1x1 head (``patch_classes`` outputs) of the patch classifier whose frozen trunk it reuses, so one trunk
+    pass gives both. ``forward`` returns ``{"cls": (B, classes) softmax averaged over the members and over the
+    image and its flip along the last axis (test-time flip averaging), "heatmap": (B, 1, H/16, W/16) lesion
     probability 1 - p(background) of the patch classifiers applied convolutionally, averaged}``."""
 
-    def __init__(self, members: int = 1, classifier: Mapping | None = None, patch: Mapping | None = None,
+    def __init__(self, members: int = 1, classifier: Mapping | None = None, patch_classes: int = 3,
                  patch_window: int = 2, flip_average: bool = True):
         super().__init__()
         self.classifiers = nn.ModuleList(WholeImageClassifier(**(classifier or {})) for _ in range(members))
-        self.patches = nn.ModuleList(PatchClassifier(**(patch or {})) for _ in range(members))
+        self.patch_heads = nn.ModuleList(nn.Conv2d(c.trunk_channels, patch_classes, 1) for c in self.classifiers)
         self.patch_window, self.flip_average = patch_window, flip_average
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        views = [x, x.flip(-1)] if self.flip_average else [x]
-        probabilities = torch.stack([net(v).softmax(1) for net in self.classifiers for v in views]).mean(0)
-        heatmap = torch.stack([1 - net.dense(x, self.patch_window).softmax(1)[:, :1] for net in self.patches]).mean(0)
-        return {"cls": probabilities, "heatmap": heatmap}
+        probabilities, heatmaps = [], []
+        for classifier, head in zip(self.classifiers, self.patch_heads):
+            features = classifier.trunk(x)
+            probabilities.append(classifier.pool(classifier.logit_map_of_trunk(features)).softmax(1))
+            if self.flip_average:
+                probabilities.append(classifier(x.flip(-1)).softmax(1))
+            heatmaps.append(1 - window_average(head(features), self.patch_window).softmax(1)[:, :1])
+        return {"cls": torch.stack(probabilities).mean(0), "heatmap": torch.stack(heatmaps).mean(0)}
 
     @staticmethod
     def state_dict_from(classifiers: Sequence[str | Path], patches: Sequence[str | Path]) -> dict[str, torch.Tensor]:
-        """The ensemble's state dict from the members' training checkpoints (paired in order)."""
+        """The ensemble's state dict from the members' training checkpoints (paired in order). Each classifier
+        must carry its patch classifier's trunk unchanged (trained with ``freeze_trunk``): only the patch head is
+        taken from the patch checkpoint."""
         if len(classifiers) != len(patches):
             raise ValueError(f"{len(classifiers)} classifier checkpoints but {len(patches)} patch checkpoints")
         state = {}
-        for prefix, paths in (("classifiers", classifiers), ("patches", patches)):
-            for i, path in enumerate(paths):
-                state.update({f"{prefix}.{i}.{k}": v for k, v in read_state_dict(path).items()})
+        for i, (classifier_path, patch_path) in enumerate(zip(classifiers, patches)):
+            classifier, patch = read_state_dict(classifier_path), read_state_dict(patch_path)
+            changed = [k for k, v in trunk_state_dict(patch).items() if not torch.equal(v, classifier[f"trunk.{k}"])]
+            if changed:
+                raise ValueError(f"{classifier_path}: its trunk is not {patch_path}'s (e.g. trunk.{changed[0]}); the "
+                                 "ensemble shares one trunk per member, so train the classifier with freeze_trunk")
+            state.update({f"classifiers.{i}.{k}": v for k, v in classifier.items()})
+            state.update({f"patch_heads.{i}.{k[len('head.'):]}": v for k, v in patch.items() if k.startswith("head.")})
         return state
