@@ -401,13 +401,13 @@ class RestoreWindowsd(MapTransform):
         if self.first_key(d) == ():  # no windows (e.g. GLAM's global stage), allowed to be missing
             return d
         image = d[self.image_key]
-        columns_axis, rows_axis = (0, 1) if self.column_axis == 0 else (1, 0)
+        columns_axis, rows_axis = self.column_axis, 1 - self.column_axis
         rows, columns = image.shape[1 + rows_axis], image.shape[1 + columns_axis]
         width = int(image.meta["spatial_shape"][columns_axis])
         r0, r1, c0, c1 = (int(v) for v in d[self.box_key])
         regions = []
-        for corner, scores in zip(torch.as_tensor(d[self.keys[0]]).tolist(), torch.as_tensor(d[self.scores_key])
-                                  .tolist()):
+        corners, all_scores = (torch.as_tensor(d[key]).tolist() for key in (self.keys[0], self.scores_key))
+        for corner, scores in zip(corners, all_scores):
             top, left = corner[rows_axis], corner[columns_axis]
             y0, y1 = (r0 + v * (r1 - r0) / rows for v in (top, top + self.size))
             x0, x1 = (c0 + v * (c1 - c0) / columns for v in (left, left + self.size))

@@ -96,8 +96,8 @@ class UnitRangeMap:
     def __call__(self, image_path) -> dict:
         output = self.predictor(image_path)
         probability = unit_range(torch.as_tensor(output["probability"], dtype=torch.float32)[None, None])[0, 0]
-        return {**output, "probability": probability.numpy(), "mask": (probability >= self.threshold).numpy()
-                .astype(np.uint8)}
+        mask = (probability >= self.threshold).numpy().astype(np.uint8)
+        return {**output, "probability": probability.numpy(), "mask": mask}
 
 
 def top_boxes(saliency: np.ndarray, threshold: float = 0.5, k: int = 3) -> list[dict]:
