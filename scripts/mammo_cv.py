@@ -1,18 +1,19 @@
 """Cross-validate a mammography bundle by woman on mini-MIAS dev, score every held-out image, pool the folds.
 
 Usage: ``python scripts/mammo_cv.py BUNDLE OUT [--folds 0 1 2 3 4] [--parallel 2] [--checkpoint last.pt]
-[--pretrain] [--figure PNG] [--set KEY=VALUE ...]``
+[--pretrain] [--joint] [--figure PNG] [--set KEY=VALUE ...]``
 
 Each fold trains the bundle's stages (``STAGES``; each a ``breastlab train`` process with one thread, ``--parallel``
 folds at a time; a stage whose run finished, ``last.pt``, is not trained again: a second call only re-scores).
 Then each fold's models score its held-out images in every view of ``VIEWS`` (probabilities and, against the
 manifest's lesion circles, the lesion map's Dice and pointing game); the out-of-fold rows are pooled into bootstrap
-CIs and per-fold AUC spreads: ``OUT/cv_<checkpoint>.json``. ``--checkpoint``: each fold's last stage at the epoch
-chosen on its held-out fold (``model.pt``, an optimistic estimate) or at the end of its fixed schedule (``last.pt``).
+CIs and per-fold AUC spreads: ``OUT/cv_<checkpoint>.json`` (``cv_joint_<checkpoint>.json`` with ``--joint``).
+``--checkpoint``: each fold's last stage at the epoch chosen on its held-out fold (``model.pt``, an optimistic
+estimate) or at the end of its fixed schedule (``last.pt``).
 
 The served weights: ``OUT/ensemble_<checkpoint>.pt`` (end2end: all folds as one ``MammogramEnsemble``) or
-``OUT/best_<checkpoint>.pt`` (GLAM: the fold with the best held-out malignant AUC); ``breastlab publish BUNDLE FILE``
-makes them the bundle's float16 weights.
+``OUT/best_[joint_]<checkpoint>.pt`` (GLAM: the fold with the best held-out malignant AUC); ``breastlab publish
+BUNDLE FILE`` makes them the bundle's weights.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,35 +47,55 @@ STAGES = {  # (stage folder, options); "{fold_dir}" is the fold's folder
            ("local", ["--set", "stage=local", "--set", "initial_weights={fold_dir}/global/model.pt"])],
 }
 PRETRAIN = ("pretrain", ["--with", "pretrain"])  # GLAM's self-supervised start: its trunk starts the first stage
-VIEWS = {  # name: (bundle overrides, wrapper of the predictor or None, stage whose checkpoint it scores)
+JOINT = ("joint", ["--set", "stage=joint", "--set", "initial_weights={fold_dir}/local/model.pt"])  # GLAM, optional
+VIEWS = {  # name: (bundle overrides, wrapper of the predictor or None, stage scored; None: the fold's last stage)
     END2END: {"end2end": ({"members": 1}, None, "classifier"),
               "end2end Grad-CAM": ({"members": 1, "network_def#flip_average": False},
                                    lambda p: GradCamPredictor(p, "classifiers.0.trunk", lesion_class=True),
                                    "classifier")},
-    GLAM: {"GLAM": ({}, None, "local"),
-           "GLAM, map scaled to its peak": ({}, UnitRangeMap, "local"),
+    GLAM: {"GLAM": ({}, None, None),
+           "GLAM, map scaled to its peak": ({}, UnitRangeMap, None),
            "global module": ({"network_def#stage": "global"}, None, "global"),
            "global module, map scaled to its peak": ({"network_def#stage": "global"}, UnitRangeMap, "global")},
 }
 
 
-def fold_stages(bundle: str, pretrain: bool) -> list[tuple[str, list[str]]]:
-    """The bundle's stages; with ``pretrain``, the self-supervised stage first, its trunk starting the next one."""
-    if not pretrain:
-        return STAGES[bundle]
-    (first, options), *rest = STAGES[bundle]
-    return [PRETRAIN, (first, [*options, "--set", "pretrained_trunk={fold_dir}/pretrain/last.pt"]), *rest]
+@dataclass(frozen=True)
+class Folds:
+    """One cross-validation: the bundle, its output folder, the checkpoint scored and the stages each fold trains."""
+
+    bundle: str
+    out: Path
+    checkpoint: str
+    stages: list[tuple[str, list[str]]]
+
+    @property
+    def final(self) -> str:
+        return self.stages[-1][0]
+
+    def folder(self, fold: int) -> Path:
+        return self.out / f"fold{fold}"
 
 
-def train_fold(bundle: str, out: Path, fold: int, extra: list[str], pretrain: bool = False) -> Path:
+def fold_stages(bundle: str, pretrain: bool, joint: bool = False) -> list[tuple[str, list[str]]]:
+    """The bundle's stages; with ``pretrain``, the self-supervised stage first, its trunk starting the next one;
+    with ``joint``, GLAM's joint fine-tuning last."""
+    stages = list(STAGES[bundle])
+    if pretrain:
+        (first, options), *rest = stages
+        stages = [PRETRAIN, (first, [*options, "--set", "pretrained_trunk={fold_dir}/pretrain/last.pt"]), *rest]
+    return [*stages, JOINT] if joint else stages
+
+
+def train_fold(cv: Folds, fold: int, extra: list[str]) -> Path:
     """Every stage of one fold (logs next to the checkpoints); returns the fold folder."""
-    folder = out / f"fold{fold}"
+    folder = cv.folder(fold)
     folder.mkdir(parents=True, exist_ok=True)
-    for stage, options in fold_stages(bundle, pretrain):
+    for stage, options in cv.stages:
         if (folder / stage / "last.pt").is_file():  # written when the stage's schedule has finished
             continue
         options = [o.format(fold_dir=folder) for o in options]
-        command = [sys.executable, "-m", "breastlab.cli", "train", bundle, *options, "--set", f"fold={fold}",
+        command = [sys.executable, "-m", "breastlab.cli", "train", cv.bundle, *options, "--set", f"fold={fold}",
                    "--out", str(folder / stage), "--set", f"output_dir={folder / f'eval_{stage}'}", *extra]
         with open(folder / f"{stage}.log", "w") as log:
             subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True,
@@ -81,11 +103,11 @@ def train_fold(bundle: str, out: Path, fold: int, extra: list[str], pretrain: bo
     return folder
 
 
-def fold_weights(bundle: str, folder: Path, stage: str, checkpoint: str) -> Path:
+def fold_weights(cv: Folds, fold: int, stage: str) -> Path:
     """The file a view loads: end2end pairs the fold's classifier with its patch classifier; GLAM's stage
     checkpoints hold the whole network. Earlier stages are taken at their chosen epoch."""
-    chosen = checkpoint if stage == STAGES[bundle][-1][0] else "model.pt"
-    if bundle != END2END:
+    chosen, folder = cv.checkpoint if stage == cv.final else "model.pt", cv.folder(fold)
+    if cv.bundle != END2END:
         return folder / stage / chosen
     weights = folder / f"member_{Path(chosen).stem}.pt"
     torch.save(MammogramEnsemble.state_dict_from([folder / "classifier" / chosen], [folder / "patch" / "model.pt"]),
@@ -93,29 +115,29 @@ def fold_weights(bundle: str, folder: Path, stage: str, checkpoint: str) -> Path
     return weights
 
 
-def view_predictors(bundle: str, out: Path, fold: int, checkpoint: str):
+def view_predictors(cv: Folds, fold: int):
     """(view, predictor, the fold's held-out cases) for every view of the bundle."""
-    for view, (overrides, wrapper, stage) in VIEWS[bundle].items():
-        served = get_bundle(bundle, **overrides)
-        predictor = served.predictor(fold_weights(bundle, out / f"fold{fold}", stage, checkpoint))
+    for view, (overrides, wrapper, stage) in VIEWS[cv.bundle].items():
+        served = get_bundle(cv.bundle, **overrides)
+        predictor = served.predictor(fold_weights(cv, fold, stage or cv.final))
         if wrapper:
             predictor = wrapper(predictor)
         yield view, predictor, served.parser("train", fold=fold).get_parsed_content("cases")[1]
 
 
-def held_out_rows(bundle: str, out: Path, fold: int, checkpoint: str) -> dict[str, list[dict]]:
+def held_out_rows(cv: Folds, fold: int) -> dict[str, list[dict]]:
     """Every view's score rows on the fold's held-out images."""
     return {view: [{**r, "fold": fold} for r in score_cases(predictor, held_out, f"{view}, fold {fold}")]
-            for view, predictor, held_out in view_predictors(bundle, out, fold, checkpoint)}
+            for view, predictor, held_out in view_predictors(cv, fold)}
 
 
-def plot_examples(bundle: str, out: Path, checkpoint: str, path: Path, folds: list[int]) -> Path:
+def plot_examples(cv: Folds, path: Path, folds: list[int]) -> Path:
     """Every view's lesion map on one benign and one malignant held-out image of each of the first two folds,
     with the lesion circles outlined."""
     rows = []
     for fold in folds[:2]:
         maps, shown = {}, []
-        for view, predictor, held_out in view_predictors(bundle, out, fold, checkpoint):
+        for view, predictor, held_out in view_predictors(cv, fold):
             shown = [next(c for c in held_out if c.label == label and lesion_circles(c))
                      for label in ("benign", "malignant")]
             maps[view] = [predictor(c.image)["probability"] for c in shown]
@@ -161,13 +183,12 @@ def print_summary(bundle: str, views: dict, checkpoint: str) -> None:
             print(format_table(table, SEGMENTATION_COLUMNS, f"{view}: lesion map vs lesion circles"), end="\n\n")
 
 
-def served_weights(bundle: str, out: Path, folds: list[int], checkpoint: str, rows: list[dict]) -> Path:
+def served_weights(cv: Folds, folds: list[int], rows: list[dict], stem: str) -> Path:
     """end2end: every fold in one ensemble; GLAM: the fold with the best held-out malignant AUC."""
-    stem = Path(checkpoint).stem
-    if bundle == END2END:
-        path = out / f"ensemble_{stem}.pt"
-        torch.save(MammogramEnsemble.state_dict_from([out / f"fold{f}" / "classifier" / checkpoint for f in folds],
-                                                     [out / f"fold{f}" / "patch" / "model.pt" for f in folds]), path)
+    if cv.bundle == END2END:
+        path = cv.out / f"ensemble_{stem}.pt"
+        torch.save(MammogramEnsemble.state_dict_from([cv.folder(f) / "classifier" / cv.checkpoint for f in folds],
+                                                     [cv.folder(f) / "patch" / "model.pt" for f in folds]), path)
         return path
     def malignant_auc(fold: int) -> float:
         scored = [r for r in rows if r["fold"] == fold]
@@ -175,8 +196,8 @@ def served_weights(bundle: str, out: Path, folds: list[int], checkpoint: str, ro
         return classification_scores(truth, np.array([r["class_probabilities"]["malignant"] for r in scored]))[
             "auc"]["value"]
     best = max(folds, key=malignant_auc)
-    path = out / f"best_{stem}.pt"
-    torch.save(torch.load(out / f"fold{best}" / STAGES[bundle][-1][0] / checkpoint, map_location="cpu"), path)
+    path = cv.out / f"best_{stem}.pt"
+    torch.save(torch.load(cv.folder(best) / cv.final / cv.checkpoint, map_location="cpu"), path)
     print(f"best fold: {best}")
     return path
 
@@ -190,28 +211,32 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="model.pt", choices=["model.pt", "last.pt"])
     parser.add_argument("--pretrain", action="store_true",
                         help="GLAM: start the global trunk from self-supervised pretraining (configs/pretrain.json)")
+    parser.add_argument("--joint", action="store_true", help="GLAM: add the joint fine-tuning stage and score it")
     parser.add_argument("--figure", type=Path, help="also plot the views' maps on four held-out images (PNG)")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    if args.joint and args.bundle != GLAM:
+        parser.error("--joint is a GLAM stage")
+    cv = Folds(args.bundle, args.out, args.checkpoint, fold_stages(args.bundle, args.pretrain, args.joint))
     extra = [item for kv in args.extra for item in ("--set", kv)]
     with ThreadPoolExecutor(args.parallel) as pool:
-        list(pool.map(lambda f: train_fold(args.bundle, args.out, f, extra, args.pretrain), args.folds))
+        list(pool.map(lambda f: train_fold(cv, f, extra), args.folds))
     torch.set_num_threads(2)
     rows: dict[str, list[dict]] = {}
     for fold in args.folds:
-        for view, view_rows in held_out_rows(args.bundle, args.out, fold, args.checkpoint).items():
+        for view, view_rows in held_out_rows(cv, fold).items():
             rows.setdefault(view, []).extend(view_rows)
     views = {view: {**summarize(r), "fold_auc": fold_aucs(r), "cases": r} for view, r in rows.items()}
     if args.bundle == END2END:
         patches = patch_stage_scores(args.out, args.folds)
         views["patch stage"] = {"classification": patches, "segmentation": None, "fold_auc": {t: [] for t in patches}}
-    stem = Path(args.checkpoint).stem
+    stem = ("joint_" if args.joint else "") + Path(args.checkpoint).stem
     (args.out / f"cv_{stem}.json").write_text(json.dumps(views, indent=2))
     print_summary(args.bundle, views, args.checkpoint)
-    weights = served_weights(args.bundle, args.out, args.folds, args.checkpoint, next(iter(rows.values())))
+    weights = served_weights(cv, args.folds, next(iter(rows.values())), stem)
     print(f"wrote {args.out / f'cv_{stem}.json'} and {weights}")
     if args.figure:
-        print(f"wrote {plot_examples(args.bundle, args.out, args.checkpoint, args.figure, args.folds)}")
+        print(f"wrote {plot_examples(cv, args.figure, args.folds)}")
 
 
 if __name__ == "__main__":
