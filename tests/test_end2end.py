@@ -9,7 +9,8 @@ from monai.transforms import Compose, LoadImaged, Resized
 
 from breastlab.bundle import as_image_array, get_bundle
 from breastlab.checkpoints import read_state_dict
-from breastlab.mammo import CropBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd, fold_split
+from breastlab.mammo import fold_split
+from breastlab.mammo_transforms import CropBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd
 from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
 
 

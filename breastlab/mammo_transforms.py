@@ -1,0 +1,156 @@
+"""MONAI dictionary transforms that prepare mammograms (:mod:`breastlab.mammo`) and put results back: breast side,
+crop and mask, and maps and windows restored onto the original image.
+
+They take channel-first arrays and default to ``layout="xy"``: MONAI's ``PILReader`` yields ``[channel, x, y]``
+(x = column), transposed with respect to PIL; pass ``layout="yx"`` for ``[channel, row, column]`` arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.transforms import Flip, MapTransform, SpatialCrop
+
+from breastlab.mammo import TISSUE_THRESHOLD, breast_bbox, breast_mask, breast_side
+
+
+def _plane(image, layout: str) -> np.ndarray:
+    """The first channel of a channel-first array/tensor as an (H, W) ``[row, column]`` numpy array."""
+    plane = image[0].detach().cpu().numpy() if torch.is_tensor(image) else np.asarray(image[0])
+    return plane.T if layout == "xy" else plane
+
+
+def _column_axis(layout: str) -> int:
+    if layout not in ("xy", "yx"):
+        raise ValueError(f"layout must be 'xy' ([C, x, y], MONAI's PILReader) or 'yx' ([C, row, col]), got {layout!r}")
+    return 0 if layout == "xy" else 1
+
+
+class OrientBreastd(MapTransform):
+    """Flip ``keys`` left–right when the breast of ``image_key`` (default: the first key) is on the right, so
+    that the chest wall is on the left; ``data[flipped_key]`` records whether it flipped."""
+
+    def __init__(self, keys, image_key: str | None = None, layout: str = "xy", flipped_key: str = "flipped",
+                 threshold: float = TISSUE_THRESHOLD, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key = image_key or self.keys[0]
+        self.flip = Flip(spatial_axis=_column_axis(layout))
+        self.layout, self.flipped_key, self.threshold = layout, flipped_key, threshold
+
+    def __call__(self, data):
+        d = dict(data)
+        flipped = breast_side(_plane(d[self.image_key], self.layout), self.threshold) == "right"
+        if flipped:
+            for key in self.key_iterator(d):
+                d[key] = self.flip(d[key])
+        d[self.flipped_key] = flipped
+        return d
+
+
+class CropBreastd(MapTransform):
+    """Crop ``keys`` to :func:`breast_bbox` of ``image_key`` (default: the first key);
+    ``data[box_key]`` records the box as ``(r0, r1, c0, c1)`` in rows/columns of the uncropped image."""
+
+    def __init__(self, keys, margin: int = 8, image_key: str | None = None, layout: str = "xy",
+                 box_key: str = "breast_box", threshold: float = TISSUE_THRESHOLD, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key = image_key or self.keys[0]
+        self.column_axis = _column_axis(layout)
+        self.margin, self.layout, self.box_key, self.threshold = margin, layout, box_key, threshold
+
+    def __call__(self, data):
+        d = dict(data)
+        r0, r1, c0, c1 = breast_bbox(_plane(d[self.image_key], self.layout), self.threshold, self.margin)
+        start, end = ((c0, r0), (c1, r1)) if self.column_axis == 0 else ((r0, c0), (r1, c1))
+        crop = SpatialCrop(roi_start=start, roi_end=end)
+        for key in self.key_iterator(d):
+            d[key] = crop(d[key])
+        d[self.box_key] = np.array([r0, r1, c0, c1], dtype=np.int64)
+        return d
+
+
+class MaskBreastd(MapTransform):
+    """Zero ``keys`` outside :func:`breast_mask` of ``image_key`` (default: the first key): film labels, markers
+    and film edges are gone, so a model trained on image labels only cannot learn them instead of the breast."""
+
+    def __init__(self, keys, image_key: str | None = None, layout: str = "xy", threshold: float = TISSUE_THRESHOLD,
+                 allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        _column_axis(layout)  # refuses an unknown layout
+        self.image_key, self.layout, self.threshold = image_key or self.keys[0], layout, threshold
+
+    def __call__(self, data):
+        d = dict(data)
+        mask = breast_mask(_plane(d[self.image_key], self.layout), self.threshold)
+        mask = mask.T if self.layout == "xy" else mask
+        for key in self.key_iterator(d):
+            value = d[key]
+            d[key] = value * (torch.as_tensor(mask, dtype=value.dtype, device=value.device)
+                              if torch.is_tensor(value) else mask)
+        return d
+
+
+class RestoreBreastd(MapTransform):
+    """Undo :class:`CropBreastd` and :class:`OrientBreastd` (and any resize after them) on maps such as a heat
+    map: resize ``keys`` to the breast box, place them in an image of ``image_key``'s original size (zeros
+    outside) and flip them back if the image was flipped."""
+
+    def __init__(self, keys, image_key: str = "image", layout: str = "xy", box_key: str = "breast_box",
+                 flipped_key: str = "flipped", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.column_axis = _column_axis(layout)
+        self.image_key, self.box_key, self.flipped_key = image_key, box_key, flipped_key
+
+    def __call__(self, data):
+        d = dict(data)
+        r0, r1, c0, c1 = (int(v) for v in d[self.box_key])
+        size = [int(n) for n in d[self.image_key].meta["spatial_shape"]]
+        box = [slice(c0, c1), slice(r0, r1)] if self.column_axis == 0 else [slice(r0, r1), slice(c0, c1)]
+        for key in self.key_iterator(d):
+            values = torch.as_tensor(d[key], dtype=torch.float32)
+            crop = F.interpolate(values[None], size=[b.stop - b.start for b in box], mode="bilinear",
+                                 align_corners=False)[0]
+            restored = torch.zeros((values.shape[0], *size), dtype=torch.float32)
+            restored[(slice(None), *box)] = crop
+            d[key] = restored.flip(1 + self.column_axis) if d[self.flipped_key] else restored
+        return d
+
+
+class RestoreWindowsd(MapTransform):
+    """Square windows found on the prepared image (e.g. GLAM's patches) as boxes on the original mammogram:
+    ``data[corners_key]`` (n, 2) top-left corners of ``size``-pixel windows in the network input (its two spatial
+    axes in ``layout`` order), back through the resize, :class:`CropBreastd` and :class:`OrientBreastd`, to
+    ``data[output_key]``: ``{"box": [x_min, y_min, x_max, y_max], "score", "probabilities"}`` (pixels, max
+    exclusive, MONAI's ``xyxy``), one per window, scored by the largest of its ``classes`` probabilities in
+    ``data[scores_key]`` (n, classes) and ranked by it. With ``allow_missing_keys``, data without corners pass."""
+
+    def __init__(self, classes, size: int, corners_key: str = "corners", scores_key: str = "patch_prob",
+                 output_key: str = "regions", image_key: str = "image", layout: str = "xy",
+                 box_key: str = "breast_box", flipped_key: str = "flipped", allow_missing_keys: bool = False):
+        super().__init__(corners_key, allow_missing_keys)
+        self.column_axis = _column_axis(layout)
+        self.classes, self.size, self.scores_key, self.output_key = list(classes), size, scores_key, output_key
+        self.image_key, self.box_key, self.flipped_key = image_key, box_key, flipped_key
+
+    def __call__(self, data):
+        d = dict(data)
+        if self.first_key(d) == ():  # no windows (e.g. GLAM's global stage), allowed to be missing
+            return d
+        image = d[self.image_key]
+        columns_axis, rows_axis = self.column_axis, 1 - self.column_axis
+        rows, columns = image.shape[1 + rows_axis], image.shape[1 + columns_axis]
+        width = int(image.meta["spatial_shape"][columns_axis])
+        r0, r1, c0, c1 = (int(v) for v in d[self.box_key])
+        regions = []
+        corners, all_scores = (torch.as_tensor(d[key]).tolist() for key in (self.keys[0], self.scores_key))
+        for corner, scores in zip(corners, all_scores):
+            top, left = corner[rows_axis], corner[columns_axis]
+            y0, y1 = (r0 + v * (r1 - r0) / rows for v in (top, top + self.size))
+            x0, x1 = (c0 + v * (c1 - c0) / columns for v in (left, left + self.size))
+            if d[self.flipped_key]:
+                x0, x1 = width - x1, width - x0
+            regions.append({"box": [round(x0), round(y0), round(x1), round(y1)], "score": round(max(scores), 4),
+                            "probabilities": {c: round(p, 4) for c, p in zip(self.classes, scores)}})
+        d[self.output_key] = sorted(regions, key=lambda region: -region["score"])
+        return d
