@@ -12,7 +12,7 @@ import numpy as np
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.server.process import Server
-from breastlab.studies import import_dataset
+from breastlab.server.studies import import_dataset
 
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 

@@ -17,7 +17,7 @@ import requests
 from monailabel.tasks.activelearning.random import Random
 from tqdm import tqdm
 
-from breastlab.imageio import write_png
+from breastlab.formats.png import write_png
 from breastlab.metrics import format_table
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.process import Server

@@ -19,7 +19,7 @@ import requests
 import torch
 
 from breastlab.bundle import find_bundles
-from breastlab.imageio import write_png
+from breastlab.formats.png import write_png
 from breastlab.metrics import format_table
 from breastlab.server.process import Server
 

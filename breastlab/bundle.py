@@ -14,7 +14,7 @@ from monai.bundle import ConfigParser
 from monai.data import decollate_batch
 from monai.transforms import Compose, SaveImaged
 
-from breastlab.checkpoints import read_state_dict
+from breastlab.formats.checkpoints import read_state_dict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLES_DIR = PROJECT_ROOT / "bundles"

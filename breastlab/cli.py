@@ -36,7 +36,7 @@ def cmd_serve(args) -> None:
         if args.cache:
             os.environ["BREASTLAB_DICOMWEB_CACHE"] = str(Path(args.cache).resolve())
     elif not (Path(studies) / "datastore_v2.json").is_file():
-        from breastlab.studies import import_dataset
+        from breastlab.server.studies import import_dataset
 
         import_dataset(args.data, studies)
     print(f"BreastLab MONAI Label server: http://{args.host}:{args.port}/  (studies: {studies})", flush=True)
@@ -46,7 +46,7 @@ def cmd_serve(args) -> None:
 
 
 def cmd_import(args) -> None:
-    from breastlab.studies import import_dataset
+    from breastlab.server.studies import import_dataset
 
     n = import_dataset(args.data, args.studies, args.split)
     print(f"imported {n} images into {args.studies}")
@@ -72,7 +72,7 @@ def cmd_train(args) -> int | None:
 
 
 def cmd_evaluate(args) -> None:
-    from breastlab.evaluate import evaluate, print_report
+    from breastlab.evaluation.evaluate import evaluate, print_report
 
     bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
     report = evaluate(bundle, args.data, args.split, args.weights, args.save_masks, args.grad_cam)
@@ -91,7 +91,7 @@ def cmd_publish(args) -> None:
 
 
 def cmd_al_study(args) -> None:
-    from breastlab.al_study import print_summary, run_study
+    from breastlab.evaluation.al_study import print_summary, run_study
 
     bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
     rows = run_study(bundle, args.data, args.out, args.initial, args.per_round, args.rounds, tuple(args.seeds),

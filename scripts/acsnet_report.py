@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from breastlab.bundle import SHARED_DATA, get_bundle
-from breastlab.evaluate import cached_evaluation, example_lesion_cases
-from breastlab.imageio import read_gray_png
+from breastlab.evaluation.evaluate import cached_evaluation, example_lesion_cases
+from breastlab.evaluation.plots import plot_map_overlays, plot_metric_curves
+from breastlab.formats.png import read_gray_png
 from breastlab.metrics import format_table
-from breastlab.plots import plot_map_overlays, plot_metric_curves
 
 DATA = SHARED_DATA / "busi"
 MODELS = {  # row -> (bundle, overrides, ACSNet run folder under RUNS or None for the bundle's shipped weights)

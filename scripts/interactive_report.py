@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from breastlab.bundle import PROJECT_ROOT, SHARED_DATA, get_bundle
-from breastlab.evaluate import cached_evaluation, print_report
-from breastlab.plots import plot_click_curves, plot_training_log
+from breastlab.evaluation.evaluate import cached_evaluation, print_report
+from breastlab.evaluation.plots import plot_click_curves, plot_training_log
 
 DATA = SHARED_DATA / "busi"
 BUNDLE = "breast_us_interactive"

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 
 from breastlab.bundle import get_bundle
-from breastlab.checkpoints import read_state_dict
-from breastlab.evaluate import CLASSIFICATION_COLUMNS, SEGMENTATION_COLUMNS, score_cases, summarize
-from breastlab.mammo import lesion_circles, lesion_mask, read_mammogram
+from breastlab.data.mammo import lesion_circles, lesion_mask, read_mammogram
+from breastlab.evaluation.evaluate import CLASSIFICATION_COLUMNS, SEGMENTATION_COLUMNS, score_cases, summarize
+from breastlab.evaluation.plots import plot_map_overlays
+from breastlab.explain.saliency import GradCamPredictor, UnitRangeMap
+from breastlab.formats.checkpoints import read_state_dict
 from breastlab.metrics import classification_scores, format_table
 from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier
-from breastlab.plots import plot_map_overlays
-from breastlab.saliency import GradCamPredictor, UnitRangeMap
 
 END2END, GLAM = "breast_mammo_end2end", "breast_mammo_glam"
 STAGES = {  # (stage folder, options); "{fold_dir}" is the fold's folder

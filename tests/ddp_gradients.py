@@ -1,7 +1,7 @@
 """Worker for test_distributed: one loss gradient of the student network in float64, saved by rank 0.
 
 Alone it computes the gradient on the whole batch; under ``torchrun`` each process takes its share of
-the batch through ``breastlab.distributed.distributed_network`` (DDP + synchronised batch norm)."""
+the batch through ``breastlab.engines.distributed.distributed_network`` (DDP + synchronised batch norm)."""
 
 import os
 import sys
@@ -10,7 +10,7 @@ import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import AttentionUnet
 
-from breastlab import distributed
+from breastlab.engines import distributed
 
 
 def main(out: str) -> None:

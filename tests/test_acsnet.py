@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from breastlab.bundle import get_bundle
-from breastlab.evaluate import evaluate
+from breastlab.evaluation.evaluate import evaluate
 from breastlab.losses import MultiTaskSegClsLoss, UncertaintyWeightedLoss
 from breastlab.networks.acsnet import ACSNet, DeformableSpatialAttention, GateUnit
 from breastlab.networks.deformable import ModulatedDeformConv2d, deform_conv2d

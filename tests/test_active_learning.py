@@ -10,11 +10,11 @@ import pytest
 import torch
 from fastapi import HTTPException
 
-from breastlab.imageio import write_png
+from breastlab.explain.uncertainty import predictive_entropy, tta_probabilities, tta_variance
+from breastlab.formats.png import write_png
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.scores import ScoreIndex
 from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
-from breastlab.uncertainty import predictive_entropy, tta_probabilities, tta_variance
 
 IMAGE = np.zeros((32, 40), np.uint8)
 

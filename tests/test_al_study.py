@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from breastlab.al_study import run_study, summary_rows
 from breastlab.bundle import get_bundle
+from breastlab.evaluation.al_study import run_study, summary_rows
 
 pytestmark = pytest.mark.slow
 

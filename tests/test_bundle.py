@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from breastlab.bundle import BUNDLES_DIR, BundleError, Predictor, get_bundle, load_weights
-from breastlab.imageio import write_png
+from breastlab.formats.png import write_png
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.train import BundleTrainTask
 

@@ -11,7 +11,7 @@ from fastapi import HTTPException
 from PIL import Image
 
 from breastlab.data import read_dataset
-from breastlab.imageio import TEMP_MARK, write_png
+from breastlab.formats.png import TEMP_MARK, write_png
 from breastlab.server.datastore import BreastLabDatastore
 
 IMAGE = np.zeros((32, 40), np.uint8)

@@ -12,7 +12,7 @@ import torch
 from monai.networks.nets import AttentionUnet
 
 from breastlab.bundle import PROJECT_ROOT
-from breastlab.distill import DistillationStep, load_teachers
+from breastlab.engines.distillation import DistillationStep, load_teachers
 from breastlab.losses import SoftDistillationLoss, WeightBalanceLoss
 
 BUNDLE = PROJECT_ROOT / "bundles" / "breast_us_t2kd"

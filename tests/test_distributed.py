@@ -13,7 +13,7 @@ import torch
 from monai.networks.nets import AttentionUnet
 
 from breastlab.bundle import PROJECT_ROOT, get_bundle
-from breastlab.distributed import DistributedBatchNorm
+from breastlab.engines.distributed import DistributedBatchNorm
 
 WORKER = Path(__file__).with_name("ddp_gradients.py")
 
@@ -46,7 +46,7 @@ def test_converted_batchnorm_keeps_weights_and_outputs_without_a_process_group()
 
 
 def test_per_process_batch_must_split_evenly(monkeypatch):
-    from breastlab import distributed
+    from breastlab.engines import distributed
 
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 3)
     assert distributed.per_process(9) == 3

@@ -8,10 +8,10 @@ import torch
 from monai.transforms import Compose, LoadImaged, Resized
 
 from breastlab.bundle import as_image_array, get_bundle
-from breastlab.checkpoints import read_state_dict
-from breastlab.mammo import fold_split
-from breastlab.mammo_transforms import CropBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd
+from breastlab.data import fold_split
+from breastlab.formats.checkpoints import read_state_dict
 from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
+from breastlab.transforms.mammo import CropBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd
 
 
 def test_fold_split_holds_out_whole_women(mammograms):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from breastlab.evaluate import _classification, _multiclass
+from breastlab.evaluation.evaluate import _classification, _multiclass
 
 
 def case(label, normal, benign, malignant):
@@ -41,7 +41,7 @@ def test_two_class_model_has_no_extra_tasks():
 
 def test_mammogram_truth_comes_from_the_lesion_circles(mammograms):
     from breastlab.data import read_dataset
-    from breastlab.evaluate import case_truth
+    from breastlab.evaluation.evaluate import case_truth
 
     cases = {c.case: c for c in read_dataset(mammograms)}
     malignant, normal = case_truth(cases["m02"], (256, 192)), case_truth(cases["m00"], (256, 192))
@@ -57,7 +57,7 @@ def test_a_mask_of_the_wrong_size_is_named(tmp_path):
     from PIL import Image
 
     from breastlab.data import Case, DatasetError
-    from breastlab.evaluate import case_truth
+    from breastlab.evaluation.evaluate import case_truth
 
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "m.png")
     case = Case("c", tmp_path / "i.png", mask=tmp_path / "m.png", label="benign")

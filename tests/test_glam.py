@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from breastlab.bundle import get_bundle
-from breastlab.checkpoints import read_state_dict
+from breastlab.formats.checkpoints import read_state_dict
 from breastlab.losses import GLAMLoss
 from breastlab.networks.glam import GLAM, GlobalModule, TrunkAutoencoder, crop_patches, select_patches, top_k_pool
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from breastlab.bundle import get_bundle
-from breastlab.evaluate import evaluate
+from breastlab.evaluation.evaluate import evaluate
 from breastlab.losses import LANetStage2Loss, LesionMapLoss, mask_to_grid
 from breastlab.networks.lanet import (
     ChannelGate,

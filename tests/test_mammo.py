@@ -11,21 +11,14 @@ import pytest
 import torch
 
 from breastlab.data import read_dataset
-from breastlab.data.reader import Case
-from breastlab.imageio import read_gray_png
-from breastlab.mammo import (
+from breastlab.data.mammo import (
     Circle,
     background_centres,
-    breast_bbox,
-    breast_mask,
-    breast_side,
     crop_circles,
     extract_patch,
     flip_circles,
-    flip_columns,
     lesion_circles,
     lesion_mask,
-    orient_breast,
     pair_folds,
     patch_centres,
     patch_items,
@@ -34,7 +27,10 @@ from breastlab.mammo import (
     resize_image,
     sample_patches,
 )
+from breastlab.data.reader import Case
+from breastlab.formats.png import read_gray_png
 from breastlab.networks.end2end import PatchClassifier, WholeImageClassifier, trunk_state_dict
+from breastlab.transforms.mammo import breast_bbox, breast_mask, breast_side, flip_columns, orient_breast
 
 
 def make_case(name: str = "c1", lesions=None, label: str | None = None, pair: str | None = None) -> Case:

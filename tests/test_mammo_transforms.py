@@ -7,12 +7,19 @@ import pytest
 import torch
 from monai.transforms import LoadImaged
 from PIL import Image
+from test_mammo import synthetic_breast
 
 from breastlab.bundle import as_image_array
-from breastlab.imageio import read_gray_png
-from breastlab.mammo import breast_bbox, breast_mask, flip_columns, orient_breast
-from breastlab.mammo_transforms import CropBreastd, MaskBreastd, OrientBreastd
-from test_mammo import synthetic_breast
+from breastlab.formats.png import read_gray_png
+from breastlab.transforms.mammo import (
+    CropBreastd,
+    MaskBreastd,
+    OrientBreastd,
+    breast_bbox,
+    breast_mask,
+    flip_columns,
+    orient_breast,
+)
 
 
 @pytest.mark.parametrize("layout", ["xy", "yx"])

@@ -17,7 +17,7 @@ from dicomweb_client import DICOMwebClient
 from PIL import Image
 from pydicom.uid import JPEGLSLossless, generate_uid
 
-from breastlab.dicomseg import mask_to_seg
+from breastlab.formats.dicom_seg import mask_to_seg
 from breastlab.server.process import Server
 
 from helpers import dicom_bytes, infer, png_bytes, save_label, upload

@@ -14,7 +14,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
-from breastlab.imageio import TEMP_MARK, read_gray_png, write_png
+from breastlab.formats.png import TEMP_MARK, read_gray_png, write_png
 from breastlab.server.process import Server
 
 from fuzz_inputs import VALID_PNG, endpoints, files, ids, params

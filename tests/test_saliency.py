@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from breastlab.bundle import get_bundle
-from breastlab.imageio import read_gray_png
-from breastlab.mammo import breast_bbox, orient_breast
+from breastlab.explain.saliency import GradCam, GradCamPredictor, UnitRangeMap, top_boxes
+from breastlab.formats.png import read_gray_png
 from breastlab.networks.lanet import LANet
-from breastlab.saliency import GradCam, GradCamPredictor, UnitRangeMap, top_boxes
+from breastlab.transforms.mammo import breast_bbox, orient_breast
 
 
 def test_regions_are_ranked_by_peak_and_boxed_in_xyxy():

@@ -15,10 +15,10 @@ from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.data import read_dataset
-from breastlab.dicomio import read_dicom_image
-from breastlab.interactive import dice
+from breastlab.evaluation.clicks import dice
+from breastlab.formats.dicom import read_dicom_image
 from breastlab.server.process import Server
-from breastlab.studies import import_dataset
+from breastlab.server.studies import import_dataset
 
 from helpers import MODEL, dicom_bytes, infer, png_bytes, save_label, upload
 

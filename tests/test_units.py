@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from breastlab.cli import _parse_overrides
-from breastlab.imageio import read_gray_png
+from breastlab.formats.png import read_gray_png
+from breastlab.server.studies import import_dataset
 from breastlab.server.train import split_train_val
-from breastlab.studies import import_dataset
 
 
 def items(n: int) -> list[dict]:
@@ -111,7 +111,7 @@ def test_import_bad_image_names_the_case(make_dataset, tmp_path):
 
 
 def test_training_log_is_read_per_epoch_and_plotted(tmp_path):
-    from breastlab.plots import plot_metric_curves, plot_training_log, read_training_log
+    from breastlab.evaluation.plots import plot_metric_curves, plot_training_log, read_training_log
 
     log = tmp_path / "train.log"
     log.write_text(
@@ -139,7 +139,7 @@ def test_train_command_takes_config_overrides_anywhere():
 
 
 def test_map_overlays_are_plotted_one_row_per_image(tmp_path):
-    from breastlab.plots import plot_map_overlays
+    from breastlab.evaluation.plots import plot_map_overlays
 
     image, truth = np.random.default_rng(0).random((30, 40)), np.zeros((30, 40))
     truth[10:20, 10:25] = 1
@@ -150,7 +150,7 @@ def test_map_overlays_are_plotted_one_row_per_image(tmp_path):
 
 
 def test_click_curves_are_plotted_from_click_summaries(tmp_path):
-    from breastlab.plots import plot_click_curves
+    from breastlab.evaluation.plots import plot_click_curves
 
     summary = {"n": 3, "automatic_dice": 0.5, "dice_after_clicks": [0.7, 0.8, 0.9]}
     png = plot_click_curves({"model": summary, "other": {**summary, "automatic_dice": 0.1}}, tmp_path / "c.png")

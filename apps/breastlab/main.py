@@ -9,8 +9,7 @@ from PIL import Image
 
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
-from breastlab.imageio import write_png
-from breastlab.interactive import check_points
+from breastlab.formats.png import write_png
 from breastlab.server import auth, dicomweb, errors, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
@@ -18,6 +17,7 @@ from breastlab.server.predictions import PredictionStore
 from breastlab.server.scoring import UncertaintyScoring
 from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
 from breastlab.server.train import BundleTrainTask
+from breastlab.transforms import check_points
 
 logger = logging.getLogger(__name__)
 

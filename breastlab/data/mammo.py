@@ -1,9 +1,5 @@
-"""Mammogram preparation for the end-to-end classifier (Shen et al. 2019): lesion circles, breast side and crop,
-woman-grouped folds, and the lesion/background patches of the patch stage.
-
-Functions take (H, W) arrays indexed ``[row, column]``; their MONAI dictionary transforms are in
-:mod:`breastlab.mammo_transforms`.
-"""
+"""Mammogram datasets: lesion circles, woman-grouped folds, and the lesion/background patches of the end-to-end
+classifier's patch stage (Shen et al. 2019). Arrays are (H, W), indexed ``[row, column]``."""
 
 from __future__ import annotations
 
@@ -16,16 +12,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from breastlab.data.reader import Case, read_dataset
-from breastlab.dicomio import is_dicom, read_dicom_image
-from breastlab.imageio import read_gray_png
+from breastlab.formats.dicom import is_dicom, read_dicom_image
+from breastlab.formats.png import read_gray_png
+from breastlab.transforms.mammo import TISSUE_THRESHOLD, breast_bbox, breast_mask, orient_breast
 
 PATCH_CLASSES = ("background", "benign", "malignant")
 SEVERITY_CLASS = {"B": 1, "M": 2}  # MIAS severity → patch class
-TISSUE_THRESHOLD = 0.1  # fraction of the image maximum above which a pixel may be breast
-MASK_SIDE = 256  # breast masks are computed on a grid about this size
 
 
 class Circle(NamedTuple):
@@ -55,62 +49,6 @@ def lesion_mask(circles: list[Circle], shape: tuple[int, int]) -> np.ndarray:
     for c in circles:
         mask |= (rows - c.row) ** 2 + (cols - c.col) ** 2 <= c.radius**2
     return mask
-
-
-def breast_mask(image: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> np.ndarray:
-    """The breast: largest bright connected component after a small opening (drops labels, markers, film
-    edges), holes filled; computed on a grid of about ``MASK_SIDE`` pixels and returned at full size."""
-    small, step = _breast_mask_small(image, threshold)
-    full = np.repeat(np.repeat(small, step, axis=0), step, axis=1)
-    return full[: image.shape[0], : image.shape[1]]
-
-
-def breast_bbox(image: np.ndarray, threshold: float = TISSUE_THRESHOLD, margin: int = 8) -> tuple[int, int, int, int]:
-    """Crop box ``(r0, r1, c0, c1)`` (end exclusive) of :func:`breast_mask` grown by ``margin`` pixels; the whole
-    image when nothing is above the threshold."""
-    small, step = _breast_mask_small(image, threshold)
-    h, w = image.shape
-    if not small.any():
-        return 0, h, 0, w
-    rows, cols = np.flatnonzero(small.any(axis=1)), np.flatnonzero(small.any(axis=0))
-    return (max(rows[0] * step - margin, 0), min((rows[-1] + 1) * step + margin, h),
-            max(cols[0] * step - margin, 0), min((cols[-1] + 1) * step + margin, w))
-
-
-def _breast_mask_small(image: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
-    step = max(min(image.shape) // MASK_SIDE, 1)
-    small = np.asarray(image[::step, ::step], dtype=np.float32)
-    bright = ndimage.binary_opening(small > threshold * small.max(), np.ones((3, 3), bool))
-    labels, n = ndimage.label(bright)
-    if n == 0:
-        return bright, step
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return ndimage.binary_fill_holes(labels == sizes.argmax()), step
-
-
-def breast_side(image: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> str:
-    """``'left'`` or ``'right'``: the half of the image holding more breast intensity in the upper quarter of the
-    breast's rows, where the chest wall (and an MLO view's pectoral muscle) dominates. Whole halves are misled by
-    breasts that fill the film (mini-MIAS mdb151/152)."""
-    small, step = _breast_mask_small(image, threshold)
-    tissue = np.where(small, image[::step, ::step], 0).astype(np.float64)
-    rows = np.flatnonzero(small.any(axis=1))
-    if rows.size:
-        tissue = tissue[rows[0]: rows[0] + max((rows[-1] + 1 - rows[0]) // 4, 1)]
-    half = max(tissue.shape[1] // 2, 1)
-    return "left" if tissue[:, :half].sum() >= tissue[:, -half:].sum() else "right"
-
-
-def orient_breast(image: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> tuple[np.ndarray, bool]:
-    """Flip horizontally when needed so that the breast (chest wall) is on the left; returns (image, flipped)."""
-    flipped = breast_side(image, threshold) == "right"
-    return (flip_columns(image) if flipped else image), flipped
-
-
-def flip_columns(array: np.ndarray) -> np.ndarray:
-    """Mirror an (..., H, W) array left–right, as :func:`orient_breast` does to the image."""
-    return np.ascontiguousarray(array[..., ::-1])
 
 
 def flip_circles(circles: list[Circle], width: int) -> list[Circle]:

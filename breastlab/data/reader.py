@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from breastlab.imageio import check_id
+from breastlab.formats.png import check_id
 
 CLASS_NAMES = ("normal", "benign", "malignant")
 BIRADS = ("0", "1", "2", "3", "4", "4a", "4b", "4c", "5", "6")  # ACR BI-RADS assessment categories

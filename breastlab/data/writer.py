@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from breastlab.data.reader import IMAGE_SUFFIX, Case
-from breastlab.imageio import read_gray_png, write_png
+from breastlab.formats.png import read_gray_png, write_png
 
 
 def write_dataset(root: str | Path, cases: list[Case]) -> Path:

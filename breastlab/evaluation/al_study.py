@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from breastlab.bundle import Bundle
 from breastlab.data import dataset_dicts
+from breastlab.explain.uncertainty import tta_variance
 from breastlab.metrics import format_table
-from breastlab.uncertainty import tta_variance
 
 STRATEGIES = ("random", "uncertainty")
 
@@ -113,7 +113,7 @@ def print_summary(rows: list[dict]) -> None:
 
 def plot_learning_curves(rows: list[dict], out: Path) -> Path:
     """Mean val Dice against labelled images per strategy, with a ±1 std band over seeds."""
-    from breastlab.plots import pyplot, save_figure
+    from breastlab.evaluation.plots import pyplot, save_figure
 
     plt = pyplot()
     table = summary_rows(rows)

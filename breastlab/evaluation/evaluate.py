@@ -10,9 +10,10 @@ from tqdm import tqdm
 
 from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, read_dataset
-from breastlab.imageio import ImageError, read_gray_png, write_png
-from breastlab.interactive import evaluate_clicks
-from breastlab.mammo import lesion_circles, lesion_mask
+from breastlab.data.mammo import lesion_circles, lesion_mask
+from breastlab.evaluation.clicks import evaluate_clicks
+from breastlab.explain.saliency import GradCamPredictor
+from breastlab.formats.png import ImageError, read_gray_png, write_png
 from breastlab.metrics import (
     classification_scores,
     format_table,
@@ -20,7 +21,6 @@ from breastlab.metrics import (
     segmentation_scores,
     summarize_segmentation,
 )
-from breastlab.saliency import GradCamPredictor
 
 SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "asd_mean",
                         "precision_mean", "recall_mean", "pointing_hit_mean", "pixel_accuracy_mean", "n_missed",

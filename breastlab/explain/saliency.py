@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from monai.visualize import GradCAM
 from scipy import ndimage
 
-from breastlab.mammo_transforms import RestoreBreastd
+from breastlab.transforms.mammo import RestoreBreastd
 
 
 class ClassLogits(torch.nn.Module):

@@ -15,7 +15,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut, convert_color_space
 
-from breastlab.imageio import ImageError, check_size
+from breastlab.formats.png import ImageError, check_size
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from breastlab.dicomseg import writable_source
+from breastlab.formats.dicom_seg import writable_source
 
 SCHEME = "99BREASTLAB"
 SERIES_NUMBER = 9902

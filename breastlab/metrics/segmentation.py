@@ -31,7 +31,7 @@ from monai.metrics import (
 )
 from numpy.typing import ArrayLike
 
-from breastlab.saliency import top_boxes
+from breastlab.explain.saliency import top_boxes
 
 LESION_METRICS = ("dice", "iou", "box_iou", "hd95", "asd", "precision", "recall", "pointing_hit", "pixel_accuracy")
 

@@ -1,1 +1,9 @@
 """Networks of the BreastLab bundles that MONAI does not provide (referenced with ``_target_``)."""
+
+from .acsnet import ACSNet
+from .end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
+from .glam import GLAM, TrunkAutoencoder
+from .lanet import LANet
+
+__all__ = ["ACSNet", "GLAM", "LANet", "MammogramEnsemble", "PatchClassifier", "TrunkAutoencoder",
+           "WholeImageClassifier"]

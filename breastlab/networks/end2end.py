@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from breastlab.checkpoints import read_state_dict
+from breastlab.formats.checkpoints import read_state_dict
 
 __all__ = ["ResidualBlock", "make_trunk", "PatchClassifier", "WholeImageClassifier", "trunk_state_dict",
            "MammogramEnsemble"]

@@ -29,7 +29,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from PIL import Image
 
 from breastlab.data import BIRADS, CLASS_NAMES, Case, write_dataset
-from breastlab.imageio import check_id, remove_stale_temp_files, write_png, write_text_atomic
+from breastlab.formats.png import check_id, remove_stale_temp_files, write_png, write_text_atomic
 from breastlab.server import errors
 
 EXTENSION = ".png"

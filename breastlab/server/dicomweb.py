@@ -1,12 +1,12 @@
 """A PACS (DICOMweb) as BreastLab's MONAI Label datastore: 2D single-frame MG/US instances, SEG and SR results.
 
 The PACS holds the record; a local cache folder holds what the bundles read (display-ready PNGs made by
-``breastlab.dicomio``) and the usual ``datastore_v2.json`` index, kept in step by ``refresh()``:
+``breastlab.formats.dicom``) and the usual ``datastore_v2.json`` index, kept in step by ``refresh()``:
 
 - images: every instance of the configured modalities (QIDO-RS); image id = SOPInstanceUID. Instances
   BreastLab cannot read (no pixel data, no decoder) are skipped and listed in the status.
 - final labels: the newest DICOM SEG in the PACS that references the image; a label save stores a SEG.
-- class / BI-RADS / probabilities: the newest SR (``breastlab.dicomsr``) referencing the image.
+- class / BI-RADS / probabilities: the newest SR (``breastlab.formats.dicom_sr``) referencing the image.
 
 Other label tags stay in the cache only. Images are deleted in the PACS, not through BreastLab.
 """
@@ -29,10 +29,10 @@ from monailabel.config import settings
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
-from breastlab.dicomio import is_dicom, read_dicom_image
-from breastlab.dicomseg import mask_to_seg, referenced_instance, seg_mask
-from breastlab.dicomsr import assessment_sr, read_assessment
-from breastlab.imageio import ImageError, check_id
+from breastlab.formats.dicom import is_dicom, read_dicom_image
+from breastlab.formats.dicom_seg import mask_to_seg, referenced_instance, seg_mask
+from breastlab.formats.dicom_sr import assessment_sr, read_assessment
+from breastlab.formats.png import ImageError, check_id
 from breastlab.server import errors
 from breastlab.server.datastore import IMAGE_LABELS, BreastLabDatastore, checked_id, checked_image_labels
 from breastlab.server.pacs import Location, Pacs, StoreError

@@ -3,8 +3,8 @@
 import numpy as np
 from fastapi import HTTPException
 
-from breastlab.dicomio import DicomImage, is_dicom, read_dicom_image
-from breastlab.imageio import ImageError, read_gray_png
+from breastlab.formats.dicom import DicomImage, is_dicom, read_dicom_image
+from breastlab.formats.png import ImageError, read_gray_png
 
 DICOM_MODALITIES = ("MG", "US")
 

@@ -11,8 +11,8 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from breastlab.bundle import Bundle, prediction_outputs
-from breastlab.imageio import write_png
-from breastlab.saliency import top_boxes
+from breastlab.explain.saliency import top_boxes
+from breastlab.formats.png import write_png
 
 
 class BundleInferTask(BasicInferTask):

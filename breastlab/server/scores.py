@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from breastlab.imageio import write_text_atomic
+from breastlab.formats.png import write_text_atomic
 
 
 class ScoreIndex:

@@ -12,9 +12,9 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from tqdm import tqdm
 
 from breastlab.bundle import Bundle
+from breastlab.explain.uncertainty import predictive_entropy, tta_variance
 from breastlab.server import errors
 from breastlab.server.scores import ScoreIndex
-from breastlab.uncertainty import predictive_entropy, tta_variance
 
 FLUSH_EVERY = 50  # images between index writes, so a long job shows progress
 

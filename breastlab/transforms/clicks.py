@@ -1,4 +1,4 @@
-"""Click-guided (DeepEdit-style) lesion segmentation: click channels, click simulation, NoC.
+"""Click-guided (DeepEdit-style) segmentation transforms: click channels, their Gaussian signal, simulated clicks.
 
 The network sees three channels: the image and one map each for the foreground and the background clicks
 (a Gaussian blob of peak 1 at every click; all zeros without clicks, the automatic mode).
@@ -7,33 +7,22 @@ The network sees three channels: the image and one map each for the foreground a
   y = row of the original image). :class:`AddClickChannelsd` marks them on the original image, a ``Resized``
   moves them with it, :class:`ClickSignald` draws the blobs.
 * Training follows MONAI deepgrow: the clicks live in ``guidance`` (JSON ``[[foreground], [background]]``, points
-  ``[i, j]`` in array indices), MONAI's ``AddGuidanceSignald`` draws them and :class:`ClickInteraction` (MONAI's
-  deepgrow ``Interaction``) adds clicks on the errors inside every trainer/evaluator iteration.
-* Evaluation: :func:`simulate_clicks` gives the Dice after each click, :func:`clicks_to_reach` the NoC.
+  ``[i, j]`` in array indices), MONAI's ``AddGuidanceSignald`` draws them and :class:`AddClickd` adds one on the
+  errors (:class:`breastlab.engines.ClickInteraction` runs it inside every trainer/evaluator iteration).
 
 Arrays read by MONAI's ``PILReader`` are indexed ``[channel, x, y]`` (transposed with respect to PIL's rows and
-columns), so a click ``[x, y]`` is the array element ``[:, x, y]``; masks given to :func:`simulate_clicks` are
-PIL's ``(rows, columns)``.
+columns), so a click ``[x, y]`` is the array element ``[:, x, y]``.
 """
 
 from __future__ import annotations
 
 import json
 import numbers
-from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
-from monai.apps.deepgrow.interaction import Interaction
-from monai.data import decollate_batch
 from monai.transforms import GaussianSmooth, MapTransform, Randomizable, ScaleIntensity, Transform
-from monai.utils import CommonKeys
 from scipy import ndimage
-
-from breastlab.bundle import Predictor, prediction_outputs
-from breastlab.data import read_dataset
-from breastlab.imageio import read_gray_png
 
 
 def check_points(points, width: int, height: int, name: str = "points") -> list[tuple[int, int]]:
@@ -166,94 +155,3 @@ class AddClickd(Randomizable, Transform):
                 guidance[0 if click[1] else 1].append(list(click[0]))
         d[self.guidance] = json.dumps(guidance)
         return d
-
-
-class ClickInteraction(Interaction):
-    """MONAI deepgrow's ``Interaction`` (``max_interactions`` rounds of predict → ``transforms`` (add a click) inside
-    each trainer/evaluator iteration; in training a round clicks with probability 1 − round/max_interactions) with
-    DeepEdit's automatic mode: with probability ``automatic_probability`` a batch runs with its click channels
-    zeroed (1.0: always, to evaluate the automatic mode). MONAI's deepedit ``Interaction`` zeroes the clicks of
-    only the first item of a batch, so it is not used."""
-
-    def __init__(self, transforms, max_interactions: int, train: bool, automatic_probability: float = 0.0,
-                 seed: int | None = None):
-        super().__init__(transforms, max_interactions, train)
-        self.automatic_probability = automatic_probability
-        self.rng = np.random.RandomState(seed)
-        if seed is not None:
-            self.transforms.set_random_state(seed=seed)
-
-    def __call__(self, engine, batchdata: dict) -> dict:
-        if self.rng.random_sample() < self.automatic_probability:
-            image = batchdata[CommonKeys.IMAGE].clone()
-            image[:, 1:] = 0
-            return engine._iteration(engine, {**batchdata, CommonKeys.IMAGE: image})
-        return super().__call__(engine, batchdata)
-
-
-def dice(mask: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two binary masks (nonzero = lesion); 1.0 when both are empty."""
-    mask, truth = np.asarray(mask) > 0, np.asarray(truth) > 0
-    total = mask.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * (mask & truth).sum() / total)
-
-
-def simulate_clicks(predict: Callable, image, truth: np.ndarray, max_clicks: int = 20) -> list[float]:
-    """Dice after each of ``max_clicks`` simulated clicks, each at the centre of the largest error region of the
-    previous mask (:func:`next_click`; the first, on an empty mask, at the centre of the largest lesion).
-    ``predict(image, foreground, background) -> mask``: (rows, columns) masks like ``truth``, clicks as lists of
-    ``[x, y]`` (x = column, y = row). Once no error is left the Dice stays where it is (1.0)."""
-    truth = np.asarray(truth) > 0
-    mask = np.zeros_like(truth)
-    clicks: dict[bool, list] = {True: [], False: []}
-    dices: list[float] = []
-    while len(dices) < max_clicks and (click := next_click(truth & ~mask, mask & ~truth)) is not None:
-        (row, column), foreground = click
-        clicks[foreground].append([column, row])
-        mask = np.asarray(predict(image, list(clicks[True]), list(clicks[False]))) > 0
-        if mask.shape != truth.shape:
-            raise ValueError(f"predict returned a {mask.shape} mask for a {truth.shape} truth")
-        dices.append(dice(mask, truth))
-    return dices + [dice(mask, truth)] * (max_clicks - len(dices))
-
-
-def clicks_to_reach(dices: Sequence[float], target: float, limit: int = 20) -> int:
-    """NoC: the number of clicks after which the Dice first reaches ``target`` (``limit`` when it never does)."""
-    return next((k for k, d in enumerate(dices[:limit], start=1) if d >= target), limit)
-
-
-@torch.no_grad()
-def predict_with_clicks(predictor: Predictor, image_path: str | Path, foreground: Sequence = (),
-                        background: Sequence = ()) -> dict:
-    """``predictor(image_path)`` with clicks (``[x, y]`` lists): ``mask`` and ``probability`` at the image size."""
-    data = predictor.pre({"image": str(image_path), "foreground": list(foreground), "background": list(background)})
-    output = predictor.inferer(data["image"][None].to(predictor.device), predictor.network)
-    data["pred"] = decollate_batch(output, detach=True)[0]
-    return prediction_outputs(predictor.post(data), predictor.bundle.classes)
-
-
-def evaluate_clicks(predictor: Predictor, data_dir: str | Path, split: str | None = None,
-                    max_clicks: int = 20) -> dict:
-    """Click simulation at the original image size on every case of ``data_dir`` with a lesion in its mask:
-    per case the automatic Dice, the Dice after each click and NoC@85/90; their means under ``summary``."""
-
-    def predict(image, foreground, background):
-        return predict_with_clicks(predictor, image, foreground, background)["mask"]
-
-    rows = []
-    for case in read_dataset(data_dir, split):
-        truth = read_gray_png(case.mask) > 0 if case.mask else None
-        if truth is not None and truth.any():
-            dices = simulate_clicks(predict, case.image, truth, max_clicks)
-            automatic = dice(predict(case.image, [], []), truth)
-            rows.append({"case": case.case, "label": case.label, "automatic_dice": automatic, "dices": dices,
-                         "noc85": clicks_to_reach(dices, 0.85, max_clicks),
-                         "noc90": clicks_to_reach(dices, 0.90, max_clicks)})
-    return {"summary": _mean_rows(rows, max_clicks), "cases": rows}
-
-
-def _mean_rows(rows: list[dict], max_clicks: int) -> dict:
-    if not rows:
-        return {"n": 0}
-    mean = {key: float(np.mean([r[key] for r in rows])) for key in ("automatic_dice", "noc85", "noc90")}
-    return {"n": len(rows), **mean, "dice_after_clicks": np.mean([r["dices"] for r in rows], axis=0).tolist()}

@@ -7,7 +7,7 @@ import requests
 from BreastLabLib.client import BreastLabClient
 
 from breastlab.server.process import Server
-from breastlab.studies import import_dataset
+from breastlab.server.studies import import_dataset
 
 UNLABELLED = {"unlabelled_a": "case003", "unlabelled_b": "case007"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.server.process import Server
-from breastlab.studies import import_dataset
+from breastlab.server.studies import import_dataset
 
 
 def main(workdir: Path) -> None:

@@ -8,8 +8,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 
-from breastlab.dicomio import is_dicom, read_dicom_image
-from breastlab.imageio import ImageError
+from breastlab.formats.dicom import is_dicom, read_dicom_image
+from breastlab.formats.png import ImageError
 
 from helpers import dicom_bytes, png_bytes
 

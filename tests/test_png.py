@@ -1,4 +1,4 @@
-"""breastlab.imageio: strict grayscale PNG reading, safe ids and atomic writes."""
+"""breastlab.formats.png: strict grayscale PNG reading, safe ids and atomic writes."""
 
 import io
 import os
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from breastlab import imageio
-from breastlab.imageio import ImageError, check_id, read_gray_png, write_png, write_text_atomic
+from breastlab.formats import png
+from breastlab.formats.png import ImageError, check_id, read_gray_png, write_png, write_text_atomic
 
 RNG = np.random.default_rng(0)
 ARRAY = RNG.integers(0, 256, (40, 64), dtype=np.uint8)  # 40 tall, 64 wide
@@ -69,11 +69,11 @@ def test_accepts_min_side(tmp_path):
 
 
 def test_rejects_too_large(tmp_path, monkeypatch):
-    monkeypatch.setattr(imageio, "MAX_SIDE", 63)
+    monkeypatch.setattr(png, "MAX_SIDE", 63)
     with pytest.raises(ImageError, match="64x40") as e:
         read_gray_png(save(tmp_path / "a.png", Image.fromarray(ARRAY)))
     assert e.value.kind == "unsupported"
-    monkeypatch.setattr(imageio, "MAX_SIDE", 64)
+    monkeypatch.setattr(png, "MAX_SIDE", 64)
     assert read_gray_png(tmp_path / "a.png").shape == (40, 64)
 
 
@@ -140,7 +140,7 @@ def test_failed_write_keeps_old_file(tmp_path):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        imageio._write_atomic(path, explode)
+        png._write_atomic(path, explode)
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.txt"]
 
@@ -150,5 +150,5 @@ def test_interrupted_write_of_new_file_leaves_nothing(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        imageio._write_atomic(tmp_path / "new.txt", interrupt)
+        png._write_atomic(tmp_path / "new.txt", interrupt)
     assert os.listdir(tmp_path) == []

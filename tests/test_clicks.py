@@ -13,19 +13,10 @@ from monai.transforms import Compose, LoadImaged, Resized
 from PIL import Image
 
 from breastlab.bundle import as_image_array, get_bundle
-from breastlab.evaluate import evaluate
-from breastlab.interactive import (
-    AddClickChannelsd,
-    AddClickd,
-    ClickInteraction,
-    ClickSignald,
-    check_points,
-    clicks_to_reach,
-    dice,
-    next_click,
-    predict_with_clicks,
-    simulate_clicks,
-)
+from breastlab.engines import ClickInteraction
+from breastlab.evaluation.clicks import clicks_to_reach, dice, predict_with_clicks, simulate_clicks
+from breastlab.evaluation.evaluate import evaluate
+from breastlab.transforms.clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, next_click
 
 BUNDLE = "breast_us_interactive"
 
