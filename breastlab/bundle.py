@@ -54,8 +54,11 @@ class Bundle:
 
     @property
     def labels(self) -> dict[str, int]:
-        """Output label names and values, background excluded (MONAI Label's ``labels``)."""
-        channels = self.metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+        """Output label names and values, background excluded (MONAI Label's ``labels``): of the named output that
+        carries the task (``seg`` of a segmentation, ``cls`` of a classification) where the network has several."""
+        outputs = self.metadata["network_data_format"]["outputs"]
+        task_output = outputs.get({"segmentation": "seg", "classification": "cls"}.get(self.task, "pred"))
+        channels = (task_output or outputs["pred"])["channel_def"]
         return {name: int(i) for i, name in channels.items() if name != "background"}
 
     @property

@@ -22,9 +22,9 @@ def test_top_k_pool_averages_the_largest_values():
 
 def test_global_module_gives_three_scales_and_their_finest_mean():
     out = GlobalModule(channels=(4, 8, 8, 8, 8))(torch.rand(2, 1, 128, 64))
-    assert [tuple(m.shape) for m in out["maps"]] == [(2, 2, 16, 8), (2, 2, 8, 4), (2, 2, 4, 2)]
-    assert out["saliency"].shape == (2, 2, 16, 8) and out["prob"].shape == (2, 2)
-    assert ((out["prob"] > 0) & (out["prob"] < 1)).all()
+    assert [tuple(m.shape) for m in out.maps] == [(2, 2, 16, 8), (2, 2, 8, 4), (2, 2, 4, 2)]
+    assert out.saliency.shape == (2, 2, 16, 8) and out.prob.shape == (2, 2)
+    assert ((out.prob > 0) & (out.prob < 1)).all()
 
 
 def test_trunk_autoencoder_restores_images_and_starts_the_global_trunk():

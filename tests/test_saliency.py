@@ -7,6 +7,7 @@ import torch
 from breastlab.bundle import get_bundle
 from breastlab.explain.saliency import GradCam, GradCamPredictor, UnitRangeMap, top_boxes
 from breastlab.formats.png import read_gray_png
+from breastlab.networks import named_outputs
 from breastlab.networks.lanet import LANet
 from breastlab.transforms.mammo import breast_bbox, orient_breast
 
@@ -87,7 +88,8 @@ def test_grad_cam_predictor_maps_a_classifier_at_the_image_size(samples_dir, tmp
     assert height != width  # a transposed map would show
     predictor = bundle.predictor(weights)
     with torch.no_grad():
-        expected = predictor.network(predictor.network_input(image))["cls"].softmax(1)[0, 1].item()
+        output = named_outputs(predictor.network, predictor.network(predictor.network_input(image)))
+        expected = output["cls"].softmax(1)[0, 1].item()
     grad_cam_predictor = GradCamPredictor(predictor, "backbone.layer4", threshold=0.5)
     grad_cam_predictor(image)
     outputs = grad_cam_predictor(image)  # the second call sees the network as the first did

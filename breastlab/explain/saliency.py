@@ -8,18 +8,19 @@ import torch.nn.functional as F
 from monai.visualize import GradCAM
 from scipy import ndimage
 
+from breastlab.networks.outputs import named_outputs
 from breastlab.transforms.mammo import RestoreBreastd
 
 
 class ClassLogits(torch.nn.Module):
-    """A network whose output is a dict, seen through its class logits (``cls``): what Grad-CAM needs."""
+    """A multi-output network (a dict, or packed) seen through its class logits (``cls``): what Grad-CAM needs."""
 
     def __init__(self, network: torch.nn.Module, key: str = "cls"):
         super().__init__()
         self.network, self.key = network, key
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output = self.network(x)
+        output = named_outputs(self.network, self.network(x))
         return output[self.key] if isinstance(output, dict) else output
 
 

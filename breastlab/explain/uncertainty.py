@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from breastlab.networks.outputs import named_outputs
+
 FLIPS = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both
 
 
@@ -11,9 +13,9 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both
 def tta_probabilities(network: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     """Sigmoid maps of ``image`` (1, C, H, W) under the four flips, each flipped back: (4, K, H, W).
 
-    A multi-task network's output dict gives its ``seg`` logits."""
+    A multi-task network (a dict, or packed) gives its ``seg`` logits."""
     batch = torch.cat([image.flip(dims) if dims else image for dims in FLIPS])
-    logits = network(batch)
+    logits = named_outputs(network, network(batch))
     logits = logits["seg"] if isinstance(logits, dict) else logits
     return torch.stack([z.flip(dims) if dims else z for z, dims in zip(logits, FLIPS)]).sigmoid()
 

@@ -4,6 +4,7 @@ from .acsnet import ACSNet
 from .end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
 from .glam import GLAM, TrunkAutoencoder
 from .lanet import LANet
+from .outputs import OutputLayout, named_outputs, pack_outputs
 
-__all__ = ["ACSNet", "GLAM", "LANet", "MammogramEnsemble", "PatchClassifier", "TrunkAutoencoder",
-           "WholeImageClassifier"]
+__all__ = ["ACSNet", "GLAM", "LANet", "MammogramEnsemble", "OutputLayout", "PatchClassifier", "TrunkAutoencoder",
+           "WholeImageClassifier", "named_outputs", "pack_outputs"]

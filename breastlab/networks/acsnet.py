@@ -17,10 +17,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets.resnet import ResNetFeatures
 from torch import nn
 
 from breastlab.networks.deformable import ModulatedDeformConv2d
+from breastlab.networks.outputs import OutputLayout, pack_outputs
+from breastlab.networks.resnet import resnet_features
 
 __all__ = [
     "conv_bn_relu",
@@ -43,10 +44,10 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> n
     )
 
 
-def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
+def _resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    if list(x.shape[-2:]) == list(size):
         return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class GateUnit(nn.Module):
@@ -73,6 +74,13 @@ class GateUnit(nn.Module):
 
     def forward(self, skip: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
         return skip * self.gate(skip, decoder)
+
+
+class NoGate(nn.Module):
+    """The skip as it is: :class:`GateUnit`'s place in the no-gates ablation."""
+
+    def forward(self, skip: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
+        return skip
 
 
 class DeformableSpatialAttention(nn.Module):
@@ -123,8 +131,11 @@ class MultiScaleClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        size = min((f.shape[-2:] for f in features), key=lambda s: s[0] * s[1])
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[-2:]
+        for f in features:
+            if f.shape[-2] * f.shape[-1] < size[0] * size[1]:
+                size = f.shape[-2:]
         x = torch.cat([F.adaptive_avg_pool2d(f, size) for f in features], dim=1)
         x = x * self.attention(x)
         return self.fc(self.dropout(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
@@ -147,8 +158,11 @@ class ACSNet(nn.Module):
     """ResNet-18 encoder, DSA at 1/16 and 1/8, gated skips, U-shaped decoder, multi-scale attention classifier.
 
     ``forward(x)`` with ``x`` (B, in_channels, H, W), H and W divisible by 32, returns
-    ``{"seg": (B, seg_channels, H, W) logits, "cls": (B, num_classes) logits}``.
+    ``{"seg": (B, seg_channels, H, W) logits, "cls": (B, num_classes) logits}``; with ``packed=True`` both as one
+    tensor (:mod:`breastlab.networks.outputs`, ``output_layout``), TorchScript-compatible.
     """
+
+    __constants__ = ["packed"]
 
     def __init__(
         self,
@@ -159,16 +173,18 @@ class ACSNet(nn.Module):
         use_gates: bool = True,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         dropout: float = 0.2,
+        packed: bool = False,
     ):
         super().__init__()
         if len(decoder_channels) != 5:
             raise ValueError("decoder_channels needs 5 entries (1/16, 1/8, 1/4, 1/2, 1/1)")
-        self.use_dsa, self.use_gates = use_dsa, use_gates
-        self.encoder = ResNetFeatures("resnet18", pretrained=False, spatial_dims=2, in_channels=in_channels)
+        self.use_dsa, self.use_gates, self.packed = use_dsa, use_gates, packed
+        self.output_layout = OutputLayout({"seg": seg_channels}, {"cls": (num_classes,)})
+        self.encoder = resnet_features("resnet18", in_channels)
         skip_channels = ENCODER_CHANNELS[3::-1]  # layer3, layer2, layer1, stem
-        self.dsa = nn.ModuleList(DeformableSpatialAttention(c) for c in skip_channels[:2]) if use_dsa else None
+        self.dsa = nn.ModuleList(DeformableSpatialAttention(c) if use_dsa else nn.Identity() for c in skip_channels[:2])
         inputs = (ENCODER_CHANNELS[4], *decoder_channels[:3])
-        self.gates = nn.ModuleList(GateUnit(s, d) for s, d in zip(skip_channels, inputs)) if use_gates else None
+        self.gates = nn.ModuleList(GateUnit(s, d) if use_gates else NoGate() for s, d in zip(skip_channels, inputs))
         self.decoder = nn.ModuleList(
             DecoderBlock(i, s, o) for i, s, o in zip(inputs, skip_channels, decoder_channels[:4])
         )
@@ -178,23 +194,20 @@ class ACSNet(nn.Module):
             (ENCODER_CHANNELS[3], ENCODER_CHANNELS[4], decoder_channels[0]), num_classes, dropout=dropout
         )
 
-    def _skips(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        skips = [features[3], features[2], features[1], features[0]]
-        if self.dsa is not None:
-            skips[:2] = [dsa(s) for dsa, s in zip(self.dsa, skips[:2])]
-        return skips
+    def _skips(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Skips from deep to shallow (layer3, layer2 through the DSA modules; layer1, stem)."""
+        return [self.dsa[0](features[3]), self.dsa[1](features[2]), features[1], features[0]]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor):
         if x.shape[-2] % 32 or x.shape[-1] % 32:
-            raise ValueError(f"ACSNet needs H and W divisible by 32, got {tuple(x.shape[-2:])}")
+            raise ValueError(f"ACSNet needs H and W divisible by 32, got {x.shape[-2:]}")
         features = self.encoder(x)
         d = features[4]
-        stages = []
-        for i, (block, skip) in enumerate(zip(self.decoder, self._skips(features))):
-            if self.gates is not None:
-                skip = self.gates[i](skip, d)
-            d = block(d, skip)
+        stages: list[torch.Tensor] = []
+        skips = self._skips(features)
+        for i, (block, gate) in enumerate(zip(self.decoder, self.gates)):
+            d = block(d, gate(skips[i], d))
             stages.append(d)
         seg = self.seg_head(self.final(_resize(d, x.shape[-2:])))
         cls = self.classifier([features[3], features[4], stages[0]])
-        return {"seg": seg, "cls": cls}
+        return pack_outputs([seg], [cls]) if self.packed else {"seg": seg, "cls": cls}

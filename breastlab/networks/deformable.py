@@ -29,14 +29,16 @@ def _output_size(size: int, kernel: int, stride: int, padding: int, dilation: in
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _base_positions(out: int, kernel: int, stride: int, padding: int, dilation: int, like: torch.Tensor):
+def _base_positions(out: int, kernel: int, stride: int, padding: int, dilation: int,
+                    like: torch.Tensor) -> torch.Tensor:
     """Undeformed sampling coordinates along one axis, shape (kernel, out)."""
     taps = torch.arange(kernel, dtype=like.dtype, device=like.device) * dilation
     starts = torch.arange(out, dtype=like.dtype, device=like.device) * stride - padding
     return taps[:, None] + starts[None, :]
 
 
-def _sampling_grid(offset: torch.Tensor, kernel: tuple[int, int], in_size: tuple[int, int], stride, padding, dilation):
+def _sampling_grid(offset: torch.Tensor, kernel: tuple[int, int], in_size: tuple[int, int], stride: tuple[int, int],
+                   padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
     """``grid_sample`` grid (B, kh*kw*Ho, Wo, 2) from the offsets (B, 2*kh*kw, Ho, Wo)."""
     b, _, ho, wo = offset.shape
     kh, kw = kernel
@@ -69,17 +71,23 @@ def deform_conv2d(
     ``x`` (B, C, H, W); ``offset`` (B, 2*kh*kw, Ho, Wo) as (dy, dx) per tap; ``mask`` (B, kh*kw, Ho, Wo)
     modulation (``None``: 1); ``weight`` (O, C/groups, kh, kw); ``bias`` (O,). Returns (B, O, Ho, Wo).
     """
-    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    return _deform_conv2d(x, offset, mask, weight, bias, _pair(stride), _pair(padding), _pair(dilation), groups)
+
+
+def _deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor,
+                   bias: torch.Tensor | None, stride: tuple[int, int], padding: tuple[int, int],
+                   dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    """:func:`deform_conv2d` with pairs, as TorchScript compiles it."""
     b, c, h, w = x.shape
     o, c_per_group, kh, kw = weight.shape
     if c != c_per_group * groups or o % groups:
-        raise ValueError(f"weight {tuple(weight.shape)} does not fit {c} input channels in {groups} groups")
+        raise ValueError(f"weight {weight.shape} does not fit {c} input channels in {groups} groups")
     ho = _output_size(h, kh, stride[0], padding[0], dilation[0])
     wo = _output_size(w, kw, stride[1], padding[1], dilation[1])
-    if offset.shape != (b, 2 * kh * kw, ho, wo):
-        raise ValueError(f"offset shape {tuple(offset.shape)}, expected {(b, 2 * kh * kw, ho, wo)}")
-    if mask is not None and mask.shape != (b, kh * kw, ho, wo):
-        raise ValueError(f"mask shape {tuple(mask.shape)}, expected {(b, kh * kw, ho, wo)}")
+    if list(offset.shape) != [b, 2 * kh * kw, ho, wo]:
+        raise ValueError(f"offset shape {offset.shape}, expected {[b, 2 * kh * kw, ho, wo]}")
+    if mask is not None and list(mask.shape) != [b, kh * kw, ho, wo]:
+        raise ValueError(f"mask shape {mask.shape}, expected {[b, kh * kw, ho, wo]}")
     coord_dtype = torch.promote_types(x.dtype, torch.float32)  # coordinates in at least float32, also under AMP
     grid = _sampling_grid(offset.to(coord_dtype), (kh, kw), (h, w), stride, padding, dilation).to(x.dtype)
     cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -141,7 +149,7 @@ class ModulatedDeformConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset, mask = self.offsets_and_mask(x)
-        return deform_conv2d(
+        return _deform_conv2d(
             x, offset, mask, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
         )
 

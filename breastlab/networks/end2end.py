@@ -19,6 +19,7 @@ from monai.networks.blocks import Convolution
 from torch import nn
 
 from breastlab.formats.checkpoints import read_state_dict
+from breastlab.networks.outputs import OutputLayout, pack_outputs
 
 __all__ = ["ResidualBlock", "make_trunk", "PatchClassifier", "WholeImageClassifier", "trunk_state_dict",
            "MammogramEnsemble"]
@@ -169,16 +170,20 @@ class MammogramEnsemble(nn.Module):
     the 1x1 head (``patch_classes`` outputs) of the patch classifier whose frozen trunk it reuses, so one trunk
     pass gives both. ``forward`` returns ``{"cls": (B, classes) softmax averaged over the members and over the
     image and its flip along the last axis (test-time flip averaging), "heatmap": (B, 1, H/16, W/16) lesion
-    probability 1 - p(background) of the patch classifiers applied convolutionally, averaged}``."""
+    probability 1 - p(background) of the patch classifiers applied convolutionally, averaged}``; with ``packed=True``
+    both as one tensor (:mod:`breastlab.networks.outputs`, ``output_layout``)."""
+
+    __constants__ = ["packed"]
 
     def __init__(self, members: int = 1, classifier: Mapping | None = None, patch_classes: int = 3,
-                 patch_window: int = 2, flip_average: bool = True):
+                 patch_window: int = 2, flip_average: bool = True, packed: bool = False):
         super().__init__()
         self.classifiers = nn.ModuleList(WholeImageClassifier(**(classifier or {})) for _ in range(members))
         self.patch_heads = nn.ModuleList(nn.Conv2d(c.trunk_channels, patch_classes, 1) for c in self.classifiers)
-        self.patch_window, self.flip_average = patch_window, flip_average
+        self.patch_window, self.flip_average, self.packed = patch_window, flip_average, packed
+        self.output_layout = OutputLayout({"heatmap": 1}, {"cls": (self.classifiers[0].fc.out_features,)})
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor):
         probabilities, heatmaps = [], []
         for classifier, head in zip(self.classifiers, self.patch_heads):
             features = classifier.trunk(x)
@@ -186,7 +191,8 @@ class MammogramEnsemble(nn.Module):
             if self.flip_average:
                 probabilities.append(classifier(x.flip(-1)).softmax(1))
             heatmaps.append(1 - window_average(head(features), self.patch_window).softmax(1)[:, :1])
-        return {"cls": torch.stack(probabilities).mean(0), "heatmap": torch.stack(heatmaps).mean(0)}
+        cls, heatmap = torch.stack(probabilities).mean(0), torch.stack(heatmaps).mean(0)
+        return pack_outputs([heatmap], [cls]) if self.packed else {"cls": cls, "heatmap": heatmap}
 
     @staticmethod
     def state_dict_from(classifiers: Sequence[str | Path], patches: Sequence[str | Path]) -> dict[str, torch.Tensor]:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from breastlab.networks.end2end import make_trunk, trunk_state_dict
+from breastlab.networks.outputs import OutputLayout, pack_outputs
 
 __all__ = ["top_k_pool", "select_patches", "crop_patches", "GlobalModule", "LocalModule", "GLAM", "TrunkAutoencoder"]
 
@@ -27,15 +29,19 @@ __all__ = ["top_k_pool", "select_patches", "crop_patches", "GlobalModule", "Loca
 def top_k_pool(maps: torch.Tensor, fraction: float) -> torch.Tensor:
     """(B, C, H, W) maps → (B, C): the mean of each map's top ``fraction`` of values (at least one)."""
     flat = maps.flatten(2)
-    k = max(1, round(fraction * flat.shape[-1]))
+    k = max(1, int(round(fraction * flat.shape[-1])))
     return flat.topk(k, dim=-1).values.mean(-1)
+
+
+class GlobalOutput(NamedTuple):
+    maps: list[torch.Tensor]  # (B, classes, h_s, w_s) sigmoid maps, finest first
+    saliency: torch.Tensor  # their mean at the finest scale
+    prob: torch.Tensor  # (B, classes) mean over scales of the top-k pooled maps
 
 
 class GlobalModule(nn.Module):
     """Residual trunk (total stride ``2 ** len(channels)``) with a 1x1 saliency head on each of its last
-    ``scales`` levels. ``forward`` gives ``{"maps": [(B, classes, h_s, w_s) sigmoid maps, finest first],
-    "saliency": their mean at the finest scale, "prob": (B, classes) mean over scales of the top-k pooled maps}``.
-    """
+    ``scales`` levels; ``forward`` gives a :class:`GlobalOutput`."""
 
     def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64, 128, 256), num_classes: int = 2,
                  scales: int = 3, top_k: float = 0.02):
@@ -46,38 +52,40 @@ class GlobalModule(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in channels[-scales:])
         self.scales, self.top_k = scales, top_k
 
-    def forward(self, x: torch.Tensor) -> dict:
-        features = []
+    def forward(self, x: torch.Tensor) -> GlobalOutput:
+        features: list[torch.Tensor] = []
         for layer in self.trunk:
             x = layer(x)
             features.append(x)
-        maps = [head(f).sigmoid() for head, f in zip(self.heads, features[-self.scales:])]
+        first = len(features) - self.scales
+        maps: list[torch.Tensor] = []
+        for i, head in enumerate(self.heads):
+            maps.append(head(features[first + i]).sigmoid())
         size = maps[0].shape[-2:]
-        saliency = torch.stack([F.interpolate(m, size=size, mode="bilinear", align_corners=False) if i else m
-                                for i, m in enumerate(maps)]).mean(0)
+        resized = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
         prob = torch.stack([top_k_pool(m, self.top_k) for m in maps]).mean(0)
-        return {"maps": maps, "saliency": saliency, "prob": prob}
+        return GlobalOutput(maps, torch.stack(resized).mean(0), prob)
 
 
-def select_patches(saliency: torch.Tensor, image_size: Sequence[int], patch_size: int, n: int) -> torch.Tensor:
+def select_patches(saliency: torch.Tensor, image_size: list[int], patch_size: int, n: int) -> torch.Tensor:
     """Greedy patch selection: (B, n, 2) top-left ``(row, col)`` corners, in pixels of an image of
     ``image_size`` (rows, cols), of ``n`` windows of ``patch_size`` pixels. Each is centred on the highest
     value of ``saliency`` (B, C, h, w; the maximum over classes) left after the windows already taken are
     suppressed, and shifted to lie inside the image."""
-    rows, cols = image_size
+    rows, cols = int(image_size[0]), int(image_size[1])
     if patch_size > min(rows, cols):
         raise ValueError(f"patch_size {patch_size} is larger than the {rows} x {cols} image")
     score = saliency.detach().amax(1).clone()  # (B, h, w)
-    h, w = score.shape[-2:]
+    h, w = score.shape[-2], score.shape[-1]
     scale_r, scale_c = rows / h, cols / w
     corners = torch.zeros(score.shape[0], n, 2, dtype=torch.long)
     for b in range(score.shape[0]):
         for i in range(n):
             cell = int(score[b].flatten().argmax())
             r, c = (cell // w + 0.5) * scale_r, (cell % w + 0.5) * scale_c
-            top = int(min(max(round(r - patch_size / 2), 0), rows - patch_size))
-            left = int(min(max(round(c - patch_size / 2), 0), cols - patch_size))
-            corners[b, i] = torch.tensor([top, left])
+            top = min(max(int(round(r - patch_size / 2)), 0), rows - patch_size)
+            left = min(max(int(round(c - patch_size / 2)), 0), cols - patch_size)
+            corners[b, i, 0], corners[b, i, 1] = top, left
             r0, c0 = int(top / scale_r), int(left / scale_c)
             r1, c1 = int(-(-(top + patch_size) // scale_r)), int(-(-(left + patch_size) // scale_c))
             score[b, r0:r1, c0:c1] = -float("inf")
@@ -86,8 +94,12 @@ def select_patches(saliency: torch.Tensor, image_size: Sequence[int], patch_size
 
 def crop_patches(image: torch.Tensor, corners: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(B, C, H, W) image, (B, n, 2) corners → (B * n, C, patch_size, patch_size) patches, image-major."""
-    return torch.stack([image[b, :, r:r + patch_size, c:c + patch_size]
-                        for b in range(image.shape[0]) for r, c in corners[b].tolist()])
+    patches: list[torch.Tensor] = []
+    for b in range(image.shape[0]):
+        for i in range(corners.shape[1]):
+            r, c = int(corners[b, i, 0]), int(corners[b, i, 1])
+            patches.append(image[b, :, r:r + patch_size, c:c + patch_size])
+    return torch.stack(patches)
 
 
 class LocalModule(nn.Module):
@@ -106,7 +118,7 @@ class LocalModule(nn.Module):
         self.attention_w = nn.Linear(attention_dim, 1)
         self.top_k = top_k
 
-    def forward(self, patches: torch.Tensor, n: int) -> dict:
+    def forward(self, patches: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
         features = self.trunk(patches)
         maps = self.head(features).sigmoid()
         patch_prob = top_k_pool(maps, self.top_k).view(-1, n, maps.shape[1])
@@ -129,13 +141,17 @@ class GLAM(nn.Module):
     fused map; ``heatmap``: (B, 1, H, W) its maximum over classes. ``stage="global"`` runs the global module only
     (its prediction and upsampled saliency as ``cls`` and ``heatmap``); ``stage="local"`` freezes the global module
     (no gradients, batch-norm statistics kept) while the local module learns. ``global_trunk_weights`` (a path,
-    state dict or module with ``trunk.*`` weights, e.g. a :class:`TrunkAutoencoder`) initialises the global trunk."""
+    state dict or module with ``trunk.*`` weights, e.g. a :class:`TrunkAutoencoder`) initialises the global trunk.
+    ``packed=True`` returns what the bundle serves, ``heatmap``, ``cls``, ``corners`` and ``patch_prob``, as one
+    tensor (:mod:`breastlab.networks.outputs`, ``output_layout``), TorchScript-compatible."""
+
+    __constants__ = ["stage", "packed"]
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2,
                  global_channels: Sequence[int] = (16, 32, 64, 128, 256), local_channels: Sequence[int] = (16, 32, 64),
                  global_scale: int = 2, patch_size: int = 128, n_patches: int = 4, top_k: float = 0.02,
                  local_top_k: float = 0.05, stage: str = "joint",
-                 global_trunk_weights: str | Path | Mapping | nn.Module | None = None):
+                 global_trunk_weights: str | Path | Mapping | nn.Module | None = None, packed: bool = False):
         super().__init__()
         if stage not in ("global", "local", "joint"):
             raise ValueError(f"stage must be 'global', 'local' or 'joint', got {stage!r}")
@@ -144,8 +160,10 @@ class GLAM(nn.Module):
         if global_trunk_weights is not None:
             self.global_module.trunk.load_state_dict(trunk_state_dict(global_trunk_weights))
         self.global_scale, self.patch_size, self.n_patches, self.top_k = global_scale, patch_size, n_patches, top_k
-        self.stage = stage
+        self.stage, self.packed = stage, packed
         self.global_module.requires_grad_(stage != "local")
+        windows = {} if stage == "global" else {"corners": (n_patches, 2), "patch_prob": (n_patches, num_classes)}
+        self.output_layout = OutputLayout({"heatmap": 1}, {"cls": (num_classes,), **windows})
 
     def train(self, mode: bool = True) -> GLAM:
         super().train(mode)
@@ -153,31 +171,39 @@ class GLAM(nn.Module):
             self.global_module.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor):
         small = F.avg_pool2d(x, self.global_scale) if self.global_scale > 1 else x
         found = self.global_module(small)
-        out = {"global_prob": found["prob"], "saliency": found["saliency"]}
         if self.stage == "global":
-            coarse = F.interpolate(found["saliency"], size=x.shape[-2:], mode="bilinear", align_corners=False)
-            return {**out, "cls": found["prob"], "heatmap": coarse.amax(1, keepdim=True)}
-        corners = select_patches(found["saliency"], x.shape[-2:], self.patch_size, self.n_patches)
+            coarse = F.interpolate(found.saliency, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            heatmap = coarse.amax(1, keepdim=True)
+            if self.packed:
+                return pack_outputs([heatmap], [found.prob])
+            return {"global_prob": found.prob, "saliency": found.saliency, "cls": found.prob, "heatmap": heatmap}
+        corners = select_patches(found.saliency, x.shape[-2:], self.patch_size, self.n_patches).to(x.device)
         local = self.local_module(crop_patches(x, corners, self.patch_size), self.n_patches)
-        fused = self.fuse(found["saliency"], local["maps"], corners, x.shape[-2:])
-        return {**out, "local_prob": local["prob"], "patch_prob": local["patch_prob"], "corners": corners.to(x.device),
-                "attention": local["attention"], "fused": fused,
-                "cls": top_k_pool(fused, self.top_k), "heatmap": fused.amax(1, keepdim=True)}
+        fused = self.fuse(found.saliency, local["maps"], corners, x.shape[-2:])
+        cls, heatmap = top_k_pool(fused, self.top_k), fused.amax(1, keepdim=True)
+        if self.packed:
+            return pack_outputs([heatmap], [cls, corners, local["patch_prob"]])
+        return {"global_prob": found.prob, "saliency": found.saliency, "local_prob": local["prob"],
+                "patch_prob": local["patch_prob"], "corners": corners, "attention": local["attention"],
+                "fused": fused, "cls": cls, "heatmap": heatmap}
 
     def fuse(self, saliency: torch.Tensor, local_maps: torch.Tensor, corners: torch.Tensor,
-             size: Sequence[int]) -> torch.Tensor:
-        coarse = F.interpolate(saliency, size=tuple(size), mode="bilinear", align_corners=False)
-        fine = F.interpolate(local_maps, size=(self.patch_size,) * 2, mode="bilinear", align_corners=False)
-        p, (rows, cols) = self.patch_size, coarse.shape[-2:]
-        fused = []
+             size: list[int]) -> torch.Tensor:
+        coarse = F.interpolate(saliency, size=size, mode="bilinear", align_corners=False)
+        p = self.patch_size
+        fine = F.interpolate(local_maps, size=[p, p], mode="bilinear", align_corners=False)
+        rows, cols = coarse.shape[-2], coarse.shape[-1]
+        fused: list[torch.Tensor] = []
         for b in range(coarse.shape[0]):
-            placed, covered = [], torch.zeros_like(coarse[b], dtype=torch.bool)
-            for i, (r, c) in enumerate(corners[b].tolist()):
+            placed: list[torch.Tensor] = []
+            covered = torch.zeros_like(coarse[b], dtype=torch.bool)
+            for i in range(corners.shape[1]):
+                r, c = int(corners[b, i, 0]), int(corners[b, i, 1])
                 mean = (coarse[b, :, r:r + p, c:c + p] + fine[b * self.n_patches + i]) / 2
-                placed.append(F.pad(mean, (c, cols - c - p, r, rows - r - p)))  # zeros outside the patch
+                placed.append(F.pad(mean, [c, cols - c - p, r, rows - r - p]))  # zeros outside the patch
                 covered[:, r:r + p, c:c + p] = True
             fused.append(torch.where(covered, torch.stack(placed).amax(0), coarse[b]))
         return torch.stack(fused)

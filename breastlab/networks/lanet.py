@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets.resnet import ResNetFeatures
 from torch import nn
+
+from breastlab.networks.outputs import OutputLayout, pack_outputs
+from breastlab.networks.resnet import resnet_features
 
 __all__ = ["ChannelGate", "SpatialGate", "LesionAwareAttention", "LANet", "modulate"]
 
@@ -96,15 +98,23 @@ class LANet(nn.Module):
     ``forward`` returns ``{"cls": (B, num_classes) logits, "lesion_map": (B, 1, H/s, W/s) logits of M with
     s = ``map_stride`` (4, 8, 16 or 32), "stage_maps": [four (B, 1, H/4 .. H/32, ...) logits]}``; with
     ``lesion_attention=False`` only ``"cls"``. The stride changes no parameter: weights load either way.
+    ``packed=True`` returns ``cls`` and ``lesion_map`` as one tensor (:mod:`breastlab.networks.outputs`,
+    ``output_layout``), TorchScript-compatible.
     """
 
+    __constants__ = ["lesion_attention", "packed"]  # TorchScript compiles only the branches they select
+
     def __init__(self, backbone: str = "resnet18", in_channels: int = 1, num_classes: int = 2,
-                 lesion_attention: bool = True, reduction: int = 16, dropout: float = 0.0, map_stride: int = 32):
+                 lesion_attention: bool = True, reduction: int = 16, dropout: float = 0.0, map_stride: int = 32,
+                 packed: bool = False):
         super().__init__()
         if map_stride not in MAP_STRIDES:
             raise ValueError(f"map_stride must be one of {MAP_STRIDES} (the stages' strides), got {map_stride}")
         self.lesion_attention, self.map_stage = lesion_attention, MAP_STRIDES.index(map_stride)
-        self.backbone = ResNetFeatures(backbone, pretrained=False, spatial_dims=2, in_channels=in_channels)
+        self.packed = packed
+        maps = {"lesion_map": 1} if lesion_attention else {}
+        self.output_layout = OutputLayout(maps, {"cls": (num_classes,)})
+        self.backbone = resnet_features(backbone, in_channels)
         channels = _stage_channels(self.backbone)
         if lesion_attention:
             self.attention = nn.ModuleList(LesionAwareAttention(c, reduction) for c in channels)
@@ -120,22 +130,26 @@ class LANet(nn.Module):
     def _classify(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)))
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor):
         if not self.lesion_attention:
-            return {"cls": self._classify(self.backbone(x)[-1])}
+            cls = self._classify(self.backbone(x)[-1])
+            return cls if self.packed else {"cls": cls}
         b = self.backbone
         x = self._stem(x)
-        stage_maps = []
-        for layer, attention in zip([b.layer1, b.layer2, b.layer3, b.layer4], self.attention):
-            x, stage_map = attention(layer(x))
-            stage_maps.append(stage_map)
+        x, map1 = self.attention[0](b.layer1(x))
+        x, map2 = self.attention[1](b.layer2(x))
+        x, map3 = self.attention[2](b.layer3(x))
+        x, map4 = self.attention[3](b.layer4(x))
+        stage_maps = [map1, map2, map3, map4]
         grid = stage_maps[self.map_stage].shape[-2:]
         lesion_map = self.fuse(torch.cat([_to_grid(m, grid) for m in stage_maps], dim=1))
-        f4_map = F.adaptive_avg_pool2d(lesion_map, x.shape[-2:])
-        return {"cls": self._classify(modulate(x, f4_map)), "lesion_map": lesion_map, "stage_maps": stage_maps}
+        cls = self._classify(modulate(x, F.adaptive_avg_pool2d(lesion_map, x.shape[-2:])))
+        if self.packed:
+            return pack_outputs([lesion_map], [cls])
+        return {"cls": cls, "lesion_map": lesion_map, "stage_maps": stage_maps}
 
 
-def _to_grid(stage_map: torch.Tensor, grid: torch.Size) -> torch.Tensor:
+def _to_grid(stage_map: torch.Tensor, grid: list[int]) -> torch.Tensor:
     """A stage map on ``grid``: average-pooled when finer, upsampled bilinearly when coarser."""
     if stage_map.shape[-1] >= grid[-1]:
         return F.adaptive_avg_pool2d(stage_map, grid)

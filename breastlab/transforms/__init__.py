@@ -1,7 +1,8 @@
-"""MONAI transforms for mammograms (breast side, crop, mask, results put back) and for click-guided segmentation."""
+"""MONAI transforms: mammograms (breast side, crop, mask, results put back), clicks, multi-output postprocessing."""
 
 from .clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, next_click
 from .mammo import CropBreastd, MaskBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd
+from .outputs import UnpackOutputsd
 
 __all__ = ["AddClickChannelsd", "AddClickd", "ClickSignald", "CropBreastd", "MaskBreastd", "OrientBreastd",
-           "RestoreBreastd", "RestoreWindowsd", "check_points", "next_click"]
+           "RestoreBreastd", "RestoreWindowsd", "UnpackOutputsd", "check_points", "next_click"]
