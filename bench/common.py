@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from breastlab.bundle import PROJECT_ROOT
+from breastlab.formats.png import write_png
 from breastlab.server.process import Server
 from breastlab.server.studies import import_dataset
 
@@ -46,6 +47,23 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def synthetic_mammogram_folder(root: Path, n: int = 10, side: int = 512) -> Path:
+    """A mini-MIAS-layout dataset folder of ``n`` synthetic mammograms (two per woman, breasts mirrored in turn,
+    every other one with a located lesion) for timing the mammography bundles' training."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        image = synthetic_mammogram(side)
+        image = image[:, ::-1] if i % 2 else image
+        label = ("normal", "benign", "normal", "malignant")[i % 4]
+        lesions = "[]" if label == "normal" else f'"[{{""severity"": ""{label[0].upper()}"", ""row"": {side // 2}, ' \
+            f'""col"": {side // 4 if i % 2 == 0 else side - side // 4}, ""radius"": {side // 20}}}]"'
+        write_png(np.ascontiguousarray(image), root / "images" / f"m{i:02d}.png")
+        rows.append(f"m{i:02d},{label},dev,{lesions},{i // 2}")
+    (root / "manifest.csv").write_text("case,label,split,lesions,pair\n" + "\n".join(rows) + "\n")
+    return root
 
 
 def synthetic_mammogram(side: int = 1024) -> np.ndarray:

@@ -33,7 +33,7 @@ def make_studies(root: Path, count: int) -> None:
     data = write_png(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8), root / "img.png")
     data = data.read_bytes()
     (root / "img.png").unlink()
-    for i in tqdm(range(count), desc=f"write {count} images", unit="image", leave=False):
+    for i in tqdm(range(count), desc=f"write {count} images", unit="image", leave=False, disable=None):
         (root / f"img{i:06d}.png").write_bytes(data)
         if i % 10 == 0:
             write_png(np.zeros((16, 16), np.uint8), root / "labels" / "final" / f"img{i:06d}.png")

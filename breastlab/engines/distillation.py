@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from monai.engines.utils import IterationEvents
+from monai.inferers import SimpleInferer
 
 from breastlab.bundle import load_weights
 from breastlab.data import CLASS_NAMES
@@ -44,24 +45,27 @@ class DistillationStep:
         self.alpha, self.mode = alpha, mode
 
     @torch.no_grad()
-    def teacher_logits(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher logits per image and a (B,) mask of the images that have a teacher."""
+    def teacher_logits(self, images: torch.Tensor, classes: torch.Tensor,
+                       inferer=SimpleInferer()) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher logits per image (run by ``inferer``) and a (B,) mask of the images that have a teacher."""
         if self.mode == "ensemble":
-            logits = torch.stack([t(images) for t in self.teachers.values()]).mean(0)
+            logits = torch.stack([inferer(images, t) for t in self.teachers.values()]).mean(0)
             return logits, torch.ones(len(images), dtype=torch.bool, device=images.device)
         logits = torch.zeros((len(images), 1, *images.shape[2:]), device=images.device)
         mask = torch.zeros(len(images), dtype=torch.bool, device=images.device)
         for name, teacher in self.teachers.items():
             rows = classes == CLASS_NAMES.index(name)
             if rows.any():
-                logits[rows] = teacher(images[rows])
+                logits[rows] = inferer(images[rows], teacher)
                 mask |= rows
         return logits, mask
 
-    def losses(self, student: torch.nn.Module, images, labels, classes) -> tuple[torch.Tensor, ...]:
-        """(total, segmentation, distillation) losses and the student's logits for one batch."""
-        logits = student(images)
-        teacher, mask = self.teacher_logits(images, classes)
+    def losses(self, student: torch.nn.Module, images, labels, classes,
+               inferer=SimpleInferer()) -> tuple[torch.Tensor, ...]:
+        """(total, segmentation, distillation) losses and the student's logits for one batch, the networks run by
+        ``inferer`` (the trainer's: its mixed precision)."""
+        logits = inferer(images, student)
+        teacher, mask = self.teacher_logits(images, classes, inferer)
         seg, kd = self.seg_loss(logits, labels), self.kd_loss(logits, teacher, mask)
         return seg + self.alpha * kd, seg, kd, logits
 
@@ -71,7 +75,7 @@ class DistillationStep:
         classes = torch.as_tensor(batch["class"], device=device)
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=True)
-        loss, seg, kd, logits = self.losses(engine.network, images, labels, classes)
+        loss, seg, kd, logits = self.losses(engine.network, images, labels, classes, engine.inferer)
         loss.backward()
         engine.optimizer.step()
         engine.state.output = {"image": images, "label": labels, "pred": logits, "loss": loss.item(),

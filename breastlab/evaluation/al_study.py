@@ -58,7 +58,7 @@ def run_one(bundle, pool, data, val_split, strategy, seed, initial, per_round, r
     labelled, unlabelled = order[:initial], order[initial:]
     added = labelled
     rows = []
-    for round_ in tqdm(range(rounds + 1), desc=f"{strategy} seed {seed}", unit="round"):
+    for round_ in tqdm(range(rounds + 1), desc=f"{strategy} seed {seed}", unit="round", disable=None):
         with tempfile.TemporaryDirectory() as tmp:
             dice, weights = train_and_validate(bundle, [pool[i] for i in labelled], data, val_split, seed, epochs,
                                                Path(tmp))
@@ -87,7 +87,8 @@ def pick(strategy: str, bundle: Bundle, weights: Path, candidates: list[dict], k
     if strategy == "random":
         return rng.sample(range(len(candidates)), k)
     predictor = bundle.predictor(weights)
-    scores = [tta_variance(predictor.network, predictor.network_input(c["image"])) for c in candidates]
+    scores = [tta_variance(predictor.network, predictor.network_input(c["image"]), predictor.inferer)
+              for c in candidates]
     return sorted(range(len(candidates)), key=scores.__getitem__, reverse=True)[:k]
 
 

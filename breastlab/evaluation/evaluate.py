@@ -58,7 +58,7 @@ def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | 
     if save_masks:
         Path(save_masks).mkdir(parents=True, exist_ok=True)
     rows = []
-    for case in tqdm(cases, desc=f"evaluate {name}", unit="image"):
+    for case in tqdm(cases, desc=f"evaluate {name}", unit="image", disable=None):
         output = predictor(case.image)
         if save_masks:
             write_png(output["mask"] * 255, Path(save_masks) / f"{case.case}.png")

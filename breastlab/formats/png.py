@@ -53,9 +53,14 @@ def read_gray_png(path: str | Path) -> np.ndarray:
         raise ImageError(f"cannot decode PNG: {e}") from e
 
 
-def write_png(array: np.ndarray, path: str | Path) -> Path:
-    """Write an (H, W) uint8 array as PNG atomically."""
-    return _write_atomic(path, lambda f: Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(f, "PNG"))
+def write_png(array: np.ndarray, path: str | Path, durable: bool = True) -> Path:
+    """Write an (H, W) uint8 array as PNG: atomically and fsynced (``durable``, for what must survive a crash), or
+    straight into ``path`` with fast compression (a response that lives for one request)."""
+    image = Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8))
+    if durable:
+        return _write_atomic(path, lambda f: image.save(f, "PNG"))
+    image.save(path, "PNG", compress_level=1)
+    return Path(path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

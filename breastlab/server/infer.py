@@ -58,8 +58,8 @@ class BundleInferTask(BasicInferTask):
         outputs = prediction_outputs(data, self.bundle.classes)
         as_map = self.saliency or "mask" not in outputs
         image = (outputs["probability"] * 255).round() if as_map else outputs["mask"]
-        with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as tmp:
-            path = write_png(image.astype("uint8"), tmp.name)
+        with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as tmp:  # removed once the response is sent
+            path = write_png(image.astype("uint8"), tmp.name, durable=False)
         return str(path), self.summary(outputs, image.shape)
 
     def summary(self, outputs: dict, shape: tuple[int, int]) -> dict:

@@ -45,7 +45,7 @@ class UncertaintyScoring(ScoringMethod):
                 "weights_modified": os.stat(weights).st_mtime}
         scores: dict[str, float] = {}
         images = datastore.get_unlabeled_images()
-        for n, image_id in enumerate(tqdm(images, desc=f"{self.name} ({model})", unit="image"), start=1):
+        for n, image_id in enumerate(tqdm(images, desc=f"{self.name} ({model})", unit="image", disable=None), start=1):
             scores[image_id] = score(datastore.get_image_uri(image_id))
             if n % FLUSH_EVERY == 0:
                 index.save(scores, **meta, complete=False)
@@ -59,7 +59,7 @@ class UncertaintyScoring(ScoringMethod):
         predictor = bundle.predictor(weights)
 
         def flip_variance(path: str) -> float:
-            return tta_variance(predictor.network, predictor.network_input(path))
+            return tta_variance(predictor.network, predictor.network_input(path), predictor.inferer)
 
         def class_entropy(path: str) -> float:
             probabilities = torch.tensor(list(predictor(path)["class_probabilities"].values()))

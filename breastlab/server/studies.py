@@ -20,7 +20,7 @@ def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | N
     """
     cases = read_dataset(data_dir, split)
     store = BreastLabDatastore(str(studies_dir))
-    for case in tqdm(cases, desc=f"import {Path(data_dir).name}", unit="image"):
+    for case in tqdm(cases, desc=f"import {Path(data_dir).name}", unit="image", disable=None):
         info = {"source": str(case.image)} | ({"class": case.label} if case.label else {})
         try:
             store.add_image(case.case, str(case.image), info)
