@@ -31,16 +31,16 @@ def metrics(report: dict) -> dict[str, float]:
     if report["segmentation"] and "dice_mean" in report["segmentation"]["overall"]:
         found["dice overall"] = report["segmentation"]["overall"]["dice_mean"]
     for task, scores in (report["classification"] or {}).items():
-        found[f"AUC {task}"] = scores["auc"]
+        found[f"AUC {task}"] = scores["auc"]["value"]
     if report.get("clicks"):
         found["dice 1 click"] = report["clicks"]["summary"]["dice_after_clicks"][0]
         found["dice 5 clicks"] = report["clicks"]["summary"]["dice_after_clicks"][4]
     return found
 
 
-def parity_rows(name: str) -> list[dict]:
+def parity_rows(name: str, cache: Path) -> list[dict]:
     data, split = data_of(get_bundle(name))
-    fp32, bf16 = (metrics(evaluate(get_bundle(name, precision=p), data, split)) for p in ("fp32", "bf16"))
+    fp32, bf16 = (metrics(cached_report(name, p, data, split, cache)) for p in ("fp32", "bf16"))
     rows = []
     for metric, value in fp32.items():
         tolerance = AUC_TOLERANCE if metric.startswith("AUC") else DICE_TOLERANCE
@@ -50,13 +50,24 @@ def parity_rows(name: str) -> list[dict]:
     return rows
 
 
+def cached_report(name: str, precision: str, data: Path, split: str, cache: Path) -> dict:
+    """``evaluate``'s report, kept in ``cache`` so that a rerun skips what is done."""
+    path = cache / f"{name}_{precision}.json"
+    if not path.is_file():
+        path.write_text(json.dumps(evaluate(get_bundle(name, precision=precision), data, split)))
+    return json.loads(path.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundles", nargs="+", metavar="NAME", help="only these bundles (default: all)")
     parser.add_argument("--out", default="docs/precision_parity.json")
+    parser.add_argument("--cache", default="runs/precision_parity", help="evaluation reports kept here")
     args = parser.parse_args()
     names = args.bundles or [b.name for b in find_bundles() if b.model_path.is_file()]
-    rows = [row for name in names for row in parity_rows(name)]
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    rows = [row for name in names for row in parity_rows(name, cache)]
     Path(args.out).write_text(json.dumps(rows, indent=1))
     print(format_table(rows, list(rows[0]), "bfloat16 inference parity (shipped weights)"))
     for name in names:

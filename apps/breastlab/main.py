@@ -10,7 +10,7 @@ from PIL import Image
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.formats.png import write_png
-from breastlab.server import auth, dicomweb, errors, routes
+from breastlab.server import auth, dicomweb, errors, inputs, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.predictions import PredictionStore
@@ -38,6 +38,7 @@ class MyApp(MONAILabelApp):
         )
         self._auto_update_scoring = False  # scoring runs when asked (POST /scoring/...), not after every request
         self.predictions = PredictionStore.of(self.datastore().root)
+        inputs.clear_uploads(self.datastore().root)  # what a killed server left
 
     def on_init_complete(self):
         """Put BreastLab's endpoints in front of MONAI Label's own (``BREASTLAB_STOCK_ROUTES=1``: benchmarks only)."""
@@ -95,11 +96,13 @@ class MyApp(MONAILabelApp):
         return super().next_sample(request)
 
     def infer(self, request, datastore=None):
+        """A datastore image by id, or a file the route saved from the request (``inputs.saved_upload``)."""
         model, image = request.get("model"), request.get("image")
         if model not in self._infers:
             raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(self._infers))}")
-        if not (isinstance(image, str) and os.path.isfile(image)):
-            path = (datastore or self.datastore()).get_image_uri(image or "")
+        datastore = datastore or self.datastore()
+        if not (isinstance(image, str) and inputs.is_upload(image, datastore.root)):
+            path = datastore.get_image_uri(image) if isinstance(image, str) else None
             if not path:
                 raise errors.not_found(f"image {image!r} is not in the datastore")
             if request.get("foreground") is not None or request.get("background") is not None:
@@ -111,7 +114,7 @@ class MyApp(MONAILabelApp):
         check_clicks(request, array.shape[1], array.shape[0])
         if not dicom:
             return super().infer(request, datastore)
-        converted = write_png(array, f"{image}.png")  # the bundles read PNG: hand them the display-ready pixels
+        converted = write_png(array, f"{image}.png", durable=False)  # the bundles read PNG: the display-ready pixels
         try:
             return super().infer({**request, "image": str(converted)}, datastore)
         finally:

@@ -7,10 +7,14 @@ the Keycloak realm at ``MONAI_LABEL_AUTH_REALM_URI`` and maps realm roles to its
 from __future__ import annotations
 
 import jwt
+from fastapi import Depends
 from monailabel.config import settings
 from monailabel.endpoints.user import auth
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"]
+USER = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER))  # the role a route requires, as its dependency
+ANNOTATOR = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))
+ADMIN = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN))
 
 
 def from_token(token: str) -> auth.User:

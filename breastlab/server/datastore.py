@@ -31,6 +31,7 @@ from PIL import Image
 from breastlab.data import BIRADS, CLASS_NAMES, Case, write_dataset
 from breastlab.formats.png import check_id, remove_stale_temp_files, write_png, write_text_atomic
 from breastlab.server import errors
+from breastlab.server.index import read_index
 
 EXTENSION = ".png"
 IMAGE_LABELS = {"class": CLASS_NAMES, "birads": BIRADS}  # image-level labels kept in the image info
@@ -45,6 +46,16 @@ class BreastLabDatastore(LocalDatastore):
         super().__init__(path, extensions=(f"*{EXTENSION}",), **kwargs)
         with self._writing():  # every write holds this lock: no other process is mid-write now
             remove_stale_temp_files(Path(path))
+
+    def _init_from_datastore_file(self, throw_exception: bool = False) -> None:
+        """MONAI Label's reload of a changed index, entry by entry (``read_index``): a bad entry cannot stop a
+        start-up or a training."""
+        with FileLock(self._lock_file):
+            path = Path(self._datastore_config_path)
+            if path.exists() and self._config_ts != path.stat().st_mtime:
+                self._datastore = read_index(path, self._datastore.name, self._datastore.description)
+                self._datastore.base_path = self._datastore_path
+                self._config_ts = path.stat().st_mtime if path.exists() else 0
 
     @property
     def root(self) -> Path:

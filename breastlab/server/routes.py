@@ -10,44 +10,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, File, Form, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from monailabel.config import RBAC_ADMIN, RBAC_ANNOTATOR, RBAC_USER, settings
 from monailabel.endpoints import datastore, infer, scoring, train
-from monailabel.endpoints.user.auth import RBAC, User
+from monailabel.endpoints.user.auth import User
 from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.utils.app import app_instance
+from requests_toolbelt import MultipartEncoder
 
-from breastlab.server import errors
+from breastlab.server import errors, inputs, model_routes
+from breastlab.server.auth import ADMIN, ANNOTATOR, USER
 
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
-USER = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER))
-ANNOTATOR = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))
-ADMIN = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN))
 
 router = APIRouter(prefix=settings.MONAI_LABEL_API_STR)
 
 
-def json_object(text: str | None, what: str) -> str:
-    """``text`` if it is empty or a JSON object; otherwise a 400 that says what is wrong."""
-    try:
-        value = json.loads(text) if text else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise errors.bad_request(f"{what} is not valid JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise errors.bad_request(f"{what} must be a JSON object, not {type(value).__name__}")
-    return text or "{}"
-
-
-def neutral_filename(upload: UploadFile | None) -> None:
-    """Forget the client's file name: MONAI Label builds temp paths from it (NUL bytes, 300-char suffixes)."""
-    if upload is not None:
-        upload.filename = "upload.png"
+def json_text(text: str | None, what: str) -> str:
+    """A bounded JSON object (``inputs.json_object``) as text, for MONAI Label functions that parse it again."""
+    return json.dumps(inputs.json_object(text, what))
 
 
 @router.get("/info/", summary=f"{RBAC_USER}Get App Info")
@@ -57,7 +46,6 @@ def app_info(user: User = USER):
 
 @router.post("/infer/{model}", summary=f"{RBAC_USER}Run Inference for supported model")
 def run_inference(
-    background_tasks: BackgroundTasks,
     model: str,
     image: str = "",
     session_id: str = "",
@@ -67,15 +55,43 @@ def run_inference(
     output: Optional[infer.ResultType] = None,
     user: User = USER,
 ):
-    params = json_object(params, "params")
-    if not (file or image or session_id):
-        raise errors.bad_request("give an image id, an uploaded file or a session id")
-    if image and not file and not app_instance().datastore().get_image_uri(image):
-        raise errors.not_found(f"image {image!r} is not in the datastore")  # never a server-side path
-    for upload in (file, label):
-        neutral_filename(upload)
-    return INFERENCE.submit(infer.run_inference, background_tasks, model, image, session_id, params, file, label,
-                            output).result()
+    """The model on a datastore image (``?image=`` id) or an uploaded file, never on a path a client names; the
+    result is sent from memory and its file removed before the response leaves."""
+    request = inputs.inference_params(params)
+    if session_id or label is not None:
+        raise errors.unprocessable("sessions and label uploads are not used by BreastLab models: give ?image= "
+                                   "(a datastore id) or upload the image as file=")
+    instance = app_instance()
+    if output == infer.ResultType.dicom_seg:
+        raise errors.unprocessable("output=dicom_seg is not offered: a final label saved to a PACS datastore is "
+                                   "stored as DICOM SEG")
+    config = instance.info().get("config", {}).get("infer", {})
+    if file is None:
+        if not image or not instance.datastore().get_image_uri(image):
+            raise errors.not_found(f"image {image!r} is not in the datastore")  # never a server-side path
+        return respond(INFERENCE.submit(instance.infer, {**config, **request, "model": model, "image": image}
+                                        ).result(), output)
+    with inputs.saved_upload(file, instance.datastore().root) as path:
+        result = INFERENCE.submit(instance.infer, {**config, **request, "model": model, "image": str(path)}).result()
+    return respond(result, output)
+
+
+def respond(result: dict, output: infer.ResultType | None) -> Response:
+    """The JSON summary, the result image, or both (multipart, MONAI Label's default) from a task's result."""
+    file, summary = result.get("file"), result.get("params") or {}
+    try:
+        content = Path(file).read_bytes() if file and output != infer.ResultType.json else None
+    finally:
+        if file:
+            Path(file).unlink(missing_ok=True)
+    if content is None:
+        return JSONResponse(summary)
+    if output == infer.ResultType.image:
+        return Response(content, media_type="image/png",
+                        headers={"Content-Disposition": 'attachment; filename="result.png"'})
+    encoder = MultipartEncoder(fields={"params": (None, json.dumps(summary), "application/json"),
+                                       "image": ("result.png", content, "image/png")})
+    return Response(encoder.to_string(), media_type=encoder.content_type)
 
 
 @router.post("/train/{model}", summary=f"{RBAC_ADMIN}Run Training Task for specific model")
@@ -99,7 +115,7 @@ def run_scoring(method: str, params: Optional[dict] = None, run_sync: Optional[b
     if method not in info["scoring"]:
         raise errors.not_found(f"unknown scoring method {method!r}; available: {', '.join(sorted(info['scoring']))}")
     model = (params or {}).get("model")
-    if model is not None and model not in info["models"]:
+    if model is not None and (not isinstance(model, str) or model not in info["models"]):
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(info['models']))}")
     return scoring.run_method(method, params, run_sync)
 
@@ -118,19 +134,23 @@ def list_datastore(output: Optional[datastore.ResultType] = None, user: User = U
 
 
 @router.put("/datastore/image", summary=f"{RBAC_ANNOTATOR}Upload new Image")
+@router.put("/datastore/", include_in_schema=False)  # MONAI Label's deprecated path for the same
 def add_image(
-    background_tasks: BackgroundTasks,
     image: Optional[str] = None,
     params: str = Form("{}"),
     file: UploadFile = File(...),
     user: User = ANNOTATOR,
 ):
+    """The upload is read from the private uploads folder and removed, accepted or not."""
     image = image or Path(file.filename or "").name.split(".")[0]
-    neutral_filename(file)
-    return datastore.add_image(background_tasks, image, json_object(params, "params"), file, user.username)
+    info = {**inputs.json_object(params, "params"), "user": user.username}
+    store = app_instance().datastore()
+    with inputs.saved_upload(file, store.root) as path:
+        return {"image": store.add_image(image, str(path), info)}
 
 
 @router.delete("/datastore/image", summary=f"{RBAC_ADMIN}Remove Image and corresponding labels")
+@router.delete("/datastore/", include_in_schema=False)  # MONAI Label's deprecated path for the same
 def remove_image(id: str, user: User = ADMIN):
     removed = datastore.remove_image(id, user.username)
     app_instance().predictions.remove(id)
@@ -151,20 +171,23 @@ def list_predictions(image: Optional[str] = None, model: Optional[str] = None, u
 
 @router.put("/datastore/image/info", summary=f"{RBAC_ANNOTATOR}Update Image Info")
 def update_image_info(image: str, info: str = Form("{}"), user: User = ANNOTATOR):
-    return datastore.update_image_info(image, json_object(info, "info"), user.username)
+    return datastore.update_image_info(image, json_text(info, "info"), user.username)
 
 
 @router.put("/datastore/label", summary=f"{RBAC_ANNOTATOR}Save Finished Label")
 def save_label(
-    background_tasks: BackgroundTasks,
     image: str,
     params: str = Form("{}"),
     tag: str = DefaultLabelTag.FINAL.value,
     label: UploadFile = File(...),
     user: User = ANNOTATOR,
 ):
-    neutral_filename(label)
-    return datastore.save_label(background_tasks, image, json_object(params, "params"), tag, label, user.username)
+    """The upload is read from the private uploads folder and removed, saved or not."""
+    info = inputs.json_object(params, "params")
+    instance = app_instance()
+    with inputs.saved_upload(label, instance.datastore().root) as path:
+        label_id = instance.datastore().save_label(image, str(path), tag or DefaultLabelTag.FINAL.value, info)
+    return {**(instance.on_save_label(image, label_id) or {}), "image": image, "label": label_id}
 
 
 @router.delete("/datastore/label", summary=f"{RBAC_ADMIN}Remove Label")
@@ -172,17 +195,64 @@ def remove_label(id: str, tag: str, user: User = ADMIN):
     return datastore.remove_label(id, tag, user.username)
 
 
+@router.head("/datastore/image", summary=f"{RBAC_USER}Check If Image Exists")
+def check_image(image: str, check_sum: Optional[str] = None, user: User = USER):
+    """200 when the image exists (and, with ``check_sum`` ``[algorithm:]hex``, has that digest), else 404."""
+    path = app_instance().datastore().get_image_uri(image)
+    if not path or not os.path.isfile(path):
+        raise errors.not_found(f"image {image!r} is not in the datastore")
+    if check_sum:
+        algorithm, _, digest = check_sum.rpartition(":")
+        algorithm = (algorithm or "sha256").lower()
+        if algorithm not in hashlib.algorithms_guaranteed:
+            raise errors.unprocessable(f"unknown checksum algorithm {algorithm!r}")
+        if hashlib.new(algorithm, Path(path).read_bytes()).hexdigest() != digest.lower():
+            raise errors.not_found(f"image {image!r} has another {algorithm} checksum")
+    return Response(status_code=200)
+
+
+@router.put("/datastore/updatelabelinfo", include_in_schema=False)  # MONAI Label's deprecated form of the next
+def update_label_info_deprecated(label: str, tag: str, params: str = Form("{}"), user: User = ANNOTATOR):
+    return datastore.update_label_info(label, tag, json_text(params, "params"), user.username)
+
+
 @router.put("/datastore/label/info", summary=f"{RBAC_ANNOTATOR}Update Label Info")
 def update_label_info(label: str, tag: str, info: str = Form("{}"), user: User = ANNOTATOR):
-    return datastore.update_label_info(label, tag, json_object(info, "info"), user.username)
+    return datastore.update_label_info(label, tag, json_text(info, "info"), user.username)
 
 
 @router.get("/datastore/dataset", summary=f"{RBAC_ANNOTATOR}Download the datastore as a dataset folder (zip)")
 def download_dataset(limit_cases: Optional[int] = None, user: User = ANNOTATOR):
-    return datastore.download_dataset(limit_cases)
+    """The zip is unlinked as soon as it is open: nothing on disk outlives the request, even an aborted one."""
+    if limit_cases is not None and limit_cases < 1:
+        raise errors.unprocessable(f"limit_cases must be at least 1, got {limit_cases}")
+    path = app_instance().datastore().get_dataset_archive(limit_cases)
+    handle = open(path, "rb")
+    os.unlink(path)
+
+    def chunks():
+        with handle:
+            yield from iter(lambda: handle.read(1 << 20), b"")
+
+    return StreamingResponse(chunks(), media_type="application/zip",
+                             headers={"Content-Disposition": 'attachment; filename="dataset.zip"'})
+
+
+NOT_OFFERED = [("POST", "/infer/wsi_v2/{model}"), ("POST", "/infer/wsi/{model}"), ("POST", "/batch/infer/{model}"),
+               ("GET", "/batch/infer"), ("DELETE", "/batch/infer"), ("PUT", "/session/"),
+               ("GET", "/session/{session_id}"), ("DELETE", "/session/{session_id}"), ("GET", "/logs/gpu")]
+
+
+def not_offered(request: Request):
+    """MONAI Label routes for what BreastLab does not do (whole slides, batch jobs, sessions, GPU logs)."""
+    raise errors.not_found(f"{request.method} {request.url.path} is not offered by BreastLab")
+
+
+for method, path in NOT_OFFERED:
+    router.add_api_route(path, not_offered, methods=[method], include_in_schema=False)
 
 
 def install(app: FastAPI) -> None:
     """Put BreastLab's routes in front of MONAI Label's (first match wins); idempotent."""
-    ours = [r for r in router.routes if r not in app.router.routes]
+    ours = [r for r in [*router.routes, *model_routes.router.routes] if r not in app.router.routes]
     app.router.routes[:0] = ours

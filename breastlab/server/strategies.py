@@ -82,7 +82,7 @@ class MostUncertain(Strategy):
 def _top_k(value) -> int:
     try:
         k = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         k = 0
     if not 1 <= k <= MAX_TOP_K:
         raise errors.bad_request(f"top_k must be an integer from 1 to {MAX_TOP_K}, not {value!r}")

@@ -17,6 +17,7 @@ columns), so a click ``[x, y]`` is the array element ``[:, x, y]``.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 
 import numpy as np
@@ -47,7 +48,9 @@ def check_points(points, width: int, height: int, name: str = "points") -> list[
 
 
 def _finite_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, numbers.Integral) or math.isfinite(value)  # ints of any size: out of the image later
 
 
 class AddClickChannelsd(MapTransform):

@@ -1,0 +1,96 @@
+"""What a request may carry: bounded JSON objects, inference parameters that cannot redirect the request, and
+uploads kept in a private folder of the datastore that nothing else reads and that no request outlives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi import UploadFile
+
+from breastlab.server import errors
+
+MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 8
+MAX_JSON_ITEMS = 4096
+RESERVED_PARAMS = frozenset({
+    "model", "image", "image_path", "label", "label_tag", "save_label", "session", "session_id", "device",
+    "model_filename", "timeout", "logging", "cache_transforms", "description", "skip_writer",
+})  # set by the server from the path, the datastore and its own config; a client's params never override them
+UPLOADS = ".breastlab/uploads"
+
+
+def json_object(text: str | None, what: str) -> dict:
+    """``text`` parsed as a JSON object of bounded size, depth and item count; a 400 that says what is wrong."""
+    if not text:
+        return {}
+    if len(text) > MAX_JSON_BYTES:
+        raise errors.bad_request(f"{what} is {len(text)} characters; at most {MAX_JSON_BYTES} are accepted")
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise errors.bad_request(f"{what} is not valid JSON: {str(e)[:200]}") from e
+    if not isinstance(value, dict):
+        raise errors.bad_request(f"{what} must be a JSON object, not {type(value).__name__}")
+    check_bounds(value, what)
+    return value
+
+
+def check_bounds(value, what: str) -> None:
+    """400 when ``value`` nests deeper than ``MAX_JSON_DEPTH`` or holds more than ``MAX_JSON_ITEMS`` values."""
+    stack, items = [(value, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        items += 1
+        if depth > MAX_JSON_DEPTH or items > MAX_JSON_ITEMS:
+            raise errors.bad_request(f"{what} nests deeper than {MAX_JSON_DEPTH} levels or holds more than "
+                                     f"{MAX_JSON_ITEMS} values")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
+def inference_params(text: str | None) -> dict:
+    """The ``params`` of an inference request; 422 for keys that only the server sets."""
+    params = json_object(text, "params")
+    reserved = sorted(RESERVED_PARAMS & set(params))
+    if reserved:
+        raise errors.unprocessable(f"params may not set {', '.join(reserved)}: the model comes from the path, the "
+                                   "image from ?image= (a datastore id) or the uploaded file")
+    return params
+
+
+def uploads_folder(datastore_root: str | Path) -> Path:
+    return Path(datastore_root) / UPLOADS
+
+
+def is_upload(path: str, datastore_root: str | Path) -> bool:
+    """Whether ``path`` is a file this server saved from a request (the only server paths a request may name)."""
+    candidate = Path(path)
+    return candidate.parent == uploads_folder(datastore_root) and candidate.is_file()
+
+
+@contextmanager
+def saved_upload(upload: UploadFile, datastore_root: str | Path, suffix: str = "") -> Iterator[Path]:
+    """The uploaded body in the private uploads folder for the ``with`` block, then removed, error or not."""
+    folder = uploads_folder(datastore_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=suffix, delete=False) as f:
+        path = Path(f.name)
+        try:
+            shutil.copyfileobj(upload.file, f)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def clear_uploads(datastore_root: str | Path) -> None:
+    """Remove what a killed server left in the uploads folder (at start-up)."""
+    shutil.rmtree(uploads_folder(datastore_root), ignore_errors=True)
