@@ -174,3 +174,38 @@ def test_requests_that_got_a_500_get_a_clear_4xx(server, method, path, kwargs, e
     response = getattr(requests, method)(server.url + path, timeout=60, **kwargs)
     assert response.status_code == expected, response.text
     assert requests.get(f"{server.url}/info/", timeout=10).status_code == 200
+
+
+def test_an_image_uploaded_again_under_its_id_loses_its_old_labels_on_disk_too(server):
+    assert upload(server, "again", png_bytes(np.zeros((32, 40), np.uint8))).status_code == 200
+    label = requests.put(f"{server.url}/datastore/label", params={"image": "again"}, timeout=30,
+                         files={"label": ("l.png", png_bytes(np.ones((32, 40), np.uint8)), "image/png")})
+    assert label.status_code == 200
+    label_file = Path(server.studies) / "labels" / "final" / "again.png"
+    assert label_file.is_file()
+    assert upload(server, "again", png_bytes(np.zeros((48, 48), np.uint8))).status_code == 200
+    listing = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=30).json()
+    assert listing["objects"]["again"]["labels"] == {} and not label_file.exists()
+
+
+def test_a_small_png_declaring_a_huge_image_is_refused_before_decoding(server):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (8000, 8000)).save(buffer, "PNG", optimize=True)
+    assert len(buffer.getvalue()) < 200_000
+    response = upload(server, "bomb", buffer.getvalue())
+    assert response.status_code == 415 and "million values" in response.json()["detail"]
+    response = requests.post(f"{server.url}/infer/{MODEL}", params={"output": "json"}, timeout=60,
+                             files={"file": ("x.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize("params", [{"model": "breast_us_lanet"}, {"max_epochs": -1}, {"max_epochs": "abc"},
+                                    {"batch_size": 0}, {"learning_rate": "nan"}, {"max_epochs": 2.5}])
+def test_bad_training_params_get_422_before_anything_runs(server, params):
+    response = requests.post(f"{server.url}/train/{MODEL}", json=params, timeout=30)
+    assert response.status_code == 422, response.text
+    assert "RUNNING" not in requests.get(f"{server.url}/train/", timeout=30).text

@@ -54,7 +54,7 @@ def read_dicom_image(path: str | Path, modalities: tuple[str, ...] | None = None
                          "unsupported")
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
         raise ImageError(f"DICOM file has {ds.NumberOfFrames} frames; one 2D frame is expected", "unsupported")
-    check_size((int(ds.get("Columns", 0)), int(ds.get("Rows", 0))))
+    check_size((int(ds.get("Columns", 0)), int(ds.get("Rows", 0))), int(ds.get("SamplesPerPixel", 1) or 1))
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if syntax is None or not any(h.is_available() and h.supports_transfer_syntax(syntax)
                                  for h in pydicom.config.pixel_data_handlers):

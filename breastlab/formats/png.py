@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
+MAX_PIXELS = 40_000_000  # e.g. a 4096 x 5000 mammogram is 20 million
 TEMP_MARK = ".tmp-"
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -105,8 +106,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def check_size(size: tuple[int, int]) -> None:
-    """``ImageError`` (unsupported) unless width and height are within MIN_SIDE..MAX_SIDE."""
+def check_size(size: tuple[int, int], samples: int = 1) -> None:
+    """``ImageError`` (unsupported) unless width and height are within MIN_SIDE..MAX_SIDE and the image holds at
+    most MAX_PIXELS values (pixels x ``samples`` per pixel): checked from the header, before any decoding, so that
+    a small file declaring a huge image cannot take the memory."""
     w, h = size
     if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
         raise ImageError(f"image size {w}x{h} outside the accepted {MIN_SIDE}..{MAX_SIDE} px per side", "unsupported")
+    if w * h * samples > MAX_PIXELS:
+        raise ImageError(f"image of {w}x{h} pixels x {samples} samples holds more than the accepted "
+                         f"{MAX_PIXELS / 1e6:.0f} million values", "unsupported")

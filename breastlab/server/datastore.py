@@ -74,9 +74,13 @@ class BreastLabDatastore(LocalDatastore):
         return self._store_image(image_id, array, {**checked_image_labels(image_info or {}), **source})
 
     def _store_image(self, image_id: str, array, info: dict) -> str:
-        """Write the (checked) image and its index entry."""
+        """Write the (checked) image and its index entry. An image uploaded again under its id is a new image: its
+        old labels are deleted from disk as from the index (they were drawn on the old one)."""
         name = image_id + EXTENSION
         with self._writing():
+            old = self._datastore.objects.get(image_id)
+            for tag in old.labels if old else ():
+                Path(self.get_label_uri(image_id, tag)).unlink(missing_ok=True)
             write_png(array, Path(self._datastore.image_path()) / name)
             info = {**info, "ts": int(time.time()), "name": name, "height": array.shape[0], "width": array.shape[1]}
             self._put(image_id, ImageLabelModel(image=DataModel(info=info, ext=EXTENSION)))

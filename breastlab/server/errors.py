@@ -1,5 +1,8 @@
 """HTTP errors with a clear message; MONAI Label lets FastAPI's HTTPException through to the client."""
 
+import os
+import threading
+
 import numpy as np
 from fastapi import HTTPException
 
@@ -7,6 +10,7 @@ from breastlab.formats.dicom import DicomImage, is_dicom, read_dicom_image
 from breastlab.formats.png import ImageError, read_gray_png
 
 DICOM_MODALITIES = ("MG", "US")
+DECODES = threading.BoundedSemaphore(int(os.environ.get("BREASTLAB_DECODES", "2")))  # uploads decoded at once
 
 
 def bad_request(message: str) -> HTTPException:
@@ -38,7 +42,8 @@ def image_error(what: str, error: ImageError) -> HTTPException:
 def read_upload(path: str, what: str) -> np.ndarray:
     """``read_gray_png`` for files that came over HTTP: a rejected file becomes a 400/415."""
     try:
-        return read_gray_png(path)
+        with DECODES:
+            return read_gray_png(path)
     except ImageError as e:
         raise image_error(what, e) from e
 
@@ -49,7 +54,8 @@ def read_image_upload(path: str, modalities: tuple[str, ...] = DICOM_MODALITIES
     if not is_dicom(path):
         return read_upload(path, "image"), None
     try:
-        image = read_dicom_image(path, modalities)
+        with DECODES:
+            image = read_dicom_image(path, modalities)
     except ImageError as e:
         raise image_error("image", e) from e
     return image.pixels, image

@@ -4,6 +4,7 @@ uploads kept in a private folder of the datastore that nothing else reads and th
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -60,6 +61,25 @@ def inference_params(text: str | None) -> dict:
     if reserved:
         raise errors.unprocessable(f"params may not set {', '.join(reserved)}: the model comes from the path, the "
                                    "image from ?image= (a datastore id) or the uploaded file")
+    return params
+
+
+TRAINING_LIMITS = {"max_epochs": (int, 1, 1000), "batch_size": (int, 1, 256), "learning_rate": (float, 1e-8, 1.0),
+                   "val_fraction": (float, 0.01, 0.9)}
+
+
+def training_params(params: dict | None) -> dict:
+    """The ``params`` of a training request, checked now (422) rather than failing in the training process later."""
+    params = dict(params or {})
+    check_bounds(params, "params")
+    if "model" in params:
+        raise errors.unprocessable("params may not set model: the model comes from the path")
+    for key, (kind, low, high) in TRAINING_LIMITS.items():
+        value = params.get(key, low)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not (number and low <= value <= high and (kind is float or float(value).is_integer())):
+            raise errors.unprocessable(f"{key} must be {'an integer' if kind is int else 'a number'} from {low} "
+                                       f"to {high}, got {value!r}")
     return params
 
 

@@ -105,7 +105,7 @@ def train_model(
     trainers = app_instance().info()["trainers"]
     if model not in trainers:
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(trainers))}")
-    return train.run_model(model, params, run_sync, enqueue)
+    return train.run_model(model, inputs.training_params(params), run_sync, enqueue)
 
 
 @router.post("/scoring/{method}", summary=f"{RBAC_ANNOTATOR}Run Scoring Task for specific method")
@@ -144,9 +144,11 @@ def add_image(
     """The upload is read from the private uploads folder and removed, accepted or not."""
     image = image or Path(file.filename or "").name.split(".")[0]
     info = {**inputs.json_object(params, "params"), "user": user.username}
-    store = app_instance().datastore()
-    with inputs.saved_upload(file, store.root) as path:
-        return {"image": store.add_image(image, str(path), info)}
+    instance = app_instance()
+    with inputs.saved_upload(file, instance.datastore().root) as path:
+        image = instance.datastore().add_image(image, str(path), info)
+    instance.predictions.remove(image)  # of the image this id named before
+    return {"image": image}
 
 
 @router.delete("/datastore/image", summary=f"{RBAC_ADMIN}Remove Image and corresponding labels")
