@@ -209,3 +209,40 @@ def test_bad_training_params_get_422_before_anything_runs(server, params):
     response = requests.post(f"{server.url}/train/{MODEL}", json=params, timeout=30)
     assert response.status_code == 422, response.text
     assert "RUNNING" not in requests.get(f"{server.url}/train/", timeout=30).text
+
+
+HOSTILE = ["../etc/passwd", "/etc/passwd", "a" * 300, "\x00", "-1", "1e400", "nosuch", "md5:abc", '{"a": ' * 200]
+
+
+def test_every_route_of_the_openapi_answers_hostile_input_without_a_5xx(server):
+    spec = requests.get(f"{server.url}/openapi.json", timeout=30).json()
+    failures = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+            for value in HOSTILE:
+                url = server.url + path.replace("{", "").replace("}", "")
+                for name in (p["name"] for p in operation.get("parameters", []) if p["in"] == "path"):
+                    url = url.replace(name, requests.utils.quote(value, safe=""))
+                form = {"params": value, "info": value}
+                files = {"file": ("x.png", b"garbage", "image/png"), "label": ("l.png", b"garbage", "image/png")}
+                response = requests.request(method, url, params={n: value for n in names},
+                                            data=form if method in ("post", "put") else None,
+                                            files=files if method == "put" else None, timeout=120)
+                if response.status_code >= 500:
+                    failures.append(f"{method.upper()} {path} {value[:20]!r}: {response.status_code}")
+    assert not failures, failures
+    assert requests.get(f"{server.url}/info/", timeout=10).status_code == 200
+
+
+def test_json_bodies_are_bounded_and_unknown_image_info_is_404(server):
+    huge = "{" + '"k": "' + "x" * 2_000_000 + '"}'
+    for path in ("/activelearning/random", "/scoring/uncertainty", f"/train/{MODEL}"):
+        response = requests.post(server.url + path, data=huge, headers={"Content-Type": "application/json"},
+                                 timeout=30)
+        assert response.status_code == 413, (path, response.text[:200])
+    assert requests.get(f"{server.url}/datastore/image/info", params={"image": "nosuch"}, timeout=30
+                        ).status_code == 404
+    for response in (requests.get(f"{server.url}/datastore/image/info", params={"image": "case002"}, timeout=30),
+                     requests.post(f"{server.url}/activelearning/random", timeout=30)):
+        assert response.status_code == 200 and str(Path(server.studies).resolve()) not in response.text

@@ -108,7 +108,8 @@ class MyApp(MONAILabelApp):
             if request.get("foreground") is not None or request.get("background") is not None:
                 check_clicks(request, *read_size(path))
             result = super().infer(request, datastore)
-            self.predictions.put(image, model, result["params"])
+            if datastore.get_image_uri(image):  # not deleted while the model ran
+                self.predictions.put(image, model, result["params"])
             return result
         array, dicom = errors.read_image_upload(image)
         check_clicks(request, array.shape[1], array.shape[0])

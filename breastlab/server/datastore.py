@@ -67,6 +67,12 @@ class BreastLabDatastore(LocalDatastore):
         """The current index (image id → image and labels); replaced, never changed, by writes."""
         return self._datastore.objects
 
+    def get_image_info(self, image_id: str) -> dict:
+        """The image's info, without MONAI Label's absolute server ``path`` (clients address images by id)."""
+        info = super().get_image_info(image_id)
+        info.pop("path", None)
+        return info
+
     def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
         image_id = checked_id(image_id)
         array, dicom = errors.read_image_upload(image_filename)

@@ -25,6 +25,10 @@ def conflict(message: str) -> HTTPException:
     return HTTPException(status_code=409, detail=message)
 
 
+def too_large(message: str) -> HTTPException:
+    return HTTPException(status_code=413, detail=message)
+
+
 def unprocessable(message: str) -> HTTPException:
     return HTTPException(status_code=422, detail=message)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fastapi import UploadFile
+from fastapi import Request, UploadFile
 
 from breastlab.server import errors
 
@@ -39,6 +39,22 @@ def json_object(text: str | None, what: str) -> dict:
         raise errors.bad_request(f"{what} must be a JSON object, not {type(value).__name__}")
     check_bounds(value, what)
     return value
+
+
+async def json_body(request: Request) -> dict:
+    """A route's JSON object body (``{}`` when empty), read no further than ``MAX_JSON_BYTES`` (413 beyond)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise errors.too_large(f"the body is {declared} bytes; at most {MAX_JSON_BYTES} are accepted")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise errors.too_large(f"the body is over {MAX_JSON_BYTES} bytes, the most accepted")
+    try:
+        return json_object(body.decode("utf-8"), "body")
+    except UnicodeDecodeError as e:
+        raise errors.bad_request(f"the body is not UTF-8 JSON: {e}") from e
 
 
 def check_bounds(value, what: str) -> None:

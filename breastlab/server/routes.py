@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from monailabel.config import RBAC_ADMIN, RBAC_ANNOTATOR, RBAC_USER, settings
 from monailabel.endpoints import datastore, infer, scoring, train
@@ -32,6 +32,7 @@ from breastlab.server.auth import ADMIN, ANNOTATOR, USER
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
 
 router = APIRouter(prefix=settings.MONAI_LABEL_API_STR)
+JSON_BODY = Depends(inputs.json_body)
 
 
 def json_text(text: str | None, what: str) -> str:
@@ -97,7 +98,7 @@ def respond(result: dict, output: infer.ResultType | None) -> Response:
 @router.post("/train/{model}", summary=f"{RBAC_ADMIN}Run Training Task for specific model")
 def train_model(
     model: str,
-    params: Optional[dict] = None,
+    params: dict = JSON_BODY,
     run_sync: Optional[bool] = False,
     enqueue: Optional[bool] = False,
     user: User = ADMIN,
@@ -109,7 +110,7 @@ def train_model(
 
 
 @router.post("/scoring/{method}", summary=f"{RBAC_ANNOTATOR}Run Scoring Task for specific method")
-def run_scoring(method: str, params: Optional[dict] = None, run_sync: Optional[bool] = False, user: User = ANNOTATOR):
+def run_scoring(method: str, params: dict = JSON_BODY, run_sync: Optional[bool] = False, user: User = ANNOTATOR):
     """Score the unlabelled images (in a background process unless ``run_sync``); scores go to an index."""
     info = app_instance().info()
     if method not in info["scoring"]:
@@ -121,11 +122,14 @@ def run_scoring(method: str, params: Optional[dict] = None, run_sync: Optional[b
 
 
 @router.post("/activelearning/{strategy}", summary=f"{RBAC_USER}Run Active Learning strategy to get next sample")
-def next_sample(strategy: str, params: Optional[dict] = None, user: User = USER):
+def next_sample(strategy: str, params: dict = JSON_BODY, user: User = USER):
     """The next image to label, with its info; ``{}`` when every image has a final label."""
     instance = app_instance()
     result = instance.next_sample({**(params or {}), "strategy": strategy, "client_id": user.username})
-    return {**instance.datastore().get_image_info(result["id"]), **result} if result else {}
+    if not result:
+        return {}
+    result = {key: value for key, value in result.items() if key != "path"}  # clients fetch images by id
+    return {**instance.datastore().get_image_info(result["id"]), **result}
 
 
 @router.get("/datastore/", summary=f"{RBAC_USER}Get All Images/Labels from datastore")
@@ -169,6 +173,14 @@ def list_predictions(image: Optional[str] = None, model: Optional[str] = None, u
     if model is not None and model not in models:
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(models))}")
     return instance.predictions.list(image, model)
+
+
+@router.get("/datastore/image/info", summary=f"{RBAC_USER}Get Image Info")
+def get_image_info(image: str, user: User = USER):
+    store = app_instance().datastore()
+    if not store.get_image_uri(image):
+        raise errors.not_found(f"image {image!r} is not in the datastore")
+    return store.get_image_info(image)
 
 
 @router.put("/datastore/image/info", summary=f"{RBAC_ANNOTATOR}Update Image Info")

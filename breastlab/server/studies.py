@@ -21,11 +21,13 @@ def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | N
     cases = read_dataset(data_dir, split)
     store = BreastLabDatastore(str(studies_dir))
     for case in tqdm(cases, desc=f"import {Path(data_dir).name}", unit="image", disable=None):
-        info = {"source": str(case.image)} | ({"class": case.label} if case.label else {})
+        source = f"{Path(data_dir).name}/{case.image.name}"  # the dataset's name, not a server path
+        info = {"source": source} | ({"class": case.label} if case.label else {})
         try:
             store.add_image(case.case, str(case.image), info)
             if case.mask is not None:
-                store.save_label(case.case, str(case.mask), DefaultLabelTag.FINAL.value, {"source": str(case.mask)})
+                mask_source = {"source": f"{Path(data_dir).name}/masks/{case.mask.name}"}
+                store.save_label(case.case, str(case.mask), DefaultLabelTag.FINAL.value, mask_source)
         except HTTPException as e:
             raise DatasetError(f"case {case.case!r} ({case.image}): {e.detail}") from e
     return len(cases)
