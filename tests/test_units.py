@@ -1,6 +1,7 @@
 """Small units: the train/val split of the server, CLI overrides, dataset import into studies."""
 
 import json
+import os
 import random
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 from breastlab.cli import _parse_overrides
 from breastlab.formats.png import read_gray_png
 from breastlab.server.studies import import_dataset
-from breastlab.server.train import split_train_val
+from breastlab.server.train import check_server, split_train_val
 
 
 def items(n: int) -> list[dict]:
@@ -157,3 +158,9 @@ def test_click_curves_are_plotted_from_click_summaries(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(KeyError, match="automatic_dice"):
         plot_click_curves({"no clicks": {"n": 0}}, tmp_path / "none.png")
+
+
+def test_a_training_whose_server_is_gone_stops_before_replacing_weights():
+    check_server(os.getppid())
+    with pytest.raises(RuntimeError, match="is gone"):
+        check_server(os.getppid() + 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
@@ -33,6 +34,7 @@ INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1"
 
 router = APIRouter(prefix=settings.MONAI_LABEL_API_STR)
 JSON_BODY = Depends(inputs.json_body)
+SYNC_TRAINING = threading.Lock()  # one in-process training at a time
 
 
 def json_text(text: str | None, what: str) -> str:
@@ -106,7 +108,15 @@ def train_model(
     trainers = app_instance().info()["trainers"]
     if model not in trainers:
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(trainers))}")
-    return train.run_model(model, inputs.training_params(params), run_sync, enqueue)
+    params = inputs.training_params(params)
+    if not run_sync:
+        return train.run_model(model, params, run_sync, enqueue)
+    if not SYNC_TRAINING.acquire(blocking=False):
+        raise errors.conflict("a training started with run_sync is running in the server: wait for it")
+    try:
+        return train.run_model(model, params, run_sync, enqueue)
+    finally:
+        SYNC_TRAINING.release()
 
 
 @router.post("/scoring/{method}", summary=f"{RBAC_ANNOTATOR}Run Scoring Task for specific method")

@@ -51,6 +51,12 @@ class BundleTrainTask(TrainTask):
         return items
 
     def __call__(self, request: dict, datastore) -> dict:
+        server = os.getppid()  # a training subprocess whose server died stops, and replaces nothing
+
+        def on_epoch(trainer) -> None:
+            check_server(server)
+            self._write_progress(trainer)
+
         options = {**self.config(), **{k: v for k, v in request.items() if k in self.config()}}
         items = self.training_items(datastore)
         train, val = split_train_val(items, float(options["val_fraction"]))
@@ -68,8 +74,9 @@ class BundleTrainTask(TrainTask):
                 ckpt_dir=run_dir,
                 output_dir=run_dir,
                 num_workers=0,
-                on_epoch=self._write_progress,
+                on_epoch=on_epoch,
             )
+            check_server(server)
             os.replace(Path(run_dir) / "model.pt", self.served_weights)
             best = parser.get_parsed_content("validate#evaluator").state
         stats = {
@@ -87,6 +94,12 @@ class BundleTrainTask(TrainTask):
         write_text_atomic(self.stats_file, json.dumps(stats, indent=2))
         logger.info(f"Training finished: {stats}")
         return stats
+
+
+def check_server(parent: int) -> None:
+    """Raise when this process's parent is no longer ``parent`` (the server that started it was killed)."""
+    if os.getppid() != parent:
+        raise RuntimeError(f"the server (pid {parent}) that started this training is gone: stopping, weights kept")
 
 
 def split_train_val(items: list[dict], val_fraction: float) -> tuple[list[dict], list[dict]]:
