@@ -106,8 +106,9 @@ def train_on_fixed_batch(alpha: float, seg_weight: float, steps: int = 30) -> tu
     seg_loss = WeightBalanceLoss()
     step = DistillationStep(teachers, lambda x, y: seg_weight * seg_loss(x, y), SoftDistillationLoss(2.0), alpha)
     student = small_unet()
-    engine = SimpleNamespace(state=SimpleNamespace(device=torch.device("cpu")), network=student, inferer=SimpleInferer(),
-                             optimizer=torch.optim.Adam(student.parameters(), lr=1e-2), fire_event=lambda event: None)
+    engine = SimpleNamespace(state=SimpleNamespace(device=torch.device("cpu")), network=student,
+                             inferer=SimpleInferer(), optimizer=torch.optim.Adam(student.parameters(), lr=1e-2),
+                             fire_event=lambda event: None)
     batch = {"image": torch.rand(4, 1, 32, 32), "label": (torch.rand(4, 1, 32, 32) > 0.7).float(),
              "class": torch.tensor([BENIGN, MALIGNANT, BENIGN, NORMAL])}
     first = step(engine, batch)
