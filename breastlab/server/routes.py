@@ -68,14 +68,12 @@ def run_inference(
     if output == infer.ResultType.dicom_seg:
         raise errors.unprocessable("output=dicom_seg is not offered: a final label saved to a PACS datastore is "
                                    "stored as DICOM SEG")
-    config = instance.info().get("config", {}).get("infer", {})
     if file is None:
         if not image or not instance.datastore().get_image_uri(image):
             raise errors.not_found(f"image {image!r} is not in the datastore")  # never a server-side path
-        return respond(INFERENCE.submit(instance.infer, {**config, **request, "model": model, "image": image}
-                                        ).result(), output)
+        return respond(INFERENCE.submit(instance.infer, {**request, "model": model, "image": image}).result(), output)
     with inputs.saved_upload(file, instance.datastore().root) as path:
-        result = INFERENCE.submit(instance.infer, {**config, **request, "model": model, "image": str(path)}).result()
+        result = INFERENCE.submit(instance.infer, {**request, "model": model, "image": str(path)}).result()
     return respond(result, output)
 
 
