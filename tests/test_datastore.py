@@ -13,12 +13,14 @@ from PIL import Image
 from breastlab.data import read_dataset
 from breastlab.formats.png import TEMP_MARK, write_png
 from breastlab.server.datastore import BreastLabDatastore
+from breastlab.server.index import read_index
 
 IMAGE = np.zeros((32, 40), np.uint8)
 
 
 def index(root) -> dict:
-    return json.loads((root / "datastore_v2.json").read_text())["objects"]
+    """The index on disk as another process reads it: the snapshot with its journal replayed."""
+    return read_index(root / "datastore_v2.json", "", "").model_dump()["objects"]
 
 
 def test_reconciliation_adds_new_files_and_drops_missing_ones(tmp_path):
@@ -125,3 +127,29 @@ def test_dataset_archive_round_trips_through_the_reader(tmp_path):
     with pytest.raises(HTTPException) as error:
         BreastLabDatastore(str(tmp_path / "empty")).get_dataset_archive()
     assert error.value.status_code == 404
+
+
+def test_saves_are_journaled_read_back_by_another_process_and_folded_into_the_snapshot(tmp_path, monkeypatch):
+    from breastlab.server import index as index_module
+
+    monkeypatch.setattr(index_module, "COMPACT_AFTER", 4)
+    for name in ("a", "b"):
+        write_png(IMAGE, tmp_path / f"{name}.png")
+    store = BreastLabDatastore(str(tmp_path))
+    snapshot = (tmp_path / "datastore_v2.json").read_bytes()
+    store.update_image_info("a", {"class": "benign"})
+    store.update_image_info("b", {"class": "malignant"})
+    assert (tmp_path / "datastore_v2.json").read_bytes() == snapshot  # a save writes one journal line, not the index
+    journal = tmp_path / "datastore_v2.json.journal"
+    assert len(journal.read_text().splitlines()) == 2
+    with journal.open("a") as f:
+        f.write('{"id": "a", "entry": {"ima')  # a line torn by a crash: ignored
+    other = BreastLabDatastore(str(tmp_path))  # another process folds the journal in at start
+    assert other.get_image_info("a")["class"] == "benign" and other.get_image_info("b")["class"] == "malignant"
+    assert not journal.exists() and index(tmp_path)["b"]["image"]["info"]["class"] == "malignant"
+    for n in range(4):
+        other.update_image_info("a", {"reviewer": str(n)})
+    assert not journal.exists()  # compacted after COMPACT_AFTER changes
+    assert index(tmp_path)["a"]["image"]["info"]["reviewer"] == "3"
+    other.remove_image("b")
+    assert "b" not in index(tmp_path) and "b" not in json.loads(''.join(other.listing()))["objects"]

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from breastlab.formats.png import TEMP_MARK, read_gray_png, write_png
+from breastlab.server.index import read_index
 from breastlab.server.process import Server
 
 from fuzz_inputs import VALID_PNG, endpoints, files, ids, params
@@ -101,7 +102,7 @@ def test_16_concurrent_label_saves_and_info_updates_lose_nothing(server):
         assert set(pool.map(label_and_classify, names)) == {(200, 200)}
 
     listing = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=10).json()["objects"]
-    on_disk = json.loads((server.studies / "datastore_v2.json").read_text())["objects"]
+    on_disk = read_index(server.studies / "datastore_v2.json", "", "").model_dump()["objects"]  # snapshot + journal
     for name in names:
         for index in (listing, on_disk):
             assert "final" in index[name]["labels"] and index[name]["image"]["info"]["reviewer"] == name

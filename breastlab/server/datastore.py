@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,13 +29,12 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.datastore import DefaultLabelTag
 from PIL import Image
 
-from breastlab.data import BIRADS, CLASS_NAMES, Case, write_dataset
-from breastlab.formats.png import check_id, remove_stale_temp_files, write_png, write_text_atomic
-from breastlab.server import errors
-from breastlab.server.index import read_index
+from breastlab.data import Case, write_dataset
+from breastlab.formats.png import remove_stale_temp_files, write_png
+from breastlab.server import errors, index
+from breastlab.server.inputs import checked_id, checked_image_labels
 
 EXTENSION = ".png"
-IMAGE_LABELS = {"class": CLASS_NAMES, "birads": BIRADS}  # image-level labels kept in the image info
 
 
 class BreastLabDatastore(LocalDatastore):
@@ -43,19 +43,26 @@ class BreastLabDatastore(LocalDatastore):
     def __init__(self, path: str, **kwargs):
         self._mutex = threading.RLock()
         self._status: tuple[dict | None, dict] = (None, {})
+        self._entry_json: dict[str, tuple[ImageLabelModel, str]] = {}  # id -> (entry, its JSON), for writes
+        self._journal_lines = 0
         super().__init__(path, extensions=(f"*{EXTENSION}",), **kwargs)
         with self._writing():  # every write holds this lock: no other process is mid-write now
             remove_stale_temp_files(Path(path))
+            if index.journal_of(self._snapshot).exists():
+                self._update_datastore_file(lock=False)  # fold the last run's journal into the snapshot
+
+    @property
+    def _snapshot(self) -> Path:
+        return Path(self._datastore_config_path)
 
     def _init_from_datastore_file(self, throw_exception: bool = False) -> None:
-        """MONAI Label's reload of a changed index, entry by entry (``read_index``): a bad entry cannot stop a
-        start-up or a training."""
+        """MONAI Label's reload of an index another process changed, with its journal, entry by entry
+        (``index.read_index``): a bad entry cannot stop a start-up or a training."""
         with FileLock(self._lock_file):
-            path = Path(self._datastore_config_path)
-            if path.exists() and self._config_ts != path.stat().st_mtime:
-                self._datastore = read_index(path, self._datastore.name, self._datastore.description)
+            if self._config_ts != index.version(self._snapshot):
+                self._datastore = index.read_index(self._snapshot, self._datastore.name, self._datastore.description)
                 self._datastore.base_path = self._datastore_path
-                self._config_ts = path.stat().st_mtime if path.exists() else 0
+                self._config_ts = index.version(self._snapshot)
 
     @property
     def root(self) -> Path:
@@ -224,14 +231,35 @@ class BreastLabDatastore(LocalDatastore):
             yield
 
     def _put(self, image_id: str, obj: ImageLabelModel | None) -> None:
-        """Replace (or with ``None`` drop) one entry copy-on-write, then persist the index."""
+        """Replace (or with ``None`` drop) one entry copy-on-write and journal the change: O(1) on disk; the
+        snapshot is rewritten every ``index.COMPACT_AFTER`` changes."""
         objects = dict(self._datastore.objects)
         if obj is None:
             objects.pop(image_id, None)
         else:
             objects[image_id] = obj
         self._datastore.objects = objects
-        self._update_datastore_file(lock=False)
+        index.append(self._snapshot, image_id, None if obj is None else self._json_of(image_id, obj))
+        self._journal_lines += 1
+        if self._journal_lines >= index.COMPACT_AFTER:
+            self._update_datastore_file(lock=False)
+        self._config_ts = index.version(self._snapshot)
+
+    def _json_of(self, image_id: str, obj: ImageLabelModel) -> str:
+        """An entry's JSON, made once per entry (entries are replaced, never changed)."""
+        cached = self._entry_json.get(image_id)
+        if cached is None or cached[0] is not obj:
+            cached = self._entry_json[image_id] = (obj, obj.model_dump_json())
+        return cached[1]
+
+    def listing(self) -> Iterator[str]:
+        """``/datastore/?output=all`` as JSON text chunks, entry by entry (no whole-index copy or encoder pass)."""
+        objects = self._datastore.objects
+        header = json.dumps(self._datastore.model_dump(exclude={"base_path", "objects"}))
+        yield header[:-1] + ', "objects": {'
+        for n, (image_id, obj) in enumerate(objects.items()):
+            yield f'{", " if n else ""}{json.dumps(image_id)}: {self._json_of(image_id, obj)}'
+        yield "}}"
 
     def _require_image(self, image_id: str) -> ImageLabelModel:
         obj = self._datastore.objects.get(image_id)
@@ -245,28 +273,21 @@ class BreastLabDatastore(LocalDatastore):
             raise errors.not_found(f"no {tag!r} label for image {image_id!r}")
         return obj
 
+    def compact(self) -> None:
+        """Fold the journal into the ``datastore_v2.json`` snapshot now (e.g. after an import)."""
+        self._update_datastore_file()
+
     def _update_datastore_file(self, lock: bool = True) -> None:
-        """Write ``datastore_v2.json`` atomically (temp file + rename)."""
+        """Rewrite the ``datastore_v2.json`` snapshot atomically and empty the journal."""
         if lock:
             with self._writing():
                 return self._update_datastore_file(lock=False)
         self._ignore_event_config = True
-        text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), default=str)
-        write_text_atomic(self._datastore_config_path, text)
-        self._config_ts = os.stat(self._datastore_config_path).st_mtime
-
-
-def checked_image_labels(info: dict) -> dict:
-    """``info`` with its image-level labels (``class``, ``birads``, ``probabilities``) normalised; 422 for
-    unknown values."""
-    checked = dict(info)
-    for key, allowed in IMAGE_LABELS.items():
-        if checked.get(key) is not None:
-            value = str(checked[key]).strip().lower()
-            if value not in allowed:
-                raise errors.unprocessable(f"unknown {key} {checked[key]!r}; expected one of {', '.join(allowed)}")
-            checked[key] = value
-    return {**checked, **_checked_probabilities(info)}
+        header = self._datastore.model_dump(exclude={"base_path", "objects"})
+        entries = {i: self._json_of(i, obj) for i, obj in self._datastore.objects.items()}
+        index.write_snapshot(self._snapshot, header, entries)
+        self._journal_lines = 0
+        self._config_ts = index.version(self._snapshot)
 
 
 def _png_ids(folder: Path) -> set[str]:
@@ -274,26 +295,3 @@ def _png_ids(folder: Path) -> set[str]:
     with os.scandir(folder) as entries:
         return {e.name.removesuffix(EXTENSION) for e in entries
                 if e.name.endswith(EXTENSION) and not e.name.startswith(".") and e.is_file()}
-
-
-def checked_id(image_id: str, what: str = "image id") -> str:
-    try:
-        return check_id(image_id, what)
-    except ValueError as e:
-        raise errors.bad_request(str(e)) from e
-
-
-def _checked_probabilities(info: dict) -> dict:
-    """``{"probabilities": {class: 0..1}}`` from ``info`` when given; 422 for unknown classes or values."""
-    probabilities = info.get("probabilities")
-    if probabilities is None:
-        return {}
-    if not isinstance(probabilities, dict) or not set(probabilities) <= set(CLASS_NAMES):
-        raise errors.unprocessable(f"probabilities must map classes ({', '.join(CLASS_NAMES)}) to numbers")
-    try:
-        checked = {name: float(p) for name, p in probabilities.items()}
-    except (TypeError, ValueError) as e:
-        raise errors.unprocessable(f"probabilities must be numbers: {e}") from e
-    if not all(0.0 <= p <= 1.0 for p in checked.values()):
-        raise errors.unprocessable("probabilities must lie between 0 and 1")
-    return {"probabilities": checked}

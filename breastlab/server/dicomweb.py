@@ -34,7 +34,8 @@ from breastlab.formats.dicom_seg import mask_to_seg, referenced_instance, seg_ma
 from breastlab.formats.dicom_sr import assessment_sr, read_assessment
 from breastlab.formats.png import ImageError, check_id
 from breastlab.server import errors
-from breastlab.server.datastore import IMAGE_LABELS, BreastLabDatastore, checked_id, checked_image_labels
+from breastlab.server.datastore import BreastLabDatastore
+from breastlab.server.inputs import IMAGE_LABELS, checked_id, checked_image_labels
 from breastlab.server.pacs import Location, Pacs, StoreError
 
 logger = logging.getLogger(__name__)

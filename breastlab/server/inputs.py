@@ -13,6 +13,8 @@ from pathlib import Path
 
 from fastapi import Request, UploadFile
 
+from breastlab.data import BIRADS, CLASS_NAMES
+from breastlab.formats.png import check_id
 from breastlab.server import errors
 
 MAX_JSON_BYTES = 64 * 1024
@@ -23,6 +25,7 @@ RESERVED_PARAMS = frozenset({
     "model_filename", "timeout", "logging", "cache_transforms", "description", "skip_writer",
 })  # set by the server from the path, the datastore and its own config; a client's params never override them
 UPLOADS = ".breastlab/uploads"
+IMAGE_LABELS = {"class": CLASS_NAMES, "birads": BIRADS}  # image-level labels kept in the image info
 
 
 def json_object(text: str | None, what: str) -> dict:
@@ -130,3 +133,39 @@ def saved_upload(upload: UploadFile, datastore_root: str | Path, suffix: str = "
 def clear_uploads(datastore_root: str | Path) -> None:
     """Remove what a killed server left in the uploads folder (at start-up)."""
     shutil.rmtree(uploads_folder(datastore_root), ignore_errors=True)
+
+
+def checked_image_labels(info: dict) -> dict:
+    """``info`` with its image-level labels (``class``, ``birads``, ``probabilities``) normalised; 422 for
+    unknown values."""
+    checked = dict(info)
+    for key, allowed in IMAGE_LABELS.items():
+        if checked.get(key) is not None:
+            value = str(checked[key]).strip().lower()
+            if value not in allowed:
+                raise errors.unprocessable(f"unknown {key} {checked[key]!r}; expected one of {', '.join(allowed)}")
+            checked[key] = value
+    return {**checked, **_checked_probabilities(info)}
+
+
+def checked_id(image_id: str, what: str = "image id") -> str:
+    try:
+        return check_id(image_id, what)
+    except ValueError as e:
+        raise errors.bad_request(str(e)) from e
+
+
+def _checked_probabilities(info: dict) -> dict:
+    """``{"probabilities": {class: 0..1}}`` from ``info`` when given; 422 for unknown classes or values."""
+    probabilities = info.get("probabilities")
+    if probabilities is None:
+        return {}
+    if not isinstance(probabilities, dict) or not set(probabilities) <= set(CLASS_NAMES):
+        raise errors.unprocessable(f"probabilities must map classes ({', '.join(CLASS_NAMES)}) to numbers")
+    try:
+        checked = {name: float(p) for name, p in probabilities.items()}
+    except (TypeError, ValueError) as e:
+        raise errors.unprocessable(f"probabilities must be numbers: {e}") from e
+    if not all(0.0 <= p <= 1.0 for p in checked.values()):
+        raise errors.unprocessable("probabilities must lie between 0 and 1")
+    return {"probabilities": checked}

@@ -142,6 +142,10 @@ def next_sample(strategy: str, params: dict = JSON_BODY, user: User = USER):
 
 @router.get("/datastore/", summary=f"{RBAC_USER}Get All Images/Labels from datastore")
 def list_datastore(output: Optional[datastore.ResultType] = None, user: User = USER):
+    """``output=all`` is streamed entry by entry from a folder datastore (FastAPI's encoder took 3.5 s at 100k)."""
+    store = app_instance().datastore()
+    if output == datastore.ResultType.all and hasattr(store, "listing"):
+        return StreamingResponse(store.listing(), media_type="application/json")
     return datastore.datastore(output)
 
 

@@ -30,4 +30,5 @@ def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | N
                 store.save_label(case.case, str(case.mask), DefaultLabelTag.FINAL.value, mask_source)
         except HTTPException as e:
             raise DatasetError(f"case {case.case!r} ({case.image}): {e.detail}") from e
+    store.compact()
     return len(cases)
