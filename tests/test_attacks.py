@@ -63,7 +63,8 @@ def test_a_server_file_is_never_an_image(server, tmp_path):
 
 @pytest.mark.parametrize("method, path", [("post", f"/infer/wsi_v2/{MODEL}?image=/etc/passwd"),
                                           ("post", f"/batch/infer/{MODEL}"), ("post", "/batch/infer/nosuch"),
-                                          ("put", "/session/?uncompress=true"), ("get", "/logs/gpu")])
+                                          ("put", "/session/?uncompress=true"), ("get", "/logs/gpu"),
+                                          ("get", "/proxy/dicom/x"), ("post", "/proxy/dicom/stow/studies")])
 def test_routes_breastlab_does_not_offer_answer_404(server, method, path):
     response = getattr(requests, method)(server.url + path, timeout=30)
     assert response.status_code == 404 and "not offered" in response.json()["detail"]

@@ -266,11 +266,13 @@ def download_dataset(limit_cases: Optional[int] = None, user: User = ANNOTATOR):
 
 NOT_OFFERED = [("POST", "/infer/wsi_v2/{model}"), ("POST", "/infer/wsi/{model}"), ("POST", "/batch/infer/{model}"),
                ("GET", "/batch/infer"), ("DELETE", "/batch/infer"), ("PUT", "/session/"),
-               ("GET", "/session/{session_id}"), ("DELETE", "/session/{session_id}"), ("GET", "/logs/gpu")]
+               ("GET", "/session/{session_id}"), ("DELETE", "/session/{session_id}"), ("GET", "/logs/gpu"),
+               ("GET", "/proxy/dicom/{path:path}"), ("POST", "/proxy/dicom/{path:path}")]  # PACS pass-through
 
 
 def not_offered(request: Request):
-    """MONAI Label routes for what BreastLab does not do (whole slides, batch jobs, sessions, GPU logs)."""
+    """MONAI Label routes for what BreastLab does not do (whole slides, batch jobs, sessions, GPU logs, a DICOMweb
+    pass-through for web viewers that would let clients store into the PACS unchecked)."""
     raise errors.not_found(f"{request.method} {request.url.path} is not offered by BreastLab")
 
 
