@@ -89,7 +89,7 @@ class BundleTrainTask(TrainTask):
             "best_metric": float(best.best_metric),
             "best_epoch": int(best.best_metric_epoch),
             "seconds": round(time.time() - start, 1),
-            "weights": str(self.served_weights),
+            "weights": self.served_weights.name,  # no server paths for user roles
         }
         write_text_atomic(self.stats_file, json.dumps(stats, indent=2))
         logger.info(f"Training finished: {stats}")
