@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,17 @@ from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT, SHARED_DATA
 from tests.test_mammo import synthetic_breast
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_temp_files_left_behind():
+    """Nothing the tests, or the servers they start, write outlives the run in the temp folder (pytest's own
+    ``pytest-of-*`` folder aside)."""
+    folder = Path(tempfile.gettempdir())
+    before = {p.name for p in folder.iterdir()}
+    yield
+    left = sorted(p.name for p in folder.iterdir() if p.name not in before and not p.name.startswith("pytest-of-"))
+    assert not left, f"the test run left {len(left)} entries in {folder}: {left[:20]}"
 
 
 @pytest.fixture(scope="session")

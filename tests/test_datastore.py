@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,8 +118,10 @@ def test_dataset_archive_round_trips_through_the_reader(tmp_path):
     store.save_label("a", str(write_png(mask, tmp_path / "mask.png")), "final", {})
     store.update_image_info("a", {"class": "malignant", "birads": "5"})
     store.update_image_info("b", {"class": "normal"})
-    with zipfile.ZipFile(store.get_dataset_archive()) as archive:
+    archive_path = Path(store.get_dataset_archive())  # the caller owns the zip (the route streams, then drops it)
+    with zipfile.ZipFile(archive_path) as archive:
         archive.extractall(tmp_path / "export")
+    archive_path.unlink()
     cases = {c.case: c for c in read_dataset(tmp_path / "export")}
     assert (cases["a"].label, cases["a"].meta["birads"], cases["b"].label) == ("malignant", "5", "normal")
     assert cases["b"].mask is None

@@ -35,6 +35,7 @@ from breastlab.server import errors, index
 from breastlab.server.inputs import checked_id, checked_image_labels
 
 EXTENSION = ".png"
+LISTING_CHUNK = 2000  # index entries per chunk of a streamed listing
 
 
 class BreastLabDatastore(LocalDatastore):
@@ -257,8 +258,11 @@ class BreastLabDatastore(LocalDatastore):
         objects = self._datastore.objects
         header = json.dumps(self._datastore.model_dump(exclude={"base_path", "objects"}))
         yield header[:-1] + ', "objects": {'
-        for n, (image_id, obj) in enumerate(objects.items()):
-            yield f'{", " if n else ""}{json.dumps(image_id)}: {self._json_of(image_id, obj)}'
+        ids = list(objects)
+        for start in range(0, len(ids), LISTING_CHUNK):  # a send per entry cost more than the JSON itself
+            chunk = ids[start:start + LISTING_CHUNK]
+            part = ", ".join(f"{json.dumps(i)}: {self._json_of(i, objects[i])}" for i in chunk)
+            yield (", " if start else "") + part
         yield "}}"
 
     def _require_image(self, image_id: str) -> ImageLabelModel:
