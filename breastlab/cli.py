@@ -40,9 +40,9 @@ def cmd_serve(args) -> None:
 
         import_dataset(args.data, studies)
     print(f"BreastLab MONAI Label server: http://{args.host}:{args.port}/  (studies: {studies})", flush=True)
-    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR),
-               "--studies", str(studies), "--host", args.host, "--port", str(args.port)]
-    os.execv(sys.executable, command)
+    from breastlab.server.process import server_command
+
+    os.execv(sys.executable, server_command(APP_DIR, studies, args.host, args.port))
 
 
 def cmd_import(args) -> None:

@@ -199,7 +199,7 @@ def test_uncertainty_scoring_and_next_sample(server):
     assert {t["id"] for t in sample["top"]} == {"unlabelled_a", "unlabelled_b"} and scores == sorted(scores)[::-1]
     assert sample["id"] == sample["top"][0]["id"] and sample["scored_with"]["model"] == MODEL
     assert sample["scored_with"]["measure"] == "flip_variance"
-    assert sample["path"].endswith(f"{sample['id']}.png")
+    assert "path" not in sample  # clients fetch the image by id; no server paths
 
     bad = requests.post(f"{server.url}/activelearning/uncertainty", json={"top_k": 0}, timeout=30)
     assert bad.status_code == 400 and "top_k" in bad.json()["detail"]

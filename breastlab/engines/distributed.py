@@ -96,6 +96,8 @@ class DistributedBatchNorm(_BatchNorm):
             return super().forward(x)
         if isinstance(x, MetaTensor):  # its statistics are not a batch of images: no per-image metadata
             x = x.as_tensor()
+        dtype = x.dtype  # statistics in at least float32, also under bfloat16 autocast
+        x = x.to(torch.promote_types(dtype, torch.float32))
         channels, dims = x.shape[1], [0, *range(2, x.dim())]
         count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
         totals = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
@@ -106,7 +108,7 @@ class DistributedBatchNorm(_BatchNorm):
             self._update_running_stats(mean.detach(), var.detach() * n / (n - 1).clamp_min(1))
         shape = (1, channels) + (1,) * (x.dim() - 2)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        return (y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y).to(dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:

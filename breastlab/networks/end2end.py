@@ -187,10 +187,10 @@ class MammogramEnsemble(nn.Module):
         probabilities, heatmaps = [], []
         for classifier, head in zip(self.classifiers, self.patch_heads):
             features = classifier.trunk(x)
-            probabilities.append(classifier.pool(classifier.logit_map_of_trunk(features)).softmax(1))
-            if self.flip_average:
-                probabilities.append(classifier(x.flip(-1)).softmax(1))
-            heatmaps.append(1 - window_average(head(features), self.patch_window).softmax(1)[:, :1])
+            probabilities.append(classifier.pool(classifier.logit_map_of_trunk(features)).float().softmax(1))
+            if self.flip_average:  # probabilities in float32, also under bfloat16 autocast
+                probabilities.append(classifier(x.flip(-1)).float().softmax(1))
+            heatmaps.append(1 - window_average(head(features).float(), self.patch_window).softmax(1)[:, :1])
         cls, heatmap = torch.stack(probabilities).mean(0), torch.stack(heatmaps).mean(0)
         return pack_outputs([heatmap], [cls]) if self.packed else {"cls": cls, "heatmap": heatmap}
 

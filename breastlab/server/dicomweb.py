@@ -184,6 +184,10 @@ class DicomWebDatastore(BreastLabDatastore):
         self._maybe_refresh()
         return super().json()
 
+    def listing(self):
+        self._maybe_refresh()
+        return super().listing()
+
     def datalist(self, full_path=True):
         self._maybe_refresh()
         return super().datalist(full_path)

@@ -10,9 +10,22 @@ import sys
 import time
 from pathlib import Path
 
+import monailabel
 import requests
 
 from breastlab.bundle import PROJECT_ROOT
+
+
+def server_command(app_dir: Path, studies: Path | str, host: str, port: int) -> list[str]:
+    """``python -m monailabel.main start_server`` for the app, with its logging config written into the app's
+    ``logs/`` (MONAI Label otherwise writes one into the temp folder at every start and leaves it there)."""
+    logs = Path(app_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    template = (Path(monailabel.__file__).parent / "logging.json").read_text()
+    config = logs / "logging.json"
+    config.write_text(template.replace("${LOGDIR}", str(logs)).replace("${LOGFILE}", str(logs / "app.log")))
+    return [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app_dir), "--studies",
+            str(studies), "--host", host, "--port", str(port), "--log_config", str(config)]
 
 
 def free_port() -> int:
@@ -41,8 +54,7 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180) -> "Server":
-        command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(self.app_dir),
-                   "--studies", str(self.studies), "--host", "127.0.0.1", "--port", str(self.port)]
+        command = server_command(self.app_dir, self.studies, "127.0.0.1", self.port)
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.app_dir,
                                             env=self.env)
