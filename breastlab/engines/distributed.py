@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -31,7 +32,15 @@ def init_process_group() -> None:
 
 
 def destroy_process_group() -> None:
+    """Leave the group once every process is done and gloo's worker threads have released their finished work.
+
+    Tearing the group down (``~ProcessGroupGloo``, also when DDP's reducer is freed) while a worker thread still
+    released a collective's work deadlocked now and then: that release needs the GIL, which the tearing-down
+    thread holds. The barrier waits for all collectives; the pause, with the GIL released, lets the workers
+    finish releasing them."""
     if dist.is_initialized():
+        dist.barrier()
+        time.sleep(0.2)
         dist.destroy_process_group()
 
 
