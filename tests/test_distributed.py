@@ -20,15 +20,9 @@ WORKER = Path(__file__).with_name("ddp_gradients.py")
 
 
 def run(command: list[str], tmp_path: Path, timeout: float = 150) -> None:
-    """Run ``command`` with its temp folder (torchrun leaves ``torchelastic_*`` folders) in ``tmp_path``; once more
-    if it hangs. A 2-process gloo run on this 2-core CPU hangs now and then (about 1 run in 20; cause not found
-    yet, an open bug), where it otherwise passes in 6-16 s."""
-    options = dict(cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
-                   env={**os.environ, "TMPDIR": str(tmp_path)})
-    try:
-        result = subprocess.run(command, **options)
-    except subprocess.TimeoutExpired:
-        result = subprocess.run(command, **options)
+    """Run ``command`` with its temp folder (torchrun leaves ``torchelastic_*`` folders) in ``tmp_path``."""
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
 
