@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -77,12 +78,15 @@ class MixedPrecisionInferer(Inferer):
         super().__init__()
         autocast_dtype(precision, "cpu")  # an unknown precision fails here, not at the first image
         self.precision, self.channels_last, self.inferer = precision, channels_last, inferer or SimpleInferer()
+        self._converted: weakref.WeakSet = weakref.WeakSet()
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs):
         if isinstance(inputs, MetaTensor):
             inputs = inputs.as_tensor()
         if self.channels_last:
-            network.to(memory_format=torch.channels_last)
+            if network not in self._converted:  # once per network, not on every request
+                network.to(memory_format=torch.channels_last)
+                self._converted.add(network)
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         dtype = autocast_dtype(self.precision, inputs.device)
         if dtype is None:
