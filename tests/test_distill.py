@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 from monai.inferers import SimpleInferer
-from monai.networks.nets import AttentionUnet
+from monai.networks.nets import AttentionUnet, FlexibleUNet
 
+import breastlab.networks  # noqa: F401  (registers the EfficientNet-Lite backbones)
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.engines.distillation import DistillationStep, load_teachers
 from breastlab.losses import SoftDistillationLoss, WeightBalanceLoss
@@ -138,13 +139,14 @@ def test_load_teachers_checks_names_and_files(tmp_path):
 
 @pytest.mark.slow
 def test_distill_config_trains_one_epoch_on_the_samples(samples_dir, tmp_path):
+    decoder = [16, 16, 8, 8, 8]
     for name in ("benign", "malignant"):
-        channels = [4, 8, 16, 32, 64]
-        net = AttentionUnet(spatial_dims=2, in_channels=1, out_channels=1, channels=channels, strides=(2, 2, 2, 2))
+        net = FlexibleUNet(1, 1, "efficientnet-lite0", decoder_channels=decoder)
         torch.save(net.state_dict(), tmp_path / f"{name}.pt")
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
                "['configs/train.json','configs/distill.json']", "--data_dir", str(samples_dir),
-               "--train_split", "demo", "--val_split", "demo", "--epochs", "1", "--teacher_channels", str(channels),
+               "--train_split", "demo", "--val_split", "demo", "--epochs", "1",
+               "--teacher_def#backbone", "efficientnet-lite0", "--teacher_def#decoder_channels", str(decoder),
                "--teacher_paths", str({n: str(tmp_path / f"{n}.pt") for n in ("benign", "malignant")}),
                "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval"),
                "--kd_stats#iteration_log", "1"]
