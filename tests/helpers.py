@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 
 import numpy as np
 import pydicom
@@ -11,7 +12,7 @@ import requests
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
 MODEL = "breast_us_t2kd"
 
@@ -67,8 +68,25 @@ def dicom_bytes(pixels: np.ndarray | None, syntax=ExplicitVRLittleEndian, photom
         setattr(ds, keyword, value)
     if pixels is not None:
         data = np.ascontiguousarray(pixels).tobytes()
-        ds.PixelData = data if syntax == ExplicitVRLittleEndian else encapsulate([data])
+        native = syntax in (ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
+        ds.PixelData = data if native else encapsulate([data])
     ds.is_little_endian, ds.is_implicit_VR = True, False
     buffer = io.BytesIO()
     ds.save_as(buffer, write_like_original=False)
     return buffer.getvalue()
+
+
+def deflated_dicom_bomb(rows: int, cols: int, samples: int = 3, bits: int = 16) -> bytes:
+    """A small deflated DICOM whose pixel data inflates to rows x cols x samples x bits/8 zero bytes, made a
+    megabyte at a time (the test itself never holds the inflated data)."""
+    rgb = {"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB", "PlanarConfiguration": 0} if samples == 3 else {}
+    head = dicom_bytes(None, syntax=DeflatedExplicitVRLittleEndian, Rows=rows, Columns=cols, BitsAllocated=bits,
+                       BitsStored=bits, HighBit=bits - 1, Modality="US", **rgb)
+    meta_end = 132 + 12 + int.from_bytes(head[140:144], "little")  # after the file meta group length's value
+    size = rows * cols * samples * bits // 8
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = [deflater.compress(zlib.decompress(head[meta_end:], -zlib.MAX_WBITS)),
+            deflater.compress(b"\xe0\x7f\x10\x00OW\x00\x00" + size.to_bytes(4, "little"))]
+    zeros = bytes(2**20)
+    body += [deflater.compress(zeros[:min(2**20, size - start)]) for start in range(0, size, 2**20)]
+    return head[:meta_end] + b"".join(body) + deflater.flush()

@@ -16,7 +16,7 @@ from breastlab.formats.png import write_png
 from breastlab.server.process import Server
 from breastlab.server.studies import import_dataset
 
-from helpers import MODEL, dicom_bytes, infer, png_bytes, upload
+from helpers import MODEL, deflated_dicom_bomb, dicom_bytes, infer, png_bytes, upload
 
 pytestmark = pytest.mark.slow
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
@@ -204,6 +204,12 @@ def test_a_small_png_declaring_a_huge_image_is_refused_before_decoding(server):
     assert response.status_code == 415
 
 
+def test_a_small_deflated_dicom_declaring_a_huge_image_is_refused_before_inflating(server):
+    bomb = deflated_dicom_bomb(8192, 8192)  # 400 MB inflated: took one request to 4 GB of server memory
+    response = upload(server, "dicombomb", bomb, "x.dcm")
+    assert response.status_code == 415 and "inflates to more than" in response.json()["detail"]
+
+
 @pytest.mark.parametrize("params", [{"model": "breast_us_lanet"}, {"max_epochs": -1}, {"max_epochs": "abc"},
                                     {"batch_size": 0}, {"learning_rate": "nan"}, {"max_epochs": 2.5}])
 def test_bad_training_params_get_422_before_anything_runs(server, params):
@@ -245,5 +251,7 @@ def test_json_bodies_are_bounded_and_unknown_image_info_is_404(server):
     assert requests.get(f"{server.url}/datastore/image/info", params={"image": "nosuch"}, timeout=30
                         ).status_code == 404
     for response in (requests.get(f"{server.url}/datastore/image/info", params={"image": "case002"}, timeout=30),
-                     requests.post(f"{server.url}/activelearning/random", timeout=30)):
+                     requests.post(f"{server.url}/activelearning/random", timeout=30),
+                     requests.get(f"{server.url}/datastore/", params={"output": "train"}, timeout=30)):
         assert response.status_code == 200 and str(Path(server.studies).resolve()) not in response.text
+    assert {"image": "case002.png", "label": "labels/final/case002.png"} in response.json()

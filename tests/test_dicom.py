@@ -11,7 +11,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 from breastlab.formats.dicom import is_dicom, read_dicom_image
 from breastlab.formats.png import ImageError
 
-from helpers import dicom_bytes, png_bytes
+from helpers import deflated_dicom_bomb, dicom_bytes, png_bytes
 
 RAMP12 = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (32, 1))  # 12-bit values left to right
 
@@ -85,3 +85,26 @@ def test_unusable_files_raise_image_errors(tmp_path, data, kind, words):
     with pytest.raises(ImageError) as error:
         read_dicom_image(write(tmp_path, data), modalities=("MG", "US"))
     assert error.value.kind == kind and words in str(error.value)
+
+
+def test_deflated_dicom_reads_like_the_uncompressed_one(tmp_path):
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    deflated = read_dicom_image(write(tmp_path, dicom_bytes(RAMP12, DeflatedExplicitVRLittleEndian, bits_stored=12)))
+    assert np.array_equal(deflated.pixels, read_dicom_image(write(tmp_path, dicom_bytes(RAMP12, bits_stored=12),
+                                                                  "plain.dcm")).pixels)
+
+
+def test_small_deflated_dicom_declaring_a_huge_image_is_refused_without_inflating_it(tmp_path):
+    import tracemalloc
+
+    path = write(tmp_path, deflated_dicom_bomb(8192, 8192))  # inflates to 400 MB
+    assert path.stat().st_size < 1_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match="inflates to more than") as refused:
+            read_dicom_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused.value.kind == "unsupported" and peak < 20_000_000

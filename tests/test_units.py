@@ -164,3 +164,22 @@ def test_a_training_whose_server_is_gone_stops_before_replacing_weights():
     check_server(os.getppid())
     with pytest.raises(RuntimeError, match="is gone"):
         check_server(os.getppid() + 1)
+
+
+def test_background_tasks_are_bounded_and_their_history_trimmed(monkeypatch):
+    from fastapi import HTTPException
+    from monailabel.utils.async_tasks import utils as async_tasks
+
+    from breastlab.server import tasks
+
+    finished = [{"id": i, "status": "DONE"} for i in range(tasks.KEEP_FINISHED + 10)]
+    history = [*finished, {"id": "run", "status": "RUNNING"}]
+    monkeypatch.setitem(async_tasks.background_tasks, "train", history)
+    for n in range(tasks.MAX_WAITING):
+        with tasks.submitting("train"):
+            history.append({"id": f"wait{n}", "status": tasks.WAITING})
+    with pytest.raises(HTTPException) as refused, tasks.submitting("train"):
+        history.append({"id": "one too many", "status": tasks.WAITING})
+    assert refused.value.status_code == 429 and "already waiting" in refused.value.detail
+    assert len(history) == tasks.KEEP_FINISHED + 1 + tasks.MAX_WAITING
+    assert history[0]["id"] == 10 and history[-1]["id"] == f"wait{tasks.MAX_WAITING - 1}"

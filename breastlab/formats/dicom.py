@@ -7,6 +7,7 @@ bright is dense as in MONOCHROME2, RGB/YBR ultrasound converted to luminance; th
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,11 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut, convert_color_space
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from breastlab.formats.png import ImageError, check_size
+from breastlab.formats.png import MAX_PIXELS, ImageError, check_size
+
+MAX_INFLATED = MAX_PIXELS * 2 + 16 * 2**20  # bytes: the largest accepted image at 16 bits, plus its other elements
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,11 @@ def is_dicom(path: str | Path) -> bool:
 def read_dicom_image(path: str | Path, modalities: tuple[str, ...] | None = None) -> DicomImage:
     """Read a single-frame 2D DICOM image; ``ImageError`` for anything BreastLab cannot use."""
     try:
+        _check_inflated_size(path)
         ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as e:
+    except ImageError:
+        raise
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, zlib.error) as e:
         raise ImageError(f"cannot read DICOM: {e}") from e
     if "PixelData" not in ds:
         raise ImageError("DICOM file has no pixel data")
@@ -67,6 +74,24 @@ def read_dicom_image(path: str | Path, modalities: tuple[str, ...] | None = None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     return DicomImage(_display(ds, stored, photometric), modality, _spacing(ds), photometric,
                       int(ds.get("BitsStored", 8)))
+
+
+def _check_inflated_size(path: str | Path) -> None:
+    """pydicom inflates a deflated dataset whole before reading a tag, so a small file could take gigabytes:
+    measure what it inflates to first, a megabyte at a time, and refuse it beyond ``MAX_INFLATED``."""
+    meta = pydicom.filereader.read_file_meta_info(path)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    if "FileMetaInformationGroupLength" not in meta:
+        raise ImageError("deflated DICOM without a file meta group length", "unsupported")
+    with open(path, "rb") as f:
+        f.seek(128 + 4 + 12 + meta.FileMetaInformationGroupLength)  # preamble, DICM, the group length element
+        pending, inflater, size = f.read(), zlib.decompressobj(-zlib.MAX_WBITS), 0
+    while pending and size <= MAX_INFLATED:
+        size += len(inflater.decompress(pending, 2**20))
+        pending = inflater.unconsumed_tail
+    if size > MAX_INFLATED:
+        raise ImageError(f"deflated DICOM inflates to more than {MAX_INFLATED // 2**20} MB", "unsupported")
 
 
 def _display(ds, stored: np.ndarray, photometric: str) -> np.ndarray:

@@ -12,7 +12,6 @@ lock) and replace the index entries copy-on-write: a reader iterating the index 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import random
 import shutil
@@ -35,7 +34,6 @@ from breastlab.server import errors, index
 from breastlab.server.inputs import checked_id, checked_image_labels
 
 EXTENSION = ".png"
-LISTING_CHUNK = 2000  # index entries per chunk of a streamed listing
 
 
 class BreastLabDatastore(LocalDatastore):
@@ -255,15 +253,14 @@ class BreastLabDatastore(LocalDatastore):
 
     def listing(self) -> Iterator[str]:
         """``/datastore/?output=all`` as JSON text chunks, entry by entry (no whole-index copy or encoder pass)."""
-        objects = self._datastore.objects
-        header = json.dumps(self._datastore.model_dump(exclude={"base_path", "objects"}))
-        yield header[:-1] + ', "objects": {'
-        ids = list(objects)
-        for start in range(0, len(ids), LISTING_CHUNK):  # a send per entry cost more than the JSON itself
-            chunk = ids[start:start + LISTING_CHUNK]
-            part = ", ".join(f"{json.dumps(i)}: {self._json_of(i, objects[i])}" for i in chunk)
-            yield (", " if start else "") + part
-        yield "}}"
+        header = self._datastore.model_dump(exclude={"base_path", "objects"})
+        return index.listing(header, self._datastore.objects, self._json_of)
+
+    def datalist(self, full_path: bool = True) -> list[dict]:
+        """(image, label) file pairs of the final labels; ``full_path=False``: relative to the studies folder
+        (what a client may see; MONAI Label's own version leaves server paths in)."""
+        pairs, root = super().datalist(), self.root.resolve()
+        return pairs if full_path else [{k: Path(v).relative_to(root).as_posix() for k, v in p.items()} for p in pairs]
 
     def _require_image(self, image_id: str) -> ImageLabelModel:
         obj = self._datastore.objects.get(image_id)

@@ -29,6 +29,10 @@ def too_large(message: str) -> HTTPException:
     return HTTPException(status_code=413, detail=message)
 
 
+def too_many(message: str) -> HTTPException:
+    return HTTPException(status_code=429, detail=message)
+
+
 def unprocessable(message: str) -> HTTPException:
     return HTTPException(status_code=422, detail=message)
 

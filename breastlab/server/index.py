@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fastapi import HTTPException
@@ -19,6 +20,7 @@ from breastlab.server.inputs import check_bounds
 
 logger = logging.getLogger(__name__)
 COMPACT_AFTER = 2000  # journal lines before the snapshot is rewritten
+LISTING_CHUNK = 2000  # index entries per chunk of a streamed listing
 
 
 def journal_of(snapshot: Path) -> Path:
@@ -82,3 +84,13 @@ def read_index(path: Path, name: str, description: str) -> LocalDatastoreModel:
             model.objects.pop(image_id, None)
             logger.error(f"datastore index entry {image_id!r} left out: {str(getattr(e, 'detail', e))[:200]}")
     return model
+
+
+def listing(header: dict, objects: dict, json_of: Callable[[str, ImageLabelModel], str]) -> Iterator[str]:
+    """The index as JSON text in chunks of ``LISTING_CHUNK`` entries (a send per entry cost more than the JSON)."""
+    yield json.dumps(header)[:-1] + ', "objects": {'
+    ids = list(objects)
+    for start in range(0, len(ids), LISTING_CHUNK):
+        part = ", ".join(f"{json.dumps(i)}: {json_of(i, objects[i])}" for i in ids[start:start + LISTING_CHUNK])
+        yield (", " if start else "") + part
+    yield "}}"

@@ -27,7 +27,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.utils.app import app_instance
 from requests_toolbelt import MultipartEncoder
 
-from breastlab.server import errors, inputs, model_routes
+from breastlab.server import errors, inputs, model_routes, tasks
 from breastlab.server.auth import ADMIN, ANNOTATOR, USER
 
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
@@ -108,7 +108,8 @@ def train_model(
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(trainers))}")
     params = inputs.training_params(params)
     if not run_sync:
-        return train.run_model(model, params, run_sync, enqueue)
+        with tasks.submitting("train"):
+            return train.run_model(model, params, run_sync, enqueue)
     if not SYNC_TRAINING.acquire(blocking=False):
         raise errors.conflict("a training started with run_sync is running in the server: wait for it")
     try:
@@ -126,7 +127,10 @@ def run_scoring(method: str, params: dict = JSON_BODY, run_sync: Optional[bool] 
     model = (params or {}).get("model")
     if model is not None and (not isinstance(model, str) or model not in info["models"]):
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(info['models']))}")
-    return scoring.run_method(method, params, run_sync)
+    if run_sync:
+        return scoring.run_method(method, params, run_sync)
+    with tasks.submitting("scoring"):
+        return scoring.run_method(method, params, run_sync)
 
 
 @router.post("/activelearning/{strategy}", summary=f"{RBAC_USER}Run Active Learning strategy to get next sample")
@@ -142,10 +146,13 @@ def next_sample(strategy: str, params: dict = JSON_BODY, user: User = USER):
 
 @router.get("/datastore/", summary=f"{RBAC_USER}Get All Images/Labels from datastore")
 def list_datastore(output: Optional[datastore.ResultType] = None, user: User = USER):
-    """``output=all`` is streamed entry by entry from a folder datastore (FastAPI's encoder took 3.5 s at 100k)."""
+    """``output=all`` is streamed entry by entry from a folder datastore (FastAPI's encoder took 3.5 s at 100k);
+    ``output=train`` gives paths inside the studies folder, not the server's."""
     store = app_instance().datastore()
     if output == datastore.ResultType.all and hasattr(store, "listing"):
         return StreamingResponse(store.listing(), media_type="application/json")
+    if output == datastore.ResultType.train:
+        return store.datalist(full_path=False)
     return datastore.datastore(output)
 
 
