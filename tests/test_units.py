@@ -183,3 +183,17 @@ def test_background_tasks_are_bounded_and_their_history_trimmed(monkeypatch):
     assert refused.value.status_code == 429 and "already waiting" in refused.value.detail
     assert len(history) == tasks.KEEP_FINISHED + 1 + tasks.MAX_WAITING
     assert history[0]["id"] == 10 and history[-1]["id"] == f"wait{tasks.MAX_WAITING - 1}"
+
+
+def test_lesion_gate_empties_masks_without_a_confident_large_enough_lesion():
+    import torch
+
+    from breastlab.transforms import LesionGated
+
+    prob = torch.zeros(1, 10, 10)
+    prob[0, :2, :5] = 0.8  # 10 % of the image at 0.8
+    mask = (prob > 0.5).float()
+    kept = LesionGated(min_peak=0.7, min_fraction=0.1)({"pred": mask, "prob": prob})
+    assert torch.equal(kept["pred"], mask) and kept["prob"] is prob
+    for gate in (LesionGated(min_peak=0.9), LesionGated(min_fraction=0.11)):
+        assert gate({"pred": mask, "prob": prob})["pred"].sum() == 0
