@@ -6,6 +6,7 @@ from .efficientnet_lite import EfficientNetLite, EfficientNetLiteEncoder
 from .end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
 from .glam import GLAM, TrunkAutoencoder
 from .lanet import LANet
+from .medsam import LiteMedSAM
 from .outputs import OutputLayout, named_outputs, pack_outputs
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "EfficientNetLiteEncoder",
     "GLAM",
     "LANet",
+    "LiteMedSAM",
     "MammogramEnsemble",
     "OutputLayout",
     "PatchClassifier",

@@ -112,7 +112,7 @@ class MaskDecoder(nn.Module):
 
 class LiteMedSAM(nn.Module):
     """``encode`` an image (B, 3, 256, 256) in [0, 1] once, then ``decode`` prompts against its embedding.
-    ``forward(image, box)`` does both, for MONAI's tools and one-shot use."""
+    ``forward(image, box)`` does both, for MONAI's bundle runner and tools."""
 
     def __init__(self, pretrained: bool = True):
         super().__init__()
@@ -131,8 +131,11 @@ class LiteMedSAM(nn.Module):
         position = self.prompt_encoder.pe_layer.grid(EMBEDDING_SIZE)
         return self.mask_decoder(embedding, position, sparse, dense)
 
-    def forward(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.decode(self.encode(image[i:i + 1]), box[i:i + 1])[0] for i in range(len(image))])
+    def forward(self, image: torch.Tensor, box: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, 1, 256, 256) of each image with its box (B, 4); without boxes, SAM's unprompted mask."""
+        embeddings = self.encode(image)
+        return torch.cat([self.decode(embeddings[i:i + 1], None if box is None else box[i:i + 1])[0]
+                          for i in range(len(image))])
 
 
 def read_lite_medsam_weights() -> dict:

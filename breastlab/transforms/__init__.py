@@ -1,11 +1,26 @@
 """MONAI transforms: mammograms (breast side, crop, mask, results put back), clicks, multi-output postprocessing,
-the lesion-presence gate."""
+the lesion-presence gate, box and click prompts."""
 
 from .clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, next_click
 from .gates import LesionGated, lesion_present
 from .mammo import CropBreastd, MaskBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd
 from .outputs import UnpackOutputsd
+from .prompts import PromptsToNetworkd, check_roi
 
-__all__ = ["AddClickChannelsd", "AddClickd", "ClickSignald", "CropBreastd", "LesionGated", "MaskBreastd",
-           "OrientBreastd",
-           "RestoreBreastd", "RestoreWindowsd", "UnpackOutputsd", "check_points", "lesion_present", "next_click"]
+__all__ = [
+    "AddClickChannelsd",
+    "AddClickd",
+    "ClickSignald",
+    "CropBreastd",
+    "LesionGated",
+    "MaskBreastd",
+    "OrientBreastd",
+    "PromptsToNetworkd",
+    "RestoreBreastd",
+    "RestoreWindowsd",
+    "UnpackOutputsd",
+    "check_points",
+    "check_roi",
+    "lesion_present",
+    "next_click",
+]

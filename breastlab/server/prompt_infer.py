@@ -1,0 +1,56 @@
+"""A promptable bundle (LiteMedSAM) as a MONAI Label infer task: the image is encoded once and kept
+(``EmbeddingCache``), each box or click request is one decoder pass."""
+
+from __future__ import annotations
+
+import torch
+from monai.transforms import Compose
+
+from breastlab.server import errors
+from breastlab.server.embeddings import EmbeddingCache, file_key
+from breastlab.server.infer import BundleInferTask
+from breastlab.transforms.prompts import has_prompt
+
+
+class PromptInferTask(BundleInferTask):
+    """Serves a bundle whose network has ``encode(image)`` and ``decode(embedding, box, points, labels)``.
+
+    Requests carry ``roi`` and/or ``foreground``/``background`` points (``breastlab.transforms.prompts``); one without
+    any prompt is refused (422). ``cache_size`` embeddings are kept."""
+
+    def __init__(self, bundle, weights, cache_size: int = 50):
+        super().__init__(bundle, weights)
+        self.embeddings = EmbeddingCache(cache_size)
+
+    def embedding_key(self, image_path: str) -> tuple:
+        weights = self.get_path()
+        return file_key(image_path), file_key(weights) if weights else None
+
+    def encode(self, network, image: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.inferer()(image[None].to(self._device()), network.encode)
+
+    def prefetch(self, image_path: str) -> None:
+        """Start computing ``image_path``'s embedding in the background (a later request waits for it)."""
+        network = self._get_network(self._device(), None)
+        pre = Compose(self.pre_transforms())
+        self.embeddings.prefetch(self.embedding_key(image_path),
+                                 lambda: self.encode(network, pre({"image": image_path})["image"]))
+
+    def run_inferer(self, data, convert_to_batch=True, device="cpu"):
+        if not has_prompt(data):
+            raise errors.unprocessable(f"{self.bundle.name} needs a prompt: a box (roi [x0, y0, x1, y1]) and/or "
+                                       "foreground/background points [x, y]")
+        network = self._get_network(device, data)
+        embedding = self.embeddings.get(self.embedding_key(data["image_path"]),
+                                        lambda: self.encode(network, data["image"]))
+        prompts = {key: data[name][None].to(embedding.device) if name in data else None
+                   for key, name in (("box", "box"), ("points", "points"), ("labels", "point_labels"))}
+        with torch.no_grad():
+            logits, iou = self.inferer()(embedding, lambda e: network.decode(e, **prompts))
+        data[self.output_label_key] = logits[0]
+        data["predicted_iou"] = float(iou)
+        return data
+
+    def _device(self) -> str:
+        return self._config.get("device", "cpu")
