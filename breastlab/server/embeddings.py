@@ -4,7 +4,8 @@ one decoder pass.
 An entry is keyed by the image file (path, size, modification time) and the weights, so a changed image or new
 weights miss it; at most ``capacity`` entries are kept (least recently used out first). A request for an image
 whose embedding is being computed waits for that computation instead of starting another; ``prefetch`` starts one
-in the background (when an image is handed out or uploaded).
+in the background (when an image is handed out or uploaded), at most one waiting behind the one running, so that
+a burst of uploads cannot queue unbounded work (``BREASTLAB_PREFETCH=0`` turns it off).
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ class EmbeddingCache:
         self._entries: OrderedDict[Hashable, Future] = OrderedDict()
         self._lock = threading.Lock()
         self._background = ThreadPoolExecutor(1, thread_name_prefix="embeddings")
+        self._queued = 0  # background computations not started yet
+        self.prefetching = os.environ.get("BREASTLAB_PREFETCH", "1") != "0"
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        """Computed or being computed."""
+        return key in self._entries
 
     def get(self, key: Hashable, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         future, mine = self._claim(key)
@@ -45,9 +52,21 @@ class EmbeddingCache:
         return future.result()
 
     def prefetch(self, key: Hashable, compute: Callable[[], torch.Tensor]) -> None:
+        with self._lock:
+            if not self.prefetching or self._queued or key in self._entries:
+                return
+            self._queued += 1
         future, mine = self._claim(key)
         if mine:
-            self._background.submit(self._run, key, future, compute)
+            self._background.submit(self._run_queued, key, future, compute)
+        else:
+            with self._lock:
+                self._queued -= 1
+
+    def _run_queued(self, key: Hashable, future: Future, compute: Callable[[], torch.Tensor]) -> None:
+        with self._lock:
+            self._queued -= 1
+        self._run(key, future, compute)
 
     def _claim(self, key: Hashable) -> tuple[Future, bool]:
         """The entry's future, and whether this caller must compute it (the first to ask)."""

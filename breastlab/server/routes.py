@@ -141,6 +141,7 @@ def next_sample(strategy: str, params: dict = JSON_BODY, user: User = USER):
     if not result:
         return {}
     result = {key: value for key, value in result.items() if key != "path"}  # clients fetch images by id
+    instance.prefetch(result["id"])
     return {**instance.datastore().get_image_info(result["id"]), **result}
 
 
@@ -171,6 +172,7 @@ def add_image(
     with inputs.saved_upload(file, instance.datastore().root) as path:
         image = instance.datastore().add_image(image, str(path), info)
     instance.predictions.remove(image)  # of the image this id named before
+    instance.prefetch(image)
     return {"image": image}
 
 
