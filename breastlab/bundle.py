@@ -130,7 +130,9 @@ class Bundle:
         return parser
 
     def predictor(self, weights: str | Path | None = None, device: str = "cpu") -> "Predictor":
-        return Predictor(self, weights or self.model_path, device)
+        """The inference pipeline with ``weights``, else the bundle's own, else its network's pretrained ones."""
+        own = self.model_path if self.model_path.is_file() else None
+        return Predictor(self, weights or own, device)
 
 
 def find_bundles(root: str | Path = BUNDLES_DIR) -> list[Bundle]:
@@ -175,7 +177,7 @@ def publish_weights(bundle: Bundle, checkpoint: str | Path, half: bool = True) -
 class Predictor:
     """Runs a bundle's inference pipeline on one image path; returns arrays at the image's size."""
 
-    def __init__(self, bundle: Bundle, weights: str | Path, device: str = "cpu"):
+    def __init__(self, bundle: Bundle, weights: str | Path | None, device: str = "cpu"):
         self.bundle = bundle
         self.device = torch.device(device)
         self.network = load_weights(bundle.network(), weights, self.device).eval()

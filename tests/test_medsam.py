@@ -147,3 +147,30 @@ def test_a_handed_out_or_uploaded_image_has_its_embedding_started_in_the_backgro
     assert dice(mask_of(server, "mirror", roi=flipped_box), truth[:, ::-1]) > 0.85
     assert upload(server, "mirror", png_bytes(image)).status_code == 200  # a changed image under the same id
     assert dice(mask_of(server, "mirror", roi=box), truth) > 0.85  # its own embedding, not the old image's
+
+
+def test_jittered_boxes_move_each_side_by_at_most_5_percent_and_repeat_with_the_seed():
+    from breastlab.evaluation.clicks import jittered_box
+
+    truth = np.zeros((100, 200), bool)
+    truth[20:60, 50:150] = True  # a 100 x 40 box: x sides move up to 5 px, y sides up to 2 px
+    boxes = [jittered_box(truth, np.random.default_rng(seed)) for seed in range(50)]
+    assert np.abs(np.array(boxes) - [50, 20, 149, 59]).max(axis=0).tolist() <= [5, 2, 5, 2]
+    assert len({tuple(b) for b in boxes}) == 50 and jittered_box(truth, np.random.default_rng(3)) == boxes[3]
+    edge = np.zeros((100, 200), bool)
+    edge[0:10, 190:200] = True
+    x0, y0, x1, y1 = jittered_box(edge, np.random.default_rng(0))
+    assert 0 <= x0 < x1 <= 199 and 0 <= y0 < y1 <= 99
+
+
+@pytest.mark.slow
+def test_evaluate_scores_boxes_then_clicks_with_the_embedding_computed_once_per_image():
+    from breastlab.bundle import get_bundle
+    from breastlab.evaluation.evaluate import evaluate
+
+    report = evaluate(get_bundle(MODEL), SAMPLES)
+    summary = report["clicks"]["summary"]
+    assert summary["n"] == 6 and report["segmentation"] is None and "automatic_dice" not in summary
+    assert summary["box_dice"] > 0.8 and len(summary["box_click_dice"]) == 2
+    assert all(0 < d <= 1 for d in summary["box_click_dice"])  # zero-shot, clicks on a box can lower the Dice
+    assert len(summary["dice_after_clicks"]) == 20 and 1 <= summary["noc85"] <= 20

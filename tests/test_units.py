@@ -156,7 +156,9 @@ def test_click_curves_are_plotted_from_click_summaries(tmp_path):
     summary = {"n": 3, "automatic_dice": 0.5, "dice_after_clicks": [0.7, 0.8, 0.9]}
     png = plot_click_curves({"model": summary, "other": {**summary, "automatic_dice": 0.1}}, tmp_path / "c.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(KeyError, match="automatic_dice"):
+    promptable = {"n": 3, "box_dice": 0.9, "box_click_dice": [0.92, 0.95], "dice_after_clicks": [0.6, 0.8, 0.9]}
+    assert plot_click_curves({"box model": promptable}, tmp_path / "box.png").is_file()
+    with pytest.raises(KeyError, match="dice_after_clicks"):
         plot_click_curves({"no clicks": {"n": 0}}, tmp_path / "none.png")
 
 

@@ -27,18 +27,21 @@ SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "
                         "mean_fp_fraction", "fp_rate"]
 CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "accuracy", "sensitivity", "specificity", "f1"]
 MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
-CLICK_COLUMNS = ["n", "automatic_dice", "dice_1_click", "dice_3_clicks", "dice_5_clicks", "noc85", "noc90"]
+CLICK_COLUMNS = ["n", "automatic_dice", "box_dice", "box_1_click", "box_2_clicks", "dice_1_click", "dice_3_clicks",
+                 "dice_5_clicks", "noc85", "noc90"]
 
 
 def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, weights: str | Path | None = None,
              save_masks: str | Path | None = None, grad_cam_layer: str | None = None) -> dict:
     """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it; with
     ``grad_cam_layer``, score Grad-CAM of the classifier at that layer as its lesion map. A click model
-    (``deepedit``) is scored without clicks and with simulated clicks (``evaluate_clicks``)."""
+    (``deepedit``) is scored without clicks and with simulated clicks (``evaluate_clicks``); a promptable one has no
+    automatic output and is scored on simulated boxes and clicks only."""
     predictor = bundle.predictor(weights)
     if grad_cam_layer:
         predictor = GradCamPredictor(predictor, grad_cam_layer)
-    rows = score_cases(predictor, read_dataset(data_dir, split), bundle.name, save_masks)
+    cases = [] if bundle.prompts else read_dataset(data_dir, split)
+    rows = score_cases(predictor, cases, bundle.name, save_masks)
     return {
         "bundle": bundle.name,
         "weights": str(weights or bundle.model_path),
@@ -103,7 +106,9 @@ def print_report(report: dict) -> None:
     if report.get("clicks"):
         summary = report["clicks"]["summary"]
         dices = summary.get("dice_after_clicks", [])
-        row = {**summary, **{f"dice_{k}_click{'s' * (k > 1)}": dices[k - 1] for k in (1, 3, 5) if len(dices) >= k}}
+        box = summary.get("box_click_dice", [])
+        row = {**summary, **{f"dice_{k}_click{'s' * (k > 1)}": dices[k - 1] for k in (1, 3, 5) if len(dices) >= k},
+               **{f"box_{k}_click{'s' * (k > 1)}": box[k - 1] for k in (1, 2) if len(box) >= k}}
         print(format_table([row], CLICK_COLUMNS, "Simulated clicks (lesion images; NoC: clicks to reach Dice "
                                                  "0.85 / 0.90, 20 if never)"), end="\n\n")
 

@@ -62,14 +62,19 @@ def plot_metric_curves(logs: dict[str, str | Path], metric: str, out: str | Path
 
 
 def plot_click_curves(summaries: dict[str, dict], out: str | Path, title: str = "") -> Path:
-    """Save a PNG of mean Dice against the number of simulated clicks (0: automatic mode), one line per
-    ``evaluate_clicks`` summary ({label: summary}), with the NoC@85 / NoC@90 targets as dashed lines."""
+    """Save a PNG of mean Dice against the number of simulated clicks (0: automatic mode, where the model has one),
+    one line per ``evaluate_clicks`` summary ({label: summary}), a dotted one from its box (0: the box alone) for a
+    promptable model, and the NoC@85 / NoC@90 targets as dashed lines."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for label, summary in summaries.items():
-        dices = [summary["automatic_dice"], *summary["dice_after_clicks"]]
-        ax.plot(range(len(dices)), dices, marker=".", label=label)
-        ax.set_xticks(range(0, len(dices), 2))
+        start = 0 if "automatic_dice" in summary else 1
+        dices = [summary["automatic_dice"]] * (1 - start) + summary["dice_after_clicks"]
+        ax.plot(range(start, start + len(dices)), dices, marker=".", label=label)
+        if "box_dice" in summary:
+            box = [summary["box_dice"], *summary["box_click_dice"]]
+            ax.plot(range(len(box)), box, marker="s", linestyle=":", label=f"{label}, box + clicks")
+        ax.set_xticks(range(0, start + len(dices), 2))
     for target in (0.85, 0.90):
         ax.axhline(target, color="gray", linestyle="--", linewidth=0.8)
     ax.set_xlabel("clicks (0 = automatic mode)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from monai.transforms import Compose
 
+from breastlab.engines.prompting import decode_prompts, encode_image
 from breastlab.server import errors
 from breastlab.server.embeddings import EmbeddingCache, file_key
 from breastlab.server.infer import BundleInferTask
@@ -27,8 +28,7 @@ class PromptInferTask(BundleInferTask):
         return file_key(image_path), file_key(weights) if weights else None
 
     def encode(self, network, image: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.inferer()(image[None].to(self._device()), network.encode)
+        return encode_image(network, self.inferer(), image.to(self._device()))
 
     def prefetch(self, image_path: str) -> None:
         """Start computing ``image_path``'s embedding in the background (a later request waits for it)."""
@@ -45,10 +45,7 @@ class PromptInferTask(BundleInferTask):
         key = self.embedding_key(data["image_path"])
         data["embedding"] = "cached" if key in self.embeddings else "computed"
         embedding = self.embeddings.get(key, lambda: self.encode(network, data["image"]))
-        prompts = {key: data[name][None].to(embedding.device) if name in data else None
-                   for key, name in (("box", "box"), ("points", "points"), ("labels", "point_labels"))}
-        with torch.no_grad():
-            logits, iou = self.inferer()(embedding, lambda e: network.decode(e, **prompts))
+        logits, iou = decode_prompts(network, self.inferer(), embedding, data)
         data[self.output_label_key] = logits[0]
         data["predicted_iou"] = float(iou)
         return data
