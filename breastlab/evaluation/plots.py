@@ -69,7 +69,7 @@ def plot_click_curves(summaries: dict[str, dict], out: str | Path, title: str = 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for label, summary in summaries.items():
         start = 0 if "automatic_dice" in summary else 1
-        dices = [summary["automatic_dice"]] * (1 - start) + summary["dice_after_clicks"]
+        dices = ([summary["automatic_dice"]] if start == 0 else []) + summary["dice_after_clicks"]
         ax.plot(range(start, start + len(dices)), dices, marker=".", label=label)
         if "box_dice" in summary:
             box = [summary["box_dice"], *summary["box_click_dice"]]
