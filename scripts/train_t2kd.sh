@@ -13,11 +13,11 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(benign malignant distill alone)
 for s in "${steps[@]}"; do
   case $s in
-    benign|malignant) train --with teacher --set teacher_class=$s --epochs 12 --set learning_rate=0.0003 \
+    benign|malignant) train --with teacher --set teacher_class=$s --epochs 8 --set learning_rate=0.0003 \
                         --set initial_weights=$teachers/all/model.pt ;;
-    distill)  train --with distill --out runs/t2kd/distilled ;;
-    ensemble) train --with distill --set teacher_mode=ensemble --out runs/t2kd/ensemble ;;
-    alone)    train --with distill --set 'teacher_paths={}' --set alpha=0 --out runs/t2kd/alone ;;
+    distill)  train --with distill --epochs 20 --out runs/t2kd/distilled ;;
+    ensemble) train --with distill --epochs 20 --set teacher_mode=ensemble --out runs/t2kd/ensemble ;;
+    alone)    train --with distill --epochs 20 --set 'teacher_paths={}' --set alpha=0 --out runs/t2kd/alone ;;
     *) echo "unknown step $s" >&2; exit 2 ;;
   esac 2>&1 | tee "runs/t2kd/$s.log"
 done
