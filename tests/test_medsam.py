@@ -103,7 +103,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.slow
 def test_served_as_an_interactive_model_that_segments_from_a_box_then_from_its_cached_embedding(server):
     info = requests.get(f"{server.url}/info/", timeout=30).json()
-    assert info["models"][MODEL]["type"] == "deepedit" and MODEL not in info["trainers"]
+    assert info["models"][MODEL]["type"] == "deepedit" and MODEL in info["trainers"]
     truth, box = truth_box("case008")
     first = prompt(server, "case008", roi=box).json()
     assert first["embedding"] == "computed" and first["height"], first
@@ -174,3 +174,22 @@ def test_evaluate_scores_boxes_then_clicks_with_the_embedding_computed_once_per_
     assert summary["box_dice"] > 0.8 and len(summary["box_click_dice"]) == 2
     assert all(0 < d <= 1 for d in summary["box_click_dice"])  # zero-shot, clicks on a box can lower the Dice
     assert len(summary["dice_after_clicks"]) == 20 and 1 <= summary["noc85"] <= 20
+
+
+@pytest.mark.slow
+def test_fine_tuning_config_caches_embeddings_and_trains_the_decoder_only(tmp_path):
+    from breastlab.bundle import get_bundle
+
+    parser = get_bundle(MODEL).train(data_dir=str(SAMPLES), train_split="demo", val_split="demo", epochs=1,
+                                     batch_size=3, embedding_dir=str(tmp_path / "embeddings"),
+                                     ckpt_dir=str(tmp_path / "models"), output_dir=str(tmp_path / "eval"))
+    assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 6
+    network = parser.get_parsed_content("network")
+    assert not any(p.requires_grad for p in network.image_encoder.parameters())
+    encoder_before = LiteMedSAM().image_encoder.state_dict()
+    trained = torch.load(tmp_path / "models" / "last.pt", map_location="cpu")
+    trained = trained.get("model", trained)
+    assert all(torch.equal(v, trained[f"image_encoder.{k}"]) for k, v in encoder_before.items())
+    decoder_before = LiteMedSAM().mask_decoder.state_dict()
+    assert any(not torch.equal(v, trained[f"mask_decoder.{k}"]) for k, v in decoder_before.items())
+    assert (tmp_path / "models" / "model.pt").is_file()  # the best on val, the zero-shot weights included

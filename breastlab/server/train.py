@@ -60,7 +60,8 @@ class BundleTrainTask(TrainTask):
         options = {**self.config(), **{k: v for k, v in request.items() if k in self.config()}}
         items = self.training_items(datastore)
         train, val = split_train_val(items, float(options["val_fraction"]))
-        start_weights = self.served_weights if self.served_weights.is_file() else self.bundle.model_path
+        start_weights = next((p for p in (self.served_weights, self.bundle.model_path) if p.is_file()), None)
+        cached = {"embedding_dir": str(self.served_weights.parent / "embeddings")} if self.bundle.prompts else {}
         self.served_weights.parent.mkdir(parents=True, exist_ok=True)
         start = time.time()
         with tempfile.TemporaryDirectory(dir=self.served_weights.parent, prefix=".train-") as run_dir:
@@ -70,11 +71,12 @@ class BundleTrainTask(TrainTask):
                 epochs=int(options["max_epochs"]),
                 learning_rate=float(options["learning_rate"]),
                 batch_size=int(options["batch_size"]),
-                initial_weights=str(start_weights),
+                initial_weights=start_weights and str(start_weights),
                 ckpt_dir=run_dir,
                 output_dir=run_dir,
                 num_workers=0,
                 on_epoch=on_epoch,
+                **cached,
             )
             check_server(server)
             os.replace(Path(run_dir) / "model.pt", self.served_weights)
