@@ -86,12 +86,13 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.update_buttons()
 
     def watch_points(self):
-        """Re-run the click model whenever a foreground or background point is placed."""
+        """Re-run the interactive model whenever a foreground or background point is placed or the box is drawn."""
         session = self.logic.session
         self.removeObservers(self.on_point_placed)
         self.ui.foregroundPlaceWidget.setCurrentNode(session.foreground)
         self.ui.backgroundPlaceWidget.setCurrentNode(session.background)
-        for points in (session.foreground, session.background):
+        self.ui.boxPlaceWidget.setCurrentNode(session.box)
+        for points in (session.foreground, session.background, session.box):
             self.addObserver(points, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.on_point_placed)
 
     def on_scene_closed(self, caller=None, event=None):

@@ -122,3 +122,21 @@ def test_showing_the_image_alone_clears_the_overlay(scene):
     mrml.show_saliency(scene, volume, np.zeros((20, 30)), opacity=0.5)
     mrml.show_layers(scene, volume)
     assert composite(scene).GetForegroundVolumeID() is None
+
+
+def place_box(scene, volume, x0: float, y0: float, x1: float, y1: float):
+    """A ROI spanning pixels (x0, y0) to (x1, y1), placed in RAS as a user drags it."""
+    box = mrml.add_box(scene, "box", (0, 0, 1))
+    (r0, a0, _), (r1, a1, _) = mrml.pixel_to_ras(volume, x0, y0), mrml.pixel_to_ras(volume, x1, y1)
+    box.SetXYZ((r0 + r1) / 2, (a0 + a1) / 2, 0)
+    box.SetRadiusXYZ(abs(r1 - r0) / 2, abs(a1 - a0) / 2, 0.5)
+    return box
+
+
+def test_a_drawn_box_is_sent_as_the_pixels_it_holds(scene):
+    volume = mrml.add_image_volume(scene, gradient_image(20, 30), "case")  # 30 columns, 20 rows
+    assert mrml.pixel_box(place_box(scene, volume, 4, 2, 25, 9), volume) == [4, 2, 25, 9]  # x = column, y = row
+    assert mrml.pixel_box(place_box(scene, volume, 4.4, 2.6, 25.2, 9.5), volume) == [5, 3, 25, 9]  # centres inside
+    assert mrml.pixel_box(place_box(scene, volume, -5, -3, 12, 40), volume) == [0, 0, 12, 19]  # clipped to the image
+    assert mrml.pixel_box(place_box(scene, volume, 40, 2, 50, 9), volume) is None  # right of the image
+    assert mrml.pixel_box(mrml.add_box(scene, "not drawn", (0, 0, 1)), volume) is None

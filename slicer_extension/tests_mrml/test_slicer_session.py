@@ -101,3 +101,20 @@ def test_a_new_image_replaces_the_previous_nodes(session, scene):
 def test_actions_before_an_image_is_loaded_say_so(session):
     with pytest.raises(RuntimeError, match="load an image first"):
         session.segment(MODEL)
+
+
+def test_a_box_then_clicks_go_to_the_box_model_as_image_pixels(session, server, samples):
+    volume = session.load("case002")  # 761 columns x 572 rows: a swapped x and y would miss the lesion
+    truth = np.asarray(Image.open(samples / "masks" / "case002.png")) > 0
+    rows, columns = np.nonzero(truth)
+    (r0, a0, _), (r1, a1, _) = (mrml.pixel_to_ras(volume, columns.min(), rows.min()),
+                                mrml.pixel_to_ras(volume, columns.max(), rows.max()))
+    session.box.SetXYZ((r0 + r1) / 2, (a0 + a1) / 2, 0)
+    session.box.SetRadiusXYZ(abs(r1 - r0) / 2, abs(a1 - a0) / 2, 0.5)
+    assert session.refine("breast_us_medsam") > 0
+    mask = session.mask() > 0
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.85
+    box = [int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())]
+    assert f"'roi': {box}" in Path(server["log"]).read_text()
+    session.clear_points()
+    assert mrml.pixel_box(session.box, volume) is None

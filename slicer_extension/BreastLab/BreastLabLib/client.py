@@ -66,14 +66,18 @@ class BreastLabClient:
     def image(self, image_id: str) -> np.ndarray:
         return decode_png(self._call("GET", "/datastore/image", params={"image": image_id}).content)
 
-    def segment(self, model: str, image_id: str, foreground=(), background=()) -> np.ndarray:
-        """The model's 0/1 mask at image size; points ``[x, y]`` (column, row) go to click models."""
-        return self.segment_and_summarize(model, image_id, foreground, background)[0]
+    def segment(self, model: str, image_id: str, foreground=(), background=(), box=None) -> np.ndarray:
+        """The model's 0/1 mask at image size; points ``[x, y]`` (column, row) go to click models, a ``box``
+        ``[x0, y0, x1, y1]`` (MONAI Label's ``roi``) to promptable ones."""
+        return self.segment_and_summarize(model, image_id, foreground, background, box)[0]
 
-    def segment_and_summarize(self, model: str, image_id: str, foreground=(), background=()) -> tuple[np.ndarray, dict]:
+    def segment_and_summarize(self, model: str, image_id: str, foreground=(), background=(),
+                              box=None) -> tuple[np.ndarray, dict]:
         """The mask and the model's JSON result (``probabilities`` from models that also classify) in one call."""
         points = {"foreground": [list(p) for p in foreground], "background": [list(p) for p in background]}
         params = points if foreground or background else {}
+        if box is not None:
+            params = {**params, "roi": [int(v) for v in box]}
         parts = multipart_fields(self._infer(model, image_id, "all", params))
         if "image" not in parts:
             raise ServerError(200, f"model {model!r} returned no mask")

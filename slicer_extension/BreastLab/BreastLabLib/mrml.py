@@ -162,6 +162,34 @@ def pixel_points(points, volume) -> list[list[int]]:
     return pixels[inside].tolist()
 
 
+def add_box(scene, name: str, color):
+    """An empty markups ROI: the box an annotator draws around a lesion, in ``color`` (RGB 0-1)."""
+    box = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+    box.CreateDefaultDisplayNodes()
+    box.GetDisplayNode().SetSelectedColor(list(color))
+    box.GetDisplayNode().SetColor(list(color))
+    return box
+
+
+def pixel_box(box, volume) -> list[int] | None:
+    """The box as image pixels ``[x0, y0, x1, y1]`` (columns, rows): the pixels whose centres it holds, within the
+    image; None when it is not placed or holds no two pixels apart in both directions."""
+    if box.GetNumberOfControlPoints() == 0:
+        return None
+    bounds = [0.0] * 6
+    box.GetRASBounds(bounds)
+    ras_to_ijk = vtk.vtkMatrix4x4()
+    volume.GetRASToIJKMatrix(ras_to_ijk)
+    corners = np.array([[bounds[0], bounds[2], bounds[4], 1.0], [bounds[1], bounds[3], bounds[4], 1.0]])
+    ijk = (corners @ numpy_matrix(ras_to_ijk).T)[:, :2]
+    rows, columns = image_of(volume).shape
+    low = np.maximum(np.ceil(ijk.min(axis=0) - 1e-6), 0).astype(int)
+    high = np.minimum(np.floor(ijk.max(axis=0) + 1e-6), [columns - 1, rows - 1]).astype(int)
+    if (high <= low).any():
+        return None
+    return [int(low[0]), int(low[1]), int(high[0]), int(high[1])]
+
+
 def pixel_to_ras(volume, x: float, y: float) -> list[float]:
     """RAS position of pixel (column ``x``, row ``y``) of a one-slice volume."""
     ijk_to_ras = vtk.vtkMatrix4x4()

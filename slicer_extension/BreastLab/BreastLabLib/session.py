@@ -9,10 +9,11 @@ from .client import BreastLabClient
 
 FOREGROUND_COLOR = (0.2, 0.9, 0.3)
 BACKGROUND_COLOR = (0.9, 0.2, 0.2)
+BOX_COLOR = (0.3, 0.6, 1.0)
 
 
 class AnnotationSession:
-    """The current image's volume, lesion segment, click lists and saliency overlay, kept in ``scene``."""
+    """The current image's volume, lesion segment, box, click lists and saliency overlay, kept in ``scene``."""
 
     def __init__(self, client: BreastLabClient, scene):
         self.client = client
@@ -21,6 +22,7 @@ class AnnotationSession:
         self.volume = self.segmentation = self.segment_id = self.overlay = None
         self.foreground = mrml.add_point_list(scene, "BreastLab foreground", FOREGROUND_COLOR)
         self.background = mrml.add_point_list(scene, "BreastLab background", BACKGROUND_COLOR)
+        self.box = mrml.add_box(scene, "BreastLab box", BOX_COLOR)
 
     def load(self, image_id: str):
         """Download the image, show it with an empty lesion segment; replaces the previous image's nodes."""
@@ -47,11 +49,13 @@ class AnnotationSession:
         return {**result, "lesion_pixels": self._set_mask(mask)}
 
     def refine(self, model: str) -> int:
-        """Run a click model with the foreground/background points placed on the image. Lesion pixels."""
+        """Run an interactive model with the box drawn around the lesion (promptable models) and the
+        foreground/background points placed on the image. Lesion pixels."""
         image_id = self._loaded()
         foreground = mrml.pixel_points(self.foreground, self.volume)
         background = mrml.pixel_points(self.background, self.volume)
-        return self._set_mask(self.client.segment(model, image_id, foreground, background))
+        box = mrml.pixel_box(self.box, self.volume)
+        return self._set_mask(self.client.segment(model, image_id, foreground, background, box))
 
     def classify(self, model: str) -> dict[str, float]:
         return self.client.classify(model, self._loaded())
@@ -81,11 +85,13 @@ class AnnotationSession:
         return info
 
     def clear_points(self) -> None:
+        """Remove the clicks and the box."""
         self.foreground.RemoveAllControlPoints()
         self.background.RemoveAllControlPoints()
+        self.box.RemoveAllControlPoints()
 
     def close(self) -> None:
-        """Remove the current image's nodes (the point lists stay, emptied)."""
+        """Remove the current image's nodes (the point lists and the box stay, emptied)."""
         for node in (self.overlay, self.segmentation, self.volume):
             if node is not None:
                 mrml.remove_node(node)
