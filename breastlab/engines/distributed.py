@@ -76,16 +76,19 @@ def average_loss_gradients(trainer, loss: torch.nn.Module) -> None:
     """Average the gradients of the loss's own parameters (e.g. learned task weights) over the processes
     after every backward pass, as DDP does for the network's; a no-op for a loss without parameters."""
     parameters = [p for p in loss.parameters() if p.requires_grad]
-    if not parameters:
+    if parameters:
+        trainer.add_event_handler(IterationEvents.BACKWARD_COMPLETED, lambda engine: average_gradients(parameters))
+
+
+def average_gradients(parameters) -> None:
+    """Average the parameters' gradients over the processes (a no-op outside a process group): for gradients
+    that DDP's forward hooks do not see."""
+    if not dist.is_initialized():
         return
-
-    def average(engine) -> None:
-        for p in parameters:
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= dist.get_world_size()
-
-    trainer.add_event_handler(IterationEvents.BACKWARD_COMPLETED, average)
+    for p in parameters:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
 
 
 class DistributedBatchNorm(_BatchNorm):

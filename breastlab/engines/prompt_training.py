@@ -19,6 +19,7 @@ import torch
 from monai.engines.utils import IterationEvents
 from monai.transforms import MapTransform
 
+from breastlab.engines.distributed import average_gradients
 from breastlab.engines.prompting import encode_image
 from breastlab.evaluation.clicks import jittered_box
 from breastlab.transforms.clicks import next_click
@@ -69,10 +70,15 @@ class EmbedImaged(MapTransform):
         return d
 
 
+def unwrapped(network) -> torch.nn.Module:
+    """The network inside a DDP wrapper (whose forward the decoder passes do not go through)."""
+    return getattr(network, "module", network)
+
+
 def prompt_parameters(network) -> list[torch.nn.Parameter]:
     """Freezes the image encoder (its embeddings are cached) and returns the parameters left to train: the prompt
     encoder's and the mask decoder's."""
-    network.image_encoder.requires_grad_(False)
+    unwrapped(network).image_encoder.requires_grad_(False)
     return [p for p in network.parameters() if p.requires_grad]
 
 
@@ -123,7 +129,7 @@ class PromptSimulation:
         prompts = {"box": box}
         if points and points[0]:
             prompts["points"], prompts["labels"] = torch.tensor(points), torch.tensor(labels)
-        return inferer(embeddings, lambda e: network.decode(e, **prompts)[0])
+        return inferer(embeddings, lambda e: unwrapped(network).decode(e, **prompts)[0])
 
     def __call__(self, engine, batch: dict) -> dict:
         device = engine.state.device
@@ -154,6 +160,7 @@ class PromptSimulation:
             logits = self.decode(network, inferer, embeddings, box, points, labels)
             loss = self.loss(logits.float(), targets)
             loss.backward()
+            average_gradients([p for p in network.parameters() if p.requires_grad])  # under DDP (multi_gpu_train)
             engine.optimizer.step()
             engine.state.output = {"pred": logits.detach(), "label": targets, "loss": loss.item()}
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
