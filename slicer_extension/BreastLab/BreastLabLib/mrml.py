@@ -140,11 +140,7 @@ def set_overlay_opacity(scene, opacity: float) -> None:
 
 def add_point_list(scene, name: str, color):
     """An empty markups point list drawn in ``color`` (RGB 0-1)."""
-    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
-    points.CreateDefaultDisplayNodes()
-    points.GetDisplayNode().SetSelectedColor(list(color))
-    points.GetDisplayNode().SetColor(list(color))
-    return points
+    return _add_markups(scene, "vtkMRMLMarkupsFiducialNode", name, color)
 
 
 def pixel_points(points, volume) -> list[list[int]]:
@@ -164,11 +160,15 @@ def pixel_points(points, volume) -> list[list[int]]:
 
 def add_box(scene, name: str, color):
     """An empty markups ROI: the box an annotator draws around a lesion, in ``color`` (RGB 0-1)."""
-    box = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
-    box.CreateDefaultDisplayNodes()
-    box.GetDisplayNode().SetSelectedColor(list(color))
-    box.GetDisplayNode().SetColor(list(color))
-    return box
+    return _add_markups(scene, "vtkMRMLMarkupsROINode", name, color)
+
+
+def _add_markups(scene, class_name: str, name: str, color):
+    node = scene.AddNewNodeByClass(class_name, name)
+    node.CreateDefaultDisplayNodes()
+    node.GetDisplayNode().SetSelectedColor(list(color))
+    node.GetDisplayNode().SetColor(list(color))
+    return node
 
 
 def pixel_box(box, volume) -> list[int] | None:
