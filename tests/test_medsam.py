@@ -193,3 +193,23 @@ def test_fine_tuning_config_caches_embeddings_and_trains_the_decoder_only(tmp_pa
     decoder_before = LiteMedSAM().mask_decoder.state_dict()
     assert any(not torch.equal(v, trained[f"mask_decoder.{k}"]) for k, v in decoder_before.items())
     assert (tmp_path / "models" / "model.pt").is_file()  # the best on val, the zero-shot weights included
+
+
+def test_automatic_mode_takes_its_box_from_another_bundles_largest_lesion():
+    from scipy import ndimage
+
+    from breastlab.bundle import get_bundle
+    from breastlab.engines.prompting import PromptedPredictor, automatic_box, automatic_source
+
+    bundle = get_bundle(MODEL, automatic_source="breast_us_t2kd")
+    source = automatic_source(bundle)
+    image = SAMPLES / "images" / "case007.png"
+    regions, n = ndimage.label(source(image)["mask"] > 0, structure=np.ones((3, 3)))
+    largest = regions == 1 + np.argmax(np.bincount(regions.ravel())[1:])
+    rows, cols = np.nonzero(largest)
+    assert automatic_box(source, image) == [cols.min(), rows.min(), cols.max(), rows.max()]
+    mask = PromptedPredictor(bundle.predictor(), source)(image)["mask"] > 0
+    assert mask.sum() > 0 and mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].sum() > 0.9 * mask.sum()
+    gated = get_bundle("breast_us_t2kd", gate_min_peak=1.01).predictor()  # a source that finds no lesion
+    assert automatic_box(gated, image) is None
+    assert PromptedPredictor(bundle.predictor(), gated)(image)["mask"].sum() == 0

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, read_dataset
 from breastlab.data.mammo import lesion_circles, lesion_mask
+from breastlab.engines.prompting import PromptedPredictor, automatic_source
 from breastlab.evaluation.clicks import evaluate_clicks
 from breastlab.explain.saliency import GradCamPredictor
 from breastlab.formats.png import ImageError, read_gray_png, write_png
@@ -35,12 +36,15 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
              save_masks: str | Path | None = None, grad_cam_layer: str | None = None) -> dict:
     """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it; with
     ``grad_cam_layer``, score Grad-CAM of the classifier at that layer as its lesion map. A click model
-    (``deepedit``) is scored without clicks and with simulated clicks (``evaluate_clicks``); a promptable one has no
-    automatic output and is scored on simulated boxes and clicks only."""
-    predictor = bundle.predictor(weights)
+    (``deepedit``) is scored without clicks and with simulated clicks (``evaluate_clicks``); a promptable one on
+    simulated boxes and clicks, and on its automatic mode where it has one (a box from another bundle)."""
+    base = predictor = bundle.predictor(weights)
+    cases = read_dataset(data_dir, split)
     if grad_cam_layer:
-        predictor = GradCamPredictor(predictor, grad_cam_layer)
-    cases = [] if bundle.prompts else read_dataset(data_dir, split)
+        predictor = GradCamPredictor(base, grad_cam_layer)
+    if bundle.prompts:  # scored on its automatic mode, where it has one
+        source = automatic_source(bundle)
+        predictor, cases = PromptedPredictor(base, source), cases if source else []
     rows = score_cases(predictor, cases, bundle.name, save_masks)
     return {
         "bundle": bundle.name,
@@ -50,7 +54,7 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
         "split": split,
         "n_images": len(rows),
         **summarize(rows),
-        "clicks": evaluate_clicks(predictor, data_dir, split) if bundle.task == "deepedit" else None,
+        "clicks": evaluate_clicks(base, data_dir, split) if bundle.task == "deepedit" else None,
         "cases": rows,
     }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from monai.transforms import Compose
 
-from breastlab.engines.prompting import decode_prompts, encode_image
+from breastlab.engines.prompting import automatic_box, automatic_source, decode_prompts, encode_image
 from breastlab.server import errors
 from breastlab.server.embeddings import EmbeddingCache, file_key
 from breastlab.server.infer import BundleInferTask
@@ -17,11 +17,13 @@ class PromptInferTask(BundleInferTask):
     """Serves a bundle whose network has ``encode(image)`` and ``decode(embedding, box, points, labels)``.
 
     Requests carry ``roi`` and/or ``foreground``/``background`` points (``breastlab.transforms.prompts``); one without
-    any prompt is refused (422). ``cache_size`` embeddings are kept."""
+    any prompt takes its box from the bundle's ``automatic_source`` (another bundle's largest lesion region), and
+    is refused (422) when the bundle names none. ``cache_size`` embeddings are kept."""
 
     def __init__(self, bundle, weights, cache_size: int = 50):
         super().__init__(bundle, weights)
         self.embeddings = EmbeddingCache(cache_size)
+        self._source = None
 
     def embedding_key(self, image_path: str) -> tuple:
         weights = self.get_path()
@@ -38,9 +40,10 @@ class PromptInferTask(BundleInferTask):
                                  lambda: self.encode(network, pre({"image": image_path})["image"]))
 
     def run_inferer(self, data, convert_to_batch=True, device="cpu"):
-        if not has_prompt(data):
-            raise errors.unprocessable(f"{self.bundle.name} needs a prompt: a box (roi [x0, y0, x1, y1]) and/or "
-                                       "foreground/background points [x, y]")
+        if not has_prompt(data) and not self.automatic_prompt(data):
+            data[self.output_label_key] = torch.full((1, *data["image"].shape[1:]), -20.0)  # the source found none
+            data["predicted_iou"], data["embedding"] = 0.0, "not needed"
+            return data
         network = self._get_network(device, data)
         key = self.embedding_key(data["image_path"])
         data["embedding"] = "cached" if key in self.embeddings else "computed"
@@ -49,6 +52,19 @@ class PromptInferTask(BundleInferTask):
         data[self.output_label_key] = logits[0]
         data["predicted_iou"] = float(iou)
         return data
+
+    def automatic_prompt(self, data: dict) -> bool:
+        """Put the automatic box into ``data`` (network pixels); False when the source finds no lesion."""
+        if self.bundle.inference.get("automatic_source") is None:
+            raise errors.unprocessable(f"{self.bundle.name} needs a prompt: a box (roi [x0, y0, x1, y1]) and/or "
+                                       "foreground/background points [x, y]")
+        self._source = self._source or automatic_source(self.bundle)
+        roi = automatic_box(self._source, data["image_path"])
+        if roi is None:
+            return False
+        scale = data["image"].shape[-1] / max(data["image"].meta["spatial_shape"])
+        data["box"] = torch.tensor(roi, dtype=torch.float32) * scale
+        return True
 
     def writer(self, data, extension=None, dtype=None):
         """The mask, and in the JSON result the decoder's predicted IoU and whether the embedding was cached."""
