@@ -158,10 +158,10 @@ def load_weights(network: torch.nn.Module, path: str | Path | None, device: str 
     return network.to(device)
 
 
-def publish_weights(bundle: Bundle, checkpoint: str | Path, half: bool = True) -> Path:
-    """Write a training checkpoint as ``bundle``'s ``models/model.pt``: the plain state dict, floating-point
-    tensors in float16 when ``half`` (half the file; loading casts them back to the network's float32). The
-    state dict must load strictly into the bundle's inference network."""
+def publish_weights(bundle: Bundle, checkpoint: str | Path, half: bool = True, out: str | Path | None = None) -> Path:
+    """Write a training checkpoint as ``bundle``'s ``models/model.pt`` (or ``out``): the plain state dict,
+    floating-point tensors in float16 when ``half`` (half the file; loading casts them back to the network's
+    float32). The state dict must load strictly into the bundle's inference network (``network_def``)."""
     state = read_state_dict(checkpoint)
     try:
         bundle.network().load_state_dict(state)
@@ -169,9 +169,10 @@ def publish_weights(bundle: Bundle, checkpoint: str | Path, half: bool = True) -
         raise ValueError(f"{checkpoint} does not fit {bundle.name}'s inference network: {e}") from e
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    bundle.model_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, bundle.model_path)
-    return bundle.model_path
+    out = Path(out or bundle.model_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    return out
 
 
 class Predictor:

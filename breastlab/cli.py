@@ -86,7 +86,7 @@ def cmd_publish(args) -> None:
     from breastlab.bundle import publish_weights
 
     bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
-    path = publish_weights(bundle, args.checkpoint, half=not args.float32)
+    path = publish_weights(bundle, args.checkpoint, half=not args.float32, out=args.to)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -155,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("bundle", help="bundle name under bundles/ or a bundle folder")
     s.add_argument("checkpoint", help="checkpoint written by training (state dict, or one under 'model')")
     s.add_argument("--float32", action="store_true", help="keep float32 (default: float16, half the file)")
+    s.add_argument("--to", help="write here instead of the bundle's models/model.pt (e.g. a teacher's weights)")
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                    help="inference config override the weights must fit, e.g. --set map_stride=8")
     s.set_defaults(func=cmd_publish)

@@ -176,3 +176,7 @@ def test_publish_writes_a_float16_state_dict_that_predicts_like_float32(tmp_path
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt does not fit breast_us_t2kd"):
         publish_weights(bundle, tmp_path / "other.pt")
+    teacher = Bundle(copy, network_def="%" + str(copy / "configs" / "train.json") + "#teacher_def")  # a teacher
+    torch.save(teacher.network().state_dict(), tmp_path / "teacher.pt")
+    out = publish_weights(teacher, tmp_path / "teacher.pt", out=copy / "models" / "teachers" / "benign" / "model.pt")
+    assert out.is_file() and set(torch.load(out, weights_only=True)) == set(teacher.network().state_dict())
