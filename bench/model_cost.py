@@ -1,7 +1,7 @@
 """Size and CPU cost of each network a bundle defines: parameters, MB, GFLOPs and latency at its input size.
 
 Rows: the served network (``inference.json``) and, where the bundle has ``configs/teacher.json``,
-its teacher. Run by hand: ``python bench/model_cost.py [--repeats 20]``.
+its teacher. Run by hand: ``python bench/model_cost.py [--repeats 20] [--bundles NAME ...]``.
 """
 
 from __future__ import annotations
@@ -41,10 +41,14 @@ def cost(network: torch.nn.Module, channels: int, size: list[int], repeats: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--bundles", nargs="+", help="only these bundles (default: all)")
     args = parser.parse_args()
     rows = []
     for bundle in find_bundles():
+        if args.bundles and bundle.name not in args.bundles:
+            continue
         size = bundle.inference.get_parsed_content("image_size")
+        size = [size, size] if isinstance(size, int) else size
         for role, network in networks(bundle).items():
             rows.append({"bundle": bundle.name, "network": role, "input": "x".join(map(str, size)),
                          **cost(network, bundle.input_channels, size, args.repeats)})
