@@ -23,7 +23,7 @@ def test_info_sorts_models_by_type_and_lists_strategies(client, server):
     assert info.models_of_type("segmentation") == ["breast_us_acsnet", MODEL]
     served = {t: info.models_of_type(t) for t in MODEL_TYPES if t != "segmentation"}
     assert served == {"classification": ["breast_mammo_end2end", "breast_mammo_glam", "breast_us_lanet"],
-                      "interactive": [INTERACTIVE],
+                      "interactive": [INTERACTIVE, "breast_us_medsam"],
                       "saliency": ["breast_mammo_end2end_saliency", "breast_mammo_glam_saliency",
                                    "breast_us_lanet_saliency"]}
     assert info.strategies == tuple(raw["strategies"]) and "random" in info.strategies
