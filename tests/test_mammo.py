@@ -1,4 +1,5 @@
-"""End2end foundation: lesion circles, breast side/crop, woman-grouped folds, patch sampling, the two networks."""
+"""End2end foundation: lesion circles, breast side/crop, woman-grouped folds, patch sampling (the networks:
+test_end2end_networks.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from breastlab.data import read_dataset
 from breastlab.data.mammo import (
@@ -29,7 +29,6 @@ from breastlab.data.mammo import (
 )
 from breastlab.data.reader import Case
 from breastlab.formats.png import read_gray_png
-from breastlab.networks.end2end import PatchClassifier, WholeImageClassifier, trunk_state_dict
 from breastlab.transforms.mammo import breast_bbox, breast_mask, breast_side, flip_columns, orient_breast
 
 
@@ -270,82 +269,3 @@ def test_mias_circles_follow_orientation_crop_and_scale(mias):
     centroid = (rows * small).sum() / small.sum(), (cols * small).sum() / small.sum()
     assert abs(centroid[0] - circles[0].row) < 0.5 and abs(centroid[1] - circles[0].col) < 0.5
     assert image.dtype == np.float32 and 0 <= image.min() and image.max() <= 1
-
-
-# networks
-
-@pytest.fixture(scope="module")
-def patch_net():
-    torch.manual_seed(0)
-    return PatchClassifier().eval()
-
-
-def test_patch_classifier_shapes_and_dense_stride(patch_net):
-    with torch.no_grad():
-        assert patch_net(torch.randn(2, 1, 64, 64)).shape == (2, 3)
-        assert patch_net.dense(torch.randn(2, 1, 64, 96)).shape == (2, 3, 4, 6)
-        assert patch_net.dense(torch.randn(1, 1, 70, 50)).shape == (1, 3, 5, 4)  # sides rounded up
-        assert patch_net.dense(torch.randn(1, 1, 128, 96), window=4).shape == (1, 3, 5, 3)
-
-
-def test_dense_map_is_the_patch_classifier_applied_convolutionally(patch_net):
-    torch.manual_seed(1)
-    patch = torch.randn(3, 1, 64, 64)
-    with torch.no_grad():
-        pooled = patch_net(patch)
-        window = patch_net.dense(patch, window=4)
-        assert window.shape == (3, 3, 1, 1)
-        torch.testing.assert_close(window[:, :, 0, 0], pooled)
-        torch.testing.assert_close(patch_net.dense(patch).mean(dim=(2, 3)), pooled)
-        assert patch_net.dense(patch[:, :, :16, :16]).shape == (3, 3, 1, 1)
-        torch.testing.assert_close(patch_net.dense(patch[:, :, :16, :16])[:, :, 0, 0], patch_net(patch[:, :, :16, :16]))
-
-
-def _count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def test_trunk_weights_transfer(patch_net, tmp_path):
-    whole = WholeImageClassifier(trunk_weights=patch_net)
-    for (name, a), (_, b) in zip(patch_net.trunk.state_dict().items(), whole.trunk.state_dict().items()):
-        assert torch.equal(a, b), name
-    torch.save({"model": patch_net.state_dict()}, tmp_path / "patch.pt")
-    from_file = WholeImageClassifier(trunk_weights=tmp_path / "patch.pt")
-    assert all(torch.equal(a, b) for a, b in zip(from_file.trunk.state_dict().values(),
-                                                 patch_net.trunk.state_dict().values()))
-    fresh = WholeImageClassifier()
-    assert not torch.equal(fresh.trunk[0].conv.weight, patch_net.trunk[0].conv.weight)
-    fresh.load_trunk(patch_net.state_dict())
-    assert torch.equal(fresh.trunk[0].conv.weight, patch_net.trunk[0].conv.weight)
-    with pytest.raises(RuntimeError):
-        WholeImageClassifier(trunk_channels=(16, 32, 64, 128)).load_trunk(patch_net)
-    with pytest.raises(KeyError, match="trunk"):
-        trunk_state_dict({"head.weight": torch.zeros(1)})
-
-
-def test_whole_image_classifier_forward_and_size():
-    torch.manual_seed(0)
-    net = WholeImageClassifier().eval()
-    with torch.no_grad():
-        assert net(torch.rand(1, 1, 512, 416)).shape == (1, 1)
-        assert net.features(torch.rand(1, 1, 512, 416)).shape == (1, 256, 8, 7)
-        assert WholeImageClassifier(num_outputs=2).eval()(torch.rand(2, 1, 128, 96)).shape == (2, 2)
-    assert 1_000_000 <= _count(net) <= 3_000_000
-    assert _count(net.trunk) == _count(PatchClassifier().trunk)
-
-
-def test_whole_image_classifier_learns():
-    torch.manual_seed(0)
-    net = WholeImageClassifier(trunk_channels=(8, 8, 16, 16), top_channels=(16,))
-    x = torch.rand(4, 1, 64, 64)
-    y = torch.tensor([[0.0], [1.0], [0.0], [1.0]])
-    x[y[:, 0] == 1, :, 20:40, 20:40] += 2
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    losses = []
-    for _ in range(15):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0] * 0.5
