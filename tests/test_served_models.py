@@ -1,0 +1,128 @@
+"""Each kind of served model over real HTTP: click model, LA-Net, ACSNet, end2end on a DICOM mammogram, GLAM (slow)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+from requests_toolbelt.multipart.decoder import MultipartDecoder
+
+from breastlab.bundle import PROJECT_ROOT
+from breastlab.evaluation.clicks import dice
+from breastlab.server.process import Server
+from breastlab.server.studies import import_dataset
+
+from helpers import dicom_bytes, infer, png_bytes, upload
+
+pytestmark = pytest.mark.slow
+SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
+INTERACTIVE = "breast_us_interactive"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("served_models")
+    import_dataset(SAMPLES, workdir / "studies")
+    srv = Server(workdir / "studies", workdir).start()
+    yield srv
+    srv.stop()
+
+
+def mask_of(response: requests.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.asarray(Image.open(io.BytesIO(response.content))) > 0
+
+
+def test_one_click_finds_the_lesion_the_automatic_mode_misses(server):
+    truth = np.asarray(Image.open(SAMPLES / "masks" / "case001.png")) > 0
+    info = requests.get(f"{server.url}/info/", timeout=10).json()["models"][INTERACTIVE]
+    assert info["type"] == "deepedit" and info["labels"] == {"lesion": 1}
+    automatic = mask_of(infer(server, "case001", model=INTERACTIVE, output="image"))
+    clicked = mask_of(infer(server, "case001", model=INTERACTIVE, output="image", foreground=[[353, 39]]))
+    assert dice(automatic, truth) < 0.1 and dice(clicked, truth) > 0.45 and clicked[39, 353]
+
+
+def test_a_background_click_removes_what_it_is_on(server):
+    automatic, unclicked = (mask_of(infer(server, "case002", model=INTERACTIVE, output="image", **clicks))
+                            for clicks in ({}, {"background": [[340, 247]]}))
+    assert automatic[247, 340] and not unclicked[247, 340] and unclicked.sum() < 0.75 * automatic.sum()
+
+
+@pytest.mark.parametrize("points, words", [
+    ({"foreground": [[900, 10]]}, "outside the 485 x 537 image"),
+    ({"background": [[10, -1]]}, "outside"),
+    ({"foreground": [[1, 2, 3]]}, "foreground[0]"),
+    ({"foreground": "here"}, "foreground"),
+])
+def test_clicks_outside_the_image_or_malformed_get_422(server, points, words):
+    response = infer(server, "case001", model=INTERACTIVE, **points)
+    assert response.status_code == 422 and words in response.json()["detail"]
+
+
+def test_lanet_returns_every_class_probability_boxes_and_its_map(server):
+    result = infer(server, "case002", model="breast_us_lanet").json()
+    assert set(result["probabilities"]) == {"benign", "malignant"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert result["prediction"] == max(result["probabilities"], key=result["probabilities"].get)
+    for box in result["boxes"]:
+        x0, y0, x1, y1 = box["box"]
+        assert 0 <= x0 < x1 <= 761 and 0 <= y0 < y1 <= 572
+    heat = infer(server, "case002", model="breast_us_lanet_saliency", output="image")
+    assert heat.status_code == 200, heat.text
+    assert np.asarray(Image.open(io.BytesIO(heat.content))).shape == (572, 761)
+
+
+
+def test_acsnet_returns_the_mask_and_every_class_probability_in_one_call(server):
+    response = infer(server, "case002", model="breast_us_acsnet", output="all")
+    assert response.status_code == 200, response.text
+    parts = {p.headers[b"Content-Disposition"].split(b'name="')[1].split(b'"')[0]: p
+             for p in MultipartDecoder.from_response(response).parts}
+    mask = np.asarray(Image.open(io.BytesIO(parts[b"image"].content)))
+    result = json.loads(parts[b"params"].content)
+    assert mask.shape == (572, 761) and set(np.unique(mask)) <= {0, 1}
+    assert result["lesion_pixels"] == int(mask.sum()) > 0
+    assert set(result["probabilities"]) == {"normal", "benign", "malignant"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    info = requests.get(f"{server.url}/info/", timeout=10).json()["models"]["breast_us_acsnet"]
+    assert info["type"] == "segmentation" and info["labels"] == {"lesion": 1}
+
+
+def test_end2end_classifies_a_12_bit_monochrome1_mammogram_and_maps_the_breast_side(server):
+    rows, cols = np.mgrid[:512, :384]
+    display = np.where((rows - 256) ** 2 + cols ** 2 <= 230 ** 2, 2600 + (rows * 7 + cols * 3) % 900, 40)
+    stored = (4095 - display).astype(np.uint16)  # MONOCHROME1: dense tissue is stored dark
+    data = dicom_bytes(stored, photometric="MONOCHROME1", bits_stored=12, WindowCenter=2048, WindowWidth=4096)
+    assert upload(server, "mammogram", data, name="mammogram.dcm").status_code == 200
+    result = infer(server, "mammogram", model="breast_mammo_end2end").json()
+    assert set(result["probabilities"]) == {"normal", "benign", "malignant"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    heat = infer(server, "mammogram", model="breast_mammo_end2end_saliency", output="image")
+    assert heat.status_code == 200, heat.text
+    heat = np.asarray(Image.open(io.BytesIO(heat.content)))
+    assert heat.shape == (512, 384)
+    assert heat[:, 250:].max() == 0 < heat[:, :230].max()  # on the breast (left), not on the inverted background
+
+
+def test_glam_returns_probabilities_its_windows_as_boxes_and_the_fused_map(server):
+    rows, cols = np.mgrid[:600, :400]
+    breast = (rows - 300) ** 2 + (cols - 400) ** 2 <= 280 ** 2  # breast on the right, chest wall at the edge
+    image = np.where(breast, 110 + (rows * 5 + cols * 11) % 90, 8).astype(np.uint8)
+    image[20:60, 20:90] = 255  # a film label, off the breast
+    assert upload(server, "glam_view", png_bytes(image)).status_code == 200
+    result = infer(server, "glam_view", model="breast_mammo_glam").json()
+    probabilities = result["probabilities"]
+    assert set(probabilities) == {"normal", "benign", "malignant"}
+    assert probabilities["normal"] == pytest.approx(1 - max(probabilities["benign"], probabilities["malignant"]),
+                                                    abs=1e-3)
+    boxes = result["boxes"]  # the local module's four windows, best first, on the breast
+    assert len(boxes) == 4 and [b["score"] for b in boxes] == sorted((b["score"] for b in boxes), reverse=True)
+    assert all(b["box"][0] >= 100 and b["box"][2] <= 400 and 0 <= b["box"][1] < b["box"][3] <= 600 for b in boxes)
+    heat = infer(server, "glam_view", model="breast_mammo_glam_saliency", output="image")
+    assert heat.status_code == 200, heat.text
+    heat = np.asarray(Image.open(io.BytesIO(heat.content)))
+    assert heat.shape == (600, 400) and heat[:, :100].max() == 0  # restored to the breast box
