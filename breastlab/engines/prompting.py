@@ -26,6 +26,12 @@ def decode_prompts(network, inferer, embedding: torch.Tensor, data: dict) -> tup
     return inferer(embedding, lambda e: network.decode(e, **prompts))
 
 
+def empty_logits(image: torch.Tensor) -> torch.Tensor:
+    """Logits of "no lesion anywhere" for one preprocessed image (C, H, W): what an automatic prompt without a box
+    decodes to."""
+    return torch.full((1, *image.shape[1:]), -20.0)
+
+
 def automatic_source(bundle) -> Predictor | None:
     """The predictor of the segmentation bundle a promptable bundle takes its automatic box from (its inference
     config's ``automatic_source``), if it names one."""
@@ -67,5 +73,5 @@ class PromptedPredictor:
 
     def _empty(self, image_path: str | Path) -> dict:
         data = self.predictor.pre({"image": str(image_path)})
-        data["pred"] = torch.full((1, *data["image"].shape[1:]), -20.0)
+        data["pred"] = empty_logits(data["image"])
         return prediction_outputs(self.predictor.post(data), self.predictor.bundle.classes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from monai.transforms import Compose
 
-from breastlab.engines.prompting import automatic_box, automatic_source, decode_prompts, encode_image
+from breastlab.engines.prompting import automatic_box, automatic_source, decode_prompts, empty_logits, encode_image
 from breastlab.server import errors
 from breastlab.server.embeddings import EmbeddingCache, file_key
 from breastlab.server.infer import BundleInferTask
@@ -41,7 +41,7 @@ class PromptInferTask(BundleInferTask):
 
     def run_inferer(self, data, convert_to_batch=True, device="cpu"):
         if not has_prompt(data) and not self.automatic_prompt(data):
-            data[self.output_label_key] = torch.full((1, *data["image"].shape[1:]), -20.0)  # the source found none
+            data[self.output_label_key] = empty_logits(data["image"])  # the automatic source found no lesion
             data["predicted_iou"], data["embedding"] = 0.0, "not needed"
             return data
         network = self._get_network(device, data)
