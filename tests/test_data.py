@@ -4,6 +4,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from breastlab.data import CLASS_NAMES, Case, DatasetError, dataset_dicts, read_dataset, to_monai_dicts
 
@@ -39,6 +40,22 @@ def test_mias_has_no_masks(shared_data):
         to_monai_dicts(cases)
     items = to_monai_dicts(cases, with_masks=False)
     assert len(items) == 258 and all("label" not in d for d in items)
+
+
+def test_mammo_bcd_jpegs_with_image_labels(shared_data):
+    train, val = (read_dataset(shared_data / "mammo_bcd", split) for split in ("train", "val"))
+    assert Counter(c.label for c in train) == {"benign": 1410, "malignant": 754}
+    assert Counter(c.label for c in val) == {"benign": 352, "malignant": 178}
+    assert all(c.image.suffix == ".jpg" and c.mask is None for c in train + val)
+    assert not {c.meta["patient"] for c in train} & {c.meta["patient"] for c in val}
+
+
+def test_jpeg_images_beside_png(make_dataset):
+    root = make_dataset({"a": IMG, "b": IMG}, masks={"a": MASK, "b": MASK})
+    (root / "images" / "b.png").unlink()
+    Image.fromarray(IMG).save(root / "images" / "b.jpg", "JPEG")
+    cases = read_dataset(root)
+    assert [c.image.name for c in cases] == ["a.png", "b.jpg"] and cases[1].mask == root / "masks" / "b.png"
 
 
 def test_samples(samples_dir):
@@ -95,7 +112,7 @@ def test_missing_image_names_file_and_line(make_dataset):
     root = make_dataset({"a": IMG}, rows=[{"case": "a"}, {"case": "ghost"}])
     with pytest.raises(DatasetError) as e:
         read_dataset(root)
-    assert "manifest.csv:3" in str(e.value) and str(root / "images" / "ghost.png") in str(e.value)
+    assert "manifest.csv:3" in str(e.value) and str(root / "images" / "ghost{.png,.jpg,.jpeg}") in str(e.value)
 
 
 def test_a_case_without_mask_is_read_and_named_when_a_mask_is_needed(make_dataset):

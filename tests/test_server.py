@@ -112,6 +112,22 @@ def test_bad_uploads_get_a_clear_4xx(server, data, status, words):
         "objects"]
 
 
+def test_jpeg_uploads_are_stored_as_gray_png(server):
+    gray = np.tile(np.linspace(0, 255, 80, dtype=np.uint8), (60, 1))
+    colour = np.zeros((60, 80, 3), np.uint8)
+    colour[..., 2] = 180
+    jpeg = [io.BytesIO(), io.BytesIO()]
+    Image.fromarray(gray).convert("RGB").save(jpeg[0], "JPEG", quality=95)  # gray saved as RGB, as mammo_bcd is
+    Image.fromarray(colour).save(jpeg[1], "JPEG")
+    assert upload(server, "jpeg_upload", jpeg[0].getvalue(), "scan.jpg").status_code == 200
+    stored = requests.get(f"{server.url}/datastore/image", params={"image": "jpeg_upload"}, timeout=10)
+    with Image.open(io.BytesIO(stored.content)) as image:
+        assert (image.format, image.mode, image.size) == ("PNG", "L", (80, 60))
+        assert np.abs(np.asarray(image, dtype=int) - gray).mean() < 2
+    response = upload(server, "colour_upload", jpeg[1].getvalue(), "photo.jpg")
+    assert response.status_code == 415 and "colour JPEG" in response.json()["detail"]
+
+
 @pytest.mark.parametrize("image_id", ["../escape", "a/b", ".hidden", "x" * 300])
 def test_odd_image_ids_are_rejected(server, image_id):
     response = upload(server, image_id, (SAMPLES / "images" / "case001.png").read_bytes())

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from breastlab.data.reader import Case, read_dataset
 from breastlab.formats.dicom import is_dicom, read_dicom_image
-from breastlab.formats.png import read_gray_png
-from breastlab.transforms.mammo import TISSUE_THRESHOLD, breast_bbox, breast_mask, orient_breast
+from breastlab.formats.jpeg import read_gray_image
+from breastlab.transforms.mammo import TISSUE_THRESHOLD, breast_bbox, breast_mask, orient_breast, uninvert
 
 PATCH_CLASSES = ("background", "benign", "malignant")
 SEVERITY_CLASS = {"B": 1, "M": 2}  # MIAS severity → patch class
@@ -178,14 +178,14 @@ def sample_patches(image: np.ndarray, circles: list[Circle], patch_size: int, n_
 
 
 def read_mammogram(path: str | Path) -> np.ndarray:
-    """An (H, W) uint8 mammogram from a grayscale PNG or a DICOM file (display pipeline of ``dicomio``)."""
-    return read_dicom_image(path).pixels if is_dicom(path) else read_gray_png(path)
+    """An (H, W) uint8 mammogram from a grayscale PNG or JPEG or a DICOM file (display pipeline of ``dicomio``)."""
+    return read_dicom_image(path).pixels if is_dicom(path) else read_gray_image(path)
 
 
 def prepare_case(case: Case, scale: float = 1.0) -> tuple[np.ndarray, list[Circle]]:
-    """A case's image oriented (breast on the left), cropped to the breast, resized by ``scale`` and scaled to
-    [0, 1], with its lesion circles moved along."""
-    image, flipped = orient_breast(read_mammogram(case.image))
+    """A case's image the right way round (:func:`uninvert`), oriented (breast on the left), cropped to the breast,
+    resized by ``scale`` and scaled to [0, 1], with its lesion circles moved along."""
+    image, flipped = orient_breast(uninvert(read_mammogram(case.image))[0])
     circles = lesion_circles(case)
     if flipped:
         circles = flip_circles(circles, image.shape[1])

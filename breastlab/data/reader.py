@@ -1,6 +1,6 @@
 """One reader for every dataset folder of the BreastLab layout.
 
-A dataset folder holds ``images/<case>.png``, optionally ``masks/<case>.png`` for some or all
+A dataset folder holds ``images/<case>.png`` (or ``.jpg``/``.jpeg``), optionally ``masks/<case>.png`` for some or all
 cases (0 = background, anything else = lesion) and ``manifest.csv`` with at least a ``case``
 column; ``label`` (normal|benign|malignant) and ``split`` are optional. Extra columns are kept as
 metadata.
@@ -17,7 +17,8 @@ from breastlab.formats.png import check_id
 
 CLASS_NAMES = ("normal", "benign", "malignant")
 BIRADS = ("0", "1", "2", "3", "4", "4a", "4b", "4c", "5", "6")  # ACR BI-RADS assessment categories
-IMAGE_SUFFIX = ".png"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # masks are PNG: lossless
+MASK_SUFFIX = ".png"
 
 
 class DatasetError(ValueError):
@@ -134,10 +135,12 @@ def _case_from_row(root: Path, masks_dir: Path | None, row: dict, manifest: Path
         check_id(name, "case id")
     except ValueError as e:
         raise DatasetError(f"{manifest}:{line}: column 'case': {e}") from e
-    image = root / "images" / f"{name}{IMAGE_SUFFIX}"
-    if not image.is_file():
-        raise DatasetError(f"{manifest}:{line}: image file {image} not found")
-    mask = masks_dir / f"{name}{IMAGE_SUFFIX}" if masks_dir is not None else None
+    image = next((root / "images" / f"{name}{suffix}" for suffix in IMAGE_SUFFIXES
+                  if (root / "images" / f"{name}{suffix}").is_file()), None)
+    if image is None:
+        raise DatasetError(f"{manifest}:{line}: image file {root / 'images' / name}{{{','.join(IMAGE_SUFFIXES)}}} "
+                           "not found")
+    mask = masks_dir / f"{name}{MASK_SUFFIX}" if masks_dir is not None else None
     if mask is not None and not mask.is_file():
         mask = None  # an image without a mask (yet); to_monai_dicts names it if a mask is required
     label = (row.get("label") or "").strip().lower() or None

@@ -6,7 +6,7 @@ import csv
 import shutil
 from pathlib import Path
 
-from breastlab.data.reader import IMAGE_SUFFIX, Case
+from breastlab.data.reader import MASK_SUFFIX, Case
 from breastlab.formats.png import ImageError, read_gray_png, write_png
 
 
@@ -32,10 +32,10 @@ def _write_case(root: Path, case: Case) -> bool:
     """Copy one case's image and mask into ``root``; False (nothing written) when a file has disappeared."""
     try:
         mask = read_gray_png(case.mask) > 0 if case.mask is not None else None
-        shutil.copyfile(case.image, root / "images" / f"{case.case}{IMAGE_SUFFIX}")
+        shutil.copyfile(case.image, root / "images" / f"{case.case}{case.image.suffix}")
     except (FileNotFoundError, ImageError):
         return False
     if mask is not None:
         (root / "masks").mkdir(exist_ok=True)
-        write_png(mask.astype("uint8") * 255, root / "masks" / f"{case.case}{IMAGE_SUFFIX}", durable=False)
+        write_png(mask.astype("uint8") * 255, root / "masks" / f"{case.case}{MASK_SUFFIX}", durable=False)
     return True

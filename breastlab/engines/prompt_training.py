@@ -29,35 +29,41 @@ KINDS = ("box", "box+clicks", "clicks")
 
 class EmbedImaged(MapTransform):
     """Replaces the image path at ``keys`` by its embedding from the bundle's (frozen, pretrained) image encoder, kept
-    as float16 ``.npy`` in ``folder`` under a digest of the file's path, size and time: computed once per image file,
-    reused by later runs (any datalist works: a dataset folder's or the server's)."""
+    as float16 ``.npy`` in ``folder`` under a digest of the file's path, size and time and the encoder's precision:
+    computed once per image file, reused by later runs (any datalist works: a dataset folder's or the server's). Use
+    the precision the bundle serves with, so that the decoder trains on the embeddings it will see."""
 
-    def __init__(self, keys, bundle_root: str, folder: str, precision: str = "auto"):
+    def __init__(self, keys, bundle_root: str, folder: str, precision: str = "fp32"):
         super().__init__(keys)
         self.bundle_root, self.folder, self.precision = bundle_root, Path(folder), precision
         self._encoder: tuple | None = None
         self._lock = threading.Lock()
 
-    def encoder(self) -> tuple:
+    def encode(self, image_path: str) -> np.ndarray:
+        """The embedding of one image, one image at a time: the encoder's threads use every core, and two encodings
+        at once (``CacheDataset`` workers) each ran 4x slower."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = self._load_encoder()
+            network, pre, inferer = self._encoder
+            return encode_image(network, inferer, pre({"image": image_path})["image"])[0].half().numpy()
+
+    def _load_encoder(self) -> tuple:
         from monai.transforms import Compose
 
         from breastlab.bundle import Bundle
         from breastlab.engines.precision import MixedPrecisionInferer
 
-        with self._lock:
-            if self._encoder is None:
-                bundle = Bundle(self.bundle_root)
-                self._encoder = (bundle.network().eval(), Compose(bundle.transforms("preprocessing")),
-                                 MixedPrecisionInferer(self.precision))
-            return self._encoder
+        bundle = Bundle(self.bundle_root)
+        return (bundle.network().eval(), Compose(bundle.transforms("preprocessing")),
+                MixedPrecisionInferer(self.precision))
 
     def embedding(self, image_path: str) -> torch.Tensor:
         stat = os.stat(image_path)
-        digest = hashlib.sha1(f"{Path(image_path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-        path = self.folder / f"{digest[:20]}.npy"
+        key = f"{Path(image_path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{self.precision}"
+        path = self.folder / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
         if not path.is_file():
-            network, pre, inferer = self.encoder()
-            embedding = encode_image(network, inferer, pre({"image": image_path})["image"])[0].half().numpy()
+            embedding = self.encode(image_path)
             self.folder.mkdir(parents=True, exist_ok=True)
             np.save(path.with_suffix(".tmp.npy"), embedding)
             os.replace(path.with_suffix(".tmp.npy"), path)

@@ -2,8 +2,9 @@
 
 from .distillation import SoftDistillationLoss, WeightBalanceLoss
 from .glam import GLAMLoss
+from .grouped import GroupedCrossEntropyLoss
 from .lanet import LANetStage2Loss, LesionMapLoss, mask_to_grid
 from .multitask import MultiTaskSegClsLoss, UncertaintyWeightedLoss
 
-__all__ = ["GLAMLoss", "LANetStage2Loss", "LesionMapLoss", "MultiTaskSegClsLoss", "SoftDistillationLoss",
+__all__ = ["GLAMLoss", "GroupedCrossEntropyLoss", "LANetStage2Loss", "LesionMapLoss", "MultiTaskSegClsLoss", "SoftDistillationLoss",
            "UncertaintyWeightedLoss", "WeightBalanceLoss", "mask_to_grid"]

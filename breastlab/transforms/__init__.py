@@ -1,9 +1,9 @@
-"""MONAI transforms: mammograms (breast side, crop, mask, results put back), clicks, multi-output postprocessing,
-the lesion-presence gate, box and click prompts."""
+"""MONAI transforms: mammograms (inverted display, breast side, crop, mask, results put back), clicks, multi-output
+postprocessing, the lesion-presence gate, box and click prompts."""
 
 from .clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, next_click
 from .gates import LesionGated, lesion_present
-from .mammo import CropBreastd, MaskBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd
+from .mammo import CropBreastd, MaskBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd, UninvertMammogramd
 from .outputs import UnpackOutputsd
 from .prompts import PromptsToNetworkd, check_roi
 
@@ -18,6 +18,7 @@ __all__ = [
     "PromptsToNetworkd",
     "RestoreBreastd",
     "RestoreWindowsd",
+    "UninvertMammogramd",
     "UnpackOutputsd",
     "check_points",
     "check_roi",

@@ -1,4 +1,5 @@
-"""Mammogram transforms: the breast found, oriented, cropped and masked, and results put back on the original image.
+"""Mammogram transforms: inverted displays undone, the breast found, oriented, cropped and masked, and results put back
+on the original image.
 
 The functions take (H, W) arrays indexed ``[row, column]``. The MONAI dictionary transforms take channel-first
 arrays and default to ``layout="xy"``: MONAI's ``PILReader`` yields ``[channel, x, y]`` (x = column), transposed
@@ -15,6 +16,35 @@ from scipy import ndimage
 
 TISSUE_THRESHOLD = 0.1  # fraction of the image maximum above which a pixel may be breast
 MASK_SIDE = 256  # breast masks are computed on a grid about this size
+
+
+def is_inverted(image: np.ndarray, frame: float = 0.02) -> bool:
+    """Whether a mammogram is shown inverted (breast dark on a bright background, about one in six of mammo_bcd):
+    the image's border ``frame`` (a fraction of each side; mostly air, with the chest wall on one side) has a median
+    in the upper half of the image's range, and more pixels lie near its maximum than near its minimum."""
+    values = np.asarray(image, dtype=np.float32)
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return False
+    t = max(int(round(frame * min(values.shape))), 1)
+    border = np.concatenate([values[:t].ravel(), values[-t:].ravel(), values[:, :t].ravel(), values[:, -t:].ravel()])
+    near = 0.1 * (hi - lo)
+    return bool(np.median(border) > (lo + hi) / 2 and (values >= hi - near).mean() > (values <= lo + near).mean())
+
+
+def uninvert(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The mammogram with a bright breast on a dark background, its range kept; returns (image, was inverted)."""
+    if not is_inverted(image):
+        return image, False
+    return invert_range(image), True
+
+
+def invert_range(values):
+    """``min + max - values`` of an array or tensor, in its own dtype (no uint8 overflow)."""
+    lo, hi = float(values.min()), float(values.max())
+    if torch.is_tensor(values):
+        return (lo + hi - values.double()).to(values.dtype)
+    return (lo + hi - np.asarray(values, dtype=np.float64)).astype(values.dtype)
 
 
 def breast_mask(image: np.ndarray, threshold: float = TISSUE_THRESHOLD) -> np.ndarray:
@@ -85,6 +115,25 @@ def _column_axis(layout: str) -> int:
     if layout not in ("xy", "yx"):
         raise ValueError(f"layout must be 'xy' ([C, x, y], MONAI's PILReader) or 'yx' ([C, row, col]), got {layout!r}")
     return 0 if layout == "xy" else 1
+
+
+class UninvertMammogramd(MapTransform):
+    """Turn ``keys`` the right way round (breast bright, background dark) when ``image_key`` (default: the first key)
+    :func:`is_inverted`; ``data[inverted_key]`` records whether it was. Intensities only: nothing to undo on maps."""
+
+    def __init__(self, keys, image_key: str | None = None, inverted_key: str = "inverted",
+                 allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key, self.inverted_key = image_key or self.keys[0], inverted_key
+
+    def __call__(self, data):
+        d = dict(data)
+        inverted = is_inverted(_plane(d[self.image_key], "yx"))
+        if inverted:
+            for key in self.key_iterator(d):
+                d[key] = invert_range(d[key])
+        d[self.inverted_key] = inverted
+        return d
 
 
 class OrientBreastd(MapTransform):
