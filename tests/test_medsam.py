@@ -123,13 +123,25 @@ def test_a_box_in_image_pixels_maps_onto_a_non_square_image_with_x_as_column(ser
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prompts,message", [({}, "needs a prompt"), ({"roi": [10, 10, 5, 20]}, "not a box"),
+@pytest.mark.parametrize("prompts,message", [({"roi": [10, 10, 5, 20]}, "not a box"),
                                              ({"roi": [0, 0, 9999, 20]}, "not a box"), ({"roi": [1, 2, 3]}, "roi"),
                                              ({"roi": "all"}, "roi"), ({"foreground": [[1e9, 3]]}, "outside"),
                                              ({"background": [1, 2]}, "background")])
 def test_malformed_prompts_get_422(server, prompts, message):
     response = prompt(server, "case002", **prompts)
     assert response.status_code == 422 and message in response.json()["detail"], response.text
+
+
+@pytest.mark.slow
+def test_without_a_prompt_the_box_comes_from_the_t2kd_student(server):
+    """The automatic mode (inference config ``automatic_source``): the T2KD student's largest lesion region gives
+    the box, which the JSON result names."""
+    truth, _ = truth_box("case007")  # one of the samples where the student's largest region is the lesion
+    response = prompt(server, "case007")
+    assert response.status_code == 200, response.text
+    x0, y0, x1, y1 = response.json()["automatic_roi"]
+    assert 0 <= x0 < x1 < truth.shape[1] and 0 <= y0 < y1 < truth.shape[0]
+    assert dice(mask_of(server, "case007"), truth) > 0.75
 
 
 @pytest.mark.slow
@@ -170,9 +182,9 @@ def test_evaluate_scores_boxes_then_clicks_with_the_embedding_computed_once_per_
 
     report = evaluate(get_bundle(MODEL), SAMPLES)
     summary = report["clicks"]["summary"]
-    assert summary["n"] == 6 and report["segmentation"] is None and "automatic_dice" not in summary
+    assert summary["n"] == 6 and report["segmentation"]["overall"]["n"] == 6  # the automatic mode, scored too
     assert summary["box_dice"] > 0.8 and len(summary["box_click_dice"]) == 2
-    assert all(0 < d <= 1 for d in summary["box_click_dice"])  # zero-shot, clicks on a box can lower the Dice
+    assert all(0 < d <= 1 for d in summary["box_click_dice"])
     assert len(summary["dice_after_clicks"]) == 20 and 1 <= summary["noc85"] <= 20
 
 

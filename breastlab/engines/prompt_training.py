@@ -154,7 +154,8 @@ class PromptSimulation:
                 by_box = self.decode(network, inferer, embeddings, self.boxes(truths, 0.05, seeded), [], [])
                 points, labels = self.clicks(network, inferer, embeddings, truths, None, 3)
                 by_clicks = self.decode(network, inferer, embeddings, None, points, labels)
-            engine.state.output = {"pred": torch.cat([by_box, by_clicks]), "label": torch.cat([targets, targets])}
+            # one item per image (the engine pairs outputs with batch items): box and clicks as two channels
+            engine.state.output = {"pred": torch.cat([by_box, by_clicks], 1), "label": torch.cat([targets, targets], 1)}
         else:
             kind = KINDS[self.rng.integers(len(KINDS))]
             box = self.boxes(truths, self.box_jitter, self.rng) if kind != "clicks" else None

@@ -26,7 +26,8 @@ from breastlab.metrics import (
 SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "asd_mean",
                         "precision_mean", "recall_mean", "pointing_hit_mean", "pixel_accuracy_mean", "n_missed",
                         "mean_fp_fraction", "fp_rate"]
-CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "accuracy", "sensitivity", "specificity", "f1"]
+CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "sensitivity_at_90_specificity", "accuracy", "sensitivity",
+                          "specificity", "f1"]
 MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
 CLICK_COLUMNS = ["n", "automatic_dice", "box_dice", "box_1_click", "box_2_clicks", "dice_1_click", "dice_3_clicks",
                  "dice_5_clicks", "noc85", "noc90"]

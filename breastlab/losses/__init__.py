@@ -6,5 +6,5 @@ from .grouped import GroupedCrossEntropyLoss
 from .lanet import LANetStage2Loss, LesionMapLoss, mask_to_grid
 from .multitask import MultiTaskSegClsLoss, UncertaintyWeightedLoss
 
-__all__ = ["GLAMLoss", "GroupedCrossEntropyLoss", "LANetStage2Loss", "LesionMapLoss", "MultiTaskSegClsLoss", "SoftDistillationLoss",
-           "UncertaintyWeightedLoss", "WeightBalanceLoss", "mask_to_grid"]
+__all__ = ["GLAMLoss", "GroupedCrossEntropyLoss", "LANetStage2Loss", "LesionMapLoss", "MultiTaskSegClsLoss",
+           "SoftDistillationLoss", "UncertaintyWeightedLoss", "WeightBalanceLoss", "mask_to_grid"]

@@ -50,8 +50,19 @@ def _f1(y: np.ndarray, s: np.ndarray, threshold: float) -> float | None:
     return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
+def _sensitivity_at_90_specificity(y: np.ndarray, s: np.ndarray, threshold: float) -> float | None:
+    """The sensitivity at the lowest score threshold whose specificity is at least 0.90 (the operating point a
+    screening reader would be held to; ``threshold`` is not used)."""
+    negatives, positives = np.sort(s[y == 0]), s[y == 1]
+    if not len(negatives) or not len(positives):
+        return None
+    cut = negatives[int(np.ceil(0.9 * len(negatives))) - 1]  # at most 10 % of negatives score above it
+    return float(np.mean(positives > cut))
+
+
 METRICS: dict[str, Metric] = {
     "auc": _auc,
+    "sensitivity_at_90_specificity": _sensitivity_at_90_specificity,
     "accuracy": _accuracy,
     "sensitivity": _sensitivity,
     "specificity": _specificity,
@@ -82,7 +93,8 @@ def classification_scores(
 ) -> dict:
     """Score binary predictions; ``y_score`` is the probability of class 1, positive if ``>= threshold``.
 
-    Returns ``n``, ``n_positive`` and, for ``auc, accuracy, sensitivity, specificity, f1``, a dict
+    Returns ``n``, ``n_positive`` and, for ``auc, sensitivity_at_90_specificity, accuracy, sensitivity,
+    specificity, f1``, a dict
     ``{"value", "ci_low", "ci_high"}``. The CI is a percentile bootstrap over ``n_bootstrap`` case
     resamples drawn with ``numpy.random.default_rng(seed)``; resamples on which a metric is undefined
     (e.g. one class only, for AUC) are skipped for that metric. A metric undefined on the full data

@@ -24,8 +24,8 @@ from breastlab.formats.checkpoints import read_state_dict
 from breastlab.networks.efficientnet_lite import EfficientNetLiteEncoder
 from breastlab.networks.outputs import OutputLayout, pack_outputs
 
-__all__ = ["ResidualBlock", "make_trunk", "PretrainedTrunk", "PatchClassifier", "WholeImageClassifier",
-           "trunk_state_dict", "MammogramEnsemble"]
+__all__ = ["ResidualBlock", "ResidualTrunk", "make_trunk", "PretrainedTrunk", "PatchClassifier",
+           "WholeImageClassifier", "trunk_state_dict", "MammogramEnsemble"]
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int = 3, strides: int = 1, act: bool = True):
@@ -64,9 +64,22 @@ def make_trunk(in_channels: int = 1, channels: Sequence[int] = (32, 64, 128, 256
     layers = [_conv(in_channels, channels[0])]
     for prev, out in zip([channels[0], *channels[:-1]], channels):
         layers.append(ResidualBlock(prev, out, strides=2))
-    trunk = nn.Sequential(*layers)
-    trunk.out_channels = channels[-1]
-    return trunk
+    return ResidualTrunk(layers, channels[-1])
+
+
+class ResidualTrunk(nn.Sequential):
+    """The residual trunk of :func:`make_trunk`; :meth:`levels` gives every level's output, finest first."""
+
+    def __init__(self, layers: Sequence[nn.Module], out_channels: int):
+        super().__init__(*layers)
+        self.out_channels = out_channels
+
+    def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs: list[torch.Tensor] = []
+        for layer in self:
+            x = layer(x)
+            outputs.append(x)
+        return outputs
 
 
 class PretrainedTrunk(nn.Module):
@@ -77,6 +90,10 @@ class PretrainedTrunk(nn.Module):
         super().__init__()
         self.encoder = EfficientNetLiteEncoder(backbone, pretrained, 2, in_channels)
         self.out_channels = self.encoder.out_channels[-1]
+
+    def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's five feature maps, strides 2 to 32."""
+        return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)[-1]
@@ -188,21 +205,30 @@ class WholeImageClassifier(nn.Module):
 
 
 class MammogramEnsemble(nn.Module):
-    """What the bundle serves: ``members`` whole-image classifiers, e.g. one per cross-validation fold, each with
-    the 1x1 head (``patch_classes`` outputs) of the patch classifier whose frozen trunk it reuses, so one trunk
-    pass gives both. ``forward`` returns ``{"cls": (B, classes) softmax averaged over the members and over the
-    image and its flip along the last axis (test-time flip averaging), "heatmap": (B, 1, H/16, W/16) lesion
-    probability 1 - p(background) of the patch classifiers applied convolutionally, averaged}`` (H/32 with a
-    ``backbone`` trunk); with ``packed=True``
-    both as one tensor (:mod:`breastlab.networks.outputs`, ``output_layout``)."""
+    """What the bundle serves: ``members`` whole-image classifiers, e.g. one per cross-validation fold. ``forward``
+    returns ``{"cls": (B, classes) softmax averaged over the members and over the image and its flip along the last
+    axis (test-time flip averaging), "heatmap": (B, 1, h, w) averaged over the members}`` at the trunk's stride
+    (16 for the residual trunk, 32 for a ``backbone``); with ``packed=True`` both as one tensor
+    (:mod:`breastlab.networks.outputs`, ``output_layout``).
 
-    __constants__ = ["packed"]
+    ``heatmap="patch"``: each member carries the 1x1 head (``patch_classes`` outputs) of the patch classifier whose
+    frozen trunk it reuses (one trunk pass gives both); the map is the lesion probability 1 - p(background) of the
+    patch classifier applied convolutionally over ``patch_window`` cells. ``heatmap="class"``: for members whose
+    trunk was fine-tuned on whole images, the map is the probability of class ``map_class`` at each location of the
+    classifier's own class-logit map (what its pooling summarises)."""
+
+    __constants__ = ["packed", "class_map", "map_class"]
 
     def __init__(self, members: int = 1, classifier: Mapping | None = None, patch_classes: int = 3,
-                 patch_window: int = 2, flip_average: bool = True, packed: bool = False):
+                 patch_window: int = 2, flip_average: bool = True, packed: bool = False, heatmap: str = "patch",
+                 map_class: int = 2):
         super().__init__()
+        if heatmap not in ("patch", "class"):
+            raise ValueError(f"heatmap must be 'patch' or 'class', got {heatmap!r}")
         self.classifiers = nn.ModuleList(WholeImageClassifier(**(classifier or {})) for _ in range(members))
-        self.patch_heads = nn.ModuleList(nn.Conv2d(c.trunk_channels, patch_classes, 1) for c in self.classifiers)
+        self.class_map, self.map_class = heatmap == "class", map_class
+        self.patch_heads = nn.ModuleList(nn.Identity() if self.class_map else
+                                         nn.Conv2d(c.trunk_channels, patch_classes, 1) for c in self.classifiers)
         self.patch_window, self.flip_average, self.packed = patch_window, flip_average, packed
         self.output_layout = OutputLayout({"heatmap": 1}, {"cls": (self.classifiers[0].fc.out_features,)})
 
@@ -210,27 +236,36 @@ class MammogramEnsemble(nn.Module):
         probabilities, heatmaps = [], []
         for classifier, head in zip(self.classifiers, self.patch_heads):
             features = classifier.trunk(x)
-            probabilities.append(classifier.pool(classifier.logit_map_of_trunk(features)).float().softmax(1))
+            logit_map = classifier.logit_map_of_trunk(features)
+            probabilities.append(classifier.pool(logit_map).float().softmax(1))
             if self.flip_average:  # probabilities in float32, also under bfloat16 autocast
                 probabilities.append(classifier(x.flip(-1)).float().softmax(1))
-            heatmaps.append(1 - window_average(head(features).float(), self.patch_window).softmax(1)[:, :1])
+            if self.class_map:
+                heatmaps.append(logit_map.float().softmax(1)[:, self.map_class:self.map_class + 1])
+            else:
+                heatmaps.append(1 - window_average(head(features).float(), self.patch_window).softmax(1)[:, :1])
         cls, heatmap = torch.stack(probabilities).mean(0), torch.stack(heatmaps).mean(0)
         return pack_outputs([heatmap], [cls]) if self.packed else {"cls": cls, "heatmap": heatmap}
 
     @staticmethod
-    def state_dict_from(classifiers: Sequence[str | Path], patches: Sequence[str | Path]) -> dict[str, torch.Tensor]:
-        """The ensemble's state dict from the members' training checkpoints (paired in order). Each classifier
-        must carry its patch classifier's trunk unchanged (trained with ``freeze_trunk``): only the patch head is
-        taken from the patch checkpoint."""
-        if len(classifiers) != len(patches):
+    def state_dict_from(classifiers: Sequence[str | Path], patches: Sequence[str | Path] | None = None
+                        ) -> dict[str, torch.Tensor]:
+        """The ensemble's state dict from the members' training checkpoints. With ``patches`` (``heatmap="patch"``,
+        paired in order) each classifier must carry its patch classifier's trunk unchanged (trained with
+        ``freeze_trunk``): only the patch head is taken from the patch checkpoint. Without (``heatmap="class"``):
+        the classifiers alone."""
+        if patches is not None and len(classifiers) != len(patches):
             raise ValueError(f"{len(classifiers)} classifier checkpoints but {len(patches)} patch checkpoints")
         state = {}
-        for i, (classifier_path, patch_path) in enumerate(zip(classifiers, patches)):
-            classifier, patch = read_state_dict(classifier_path), read_state_dict(patch_path)
+        for i, classifier_path in enumerate(classifiers):
+            classifier = read_state_dict(classifier_path)
+            state.update({f"classifiers.{i}.{k}": v for k, v in classifier.items()})
+            if patches is None:
+                continue
+            patch = read_state_dict(patches[i])
             changed = [k for k, v in trunk_state_dict(patch).items() if not torch.equal(v, classifier[f"trunk.{k}"])]
             if changed:
-                raise ValueError(f"{classifier_path}: its trunk is not {patch_path}'s (e.g. trunk.{changed[0]}); the "
+                raise ValueError(f"{classifier_path}: its trunk is not {patches[i]}'s (e.g. trunk.{changed[0]}); the "
                                  "ensemble shares one trunk per member, so train the classifier with freeze_trunk")
-            state.update({f"classifiers.{i}.{k}": v for k, v in classifier.items()})
             state.update({f"patch_heads.{i}.{k[len('head.'):]}": v for k, v in patch.items() if k.startswith("head.")})
         return state

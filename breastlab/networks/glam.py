@@ -40,23 +40,22 @@ class GlobalOutput(NamedTuple):
 
 
 class GlobalModule(nn.Module):
-    """Residual trunk (total stride ``2 ** len(channels)``) with a 1x1 saliency head on each of its last
-    ``scales`` levels; ``forward`` gives a :class:`GlobalOutput`."""
+    """Residual trunk (total stride ``2 ** len(channels)``), or with ``backbone`` an ImageNet-initialised
+    EfficientNet-Lite (stride 32, :class:`~breastlab.networks.end2end.PretrainedTrunk`), with a 1x1 saliency head
+    on each of its last ``scales`` levels; ``forward`` gives a :class:`GlobalOutput`."""
 
     def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64, 128, 256), num_classes: int = 2,
-                 scales: int = 3, top_k: float = 0.02):
+                 scales: int = 3, top_k: float = 0.02, backbone: str | None = None, pretrained: bool = True):
         super().__init__()
-        if not 1 <= scales <= len(channels):
-            raise ValueError(f"scales must be 1..{len(channels)}, got {scales}")
-        self.trunk = make_trunk(in_channels, channels)
-        self.heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in channels[-scales:])
+        self.trunk = make_trunk(in_channels, channels, backbone, pretrained)
+        levels = list(self.trunk.encoder.out_channels) if backbone else list(channels)
+        if not 1 <= scales <= len(levels):
+            raise ValueError(f"scales must be 1..{len(levels)}, got {scales}")
+        self.heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in levels[-scales:])
         self.scales, self.top_k = scales, top_k
 
     def forward(self, x: torch.Tensor) -> GlobalOutput:
-        features: list[torch.Tensor] = []
-        for layer in self.trunk:
-            x = layer(x)
-            features.append(x)
+        features = self.trunk.levels(x)
         first = len(features) - self.scales
         maps: list[torch.Tensor] = []
         for i, head in enumerate(self.heads):
@@ -141,7 +140,8 @@ class GLAM(nn.Module):
     fused map; ``heatmap``: (B, 1, H, W) its maximum over classes. ``stage="global"`` runs the global module only
     (its prediction and upsampled saliency as ``cls`` and ``heatmap``); ``stage="local"`` freezes the global module
     (no gradients, batch-norm statistics kept) while the local module learns. ``global_trunk_weights`` (a path,
-    state dict or module with ``trunk.*`` weights, e.g. a :class:`TrunkAutoencoder`) initialises the global trunk.
+    state dict or module with ``trunk.*`` weights, e.g. a :class:`TrunkAutoencoder`) initialises the global trunk;
+    ``global_backbone`` (``"efficientnet-lite0"``, ...) makes it ImageNet-initialised instead (``pretrained``).
     ``packed=True`` returns what the bundle serves, ``heatmap``, ``cls``, ``corners`` and ``patch_prob``, as one
     tensor (:mod:`breastlab.networks.outputs`, ``output_layout``), TorchScript-compatible."""
 
@@ -151,11 +151,13 @@ class GLAM(nn.Module):
                  global_channels: Sequence[int] = (16, 32, 64, 128, 256), local_channels: Sequence[int] = (16, 32, 64),
                  global_scale: int = 2, patch_size: int = 128, n_patches: int = 4, top_k: float = 0.02,
                  local_top_k: float = 0.05, stage: str = "joint",
-                 global_trunk_weights: str | Path | Mapping | nn.Module | None = None, packed: bool = False):
+                 global_trunk_weights: str | Path | Mapping | nn.Module | None = None, packed: bool = False,
+                 global_backbone: str | None = None, pretrained: bool = True):
         super().__init__()
         if stage not in ("global", "local", "joint"):
             raise ValueError(f"stage must be 'global', 'local' or 'joint', got {stage!r}")
-        self.global_module = GlobalModule(in_channels, global_channels, num_classes, top_k=top_k)
+        self.global_module = GlobalModule(in_channels, global_channels, num_classes, top_k=top_k,
+                                          backbone=global_backbone, pretrained=pretrained)
         self.local_module = LocalModule(in_channels, local_channels, num_classes, top_k=local_top_k)
         if global_trunk_weights is not None:
             self.global_module.trunk.load_state_dict(trunk_state_dict(global_trunk_weights))

@@ -64,12 +64,16 @@ class PromptInferTask(BundleInferTask):
             return False
         scale = data["image"].shape[-1] / max(data["image"].meta["spatial_shape"])
         data["box"] = torch.tensor(roi, dtype=torch.float32) * scale
+        data["automatic_roi"] = [int(v) for v in roi]
         return True
 
     def writer(self, data, extension=None, dtype=None):
-        """The mask, and in the JSON result the decoder's predicted IoU and whether the embedding was cached."""
+        """The mask, and in the JSON result the decoder's predicted IoU, whether the embedding was cached and, in the
+        automatic mode, the box it took (``automatic_roi``, image pixels)."""
         path, summary = super().writer(data, extension, dtype)
-        return path, {**summary, "predicted_iou": round(data["predicted_iou"], 4), "embedding": data["embedding"]}
+        automatic = {"automatic_roi": data["automatic_roi"]} if "automatic_roi" in data else {}
+        return path, {**summary, "predicted_iou": round(data["predicted_iou"], 4), "embedding": data["embedding"],
+                      **automatic}
 
     def _device(self) -> str:
         return self._config.get("device", "cpu")
