@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 from monai.data import PILReader
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from breastlab.formats.png import ImageError, check_size, read_gray_png
+from breastlab.formats.png import ImageError, read_checked, read_gray_png
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 GRAY_TOLERANCE = 4.0  # largest mean |difference| between colour channels (of 255) that still reads as gray
@@ -34,21 +34,16 @@ def to_gray(image: Image.Image) -> Image.Image:
 
 def read_gray_jpeg(path: str | Path) -> np.ndarray:
     """An 8-bit JPEG as an (H, W) uint8 array: grayscale, or colour with equal channels; ``ImageError`` otherwise."""
-    try:
-        with Image.open(path) as im:
-            if im.format != "JPEG":
-                raise ImageError(f"not a JPEG file (found {im.format or 'unknown format'})", "unsupported")
-            check_size(im.size, len(im.getbands()))
-            if im.mode == "L":
-                return np.asarray(im)
-            if im.mode != "RGB":
-                raise ImageError(f"JPEG mode {im.mode!r} is not supported: use grayscale or RGB", "unsupported")
-            _check_gray(np.asarray(im, dtype=np.int16))
-            return np.asarray(to_gray(im))
-    except ImageError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"cannot decode JPEG: {e}") from e
+    return read_checked(path, "JPEG", _gray_jpeg)
+
+
+def _gray_jpeg(im: Image.Image) -> np.ndarray:
+    if im.mode == "L":
+        return np.asarray(im)
+    if im.mode != "RGB":
+        raise ImageError(f"JPEG mode {im.mode!r} is not supported: use grayscale or RGB", "unsupported")
+    _check_gray(np.asarray(im, dtype=np.int16))
+    return np.asarray(to_gray(im))
 
 
 def _check_gray(rgb: np.ndarray) -> None:

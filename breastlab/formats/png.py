@@ -36,22 +36,30 @@ def check_id(name: str, what: str = "image id") -> str:
 
 def read_gray_png(path: str | Path) -> np.ndarray:
     """Read an 8-bit grayscale PNG as an (H, W) uint8 array; raise ``ImageError`` on anything else."""
+    return read_checked(path, "PNG", _gray_png)
+
+
+def _gray_png(im: Image.Image) -> np.ndarray:
+    if im.mode == "1":
+        im = im.convert("L")
+    if im.mode != "L":
+        raise ImageError(f"PNG mode {im.mode!r} is not supported: convert to 8-bit grayscale (mode 'L')", "unsupported")
+    return np.asarray(im)
+
+
+def read_checked(path: str | Path, image_format: str, decode) -> np.ndarray:
+    """``decode(image)`` of the PIL image at ``path`` once it is known to be ``image_format`` of an accepted size
+    (checked from the header, before decoding); anything PIL cannot read is an ``ImageError``."""
     try:
         with Image.open(path) as im:
-            if im.format != "PNG":
-                raise ImageError(f"not a PNG file (found {im.format or 'unknown format'})", "unsupported")
-            check_size(im.size)
-            if im.mode == "1":
-                im = im.convert("L")
-            if im.mode != "L":
-                raise ImageError(
-                    f"PNG mode {im.mode!r} is not supported: convert to 8-bit grayscale (mode 'L')", "unsupported"
-                )
-            return np.asarray(im)
+            if im.format != image_format:
+                raise ImageError(f"not a {image_format} file (found {im.format or 'unknown format'})", "unsupported")
+            check_size(im.size, len(im.getbands()))
+            return decode(im)
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"cannot decode PNG: {e}") from e
+        raise ImageError(f"cannot decode {image_format}: {e}") from e
 
 
 def write_png(array: np.ndarray, path: str | Path, durable: bool = True) -> Path:
