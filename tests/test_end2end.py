@@ -79,6 +79,22 @@ def test_ensemble_averages_members_and_flips_and_shares_each_trunk_with_the_patc
     assert out["heatmap"].shape == (1, 1, 3, 7) and torch.allclose(out["heatmap"], heat)
 
 
+def test_class_map_ensemble_serves_each_locations_malignancy_without_patch_heads(tmp_path):
+    torch.manual_seed(0)
+    ensemble = MammogramEnsemble(classifier={"num_outputs": 3, "top_channels": []}, heatmap="class").eval()
+    assert not any(k.startswith("patch_heads.") for k in ensemble.state_dict())
+    x = torch.rand(1, 1, 64, 48)
+    with torch.no_grad():
+        out = ensemble(x)
+        expected = ensemble.classifiers[0].logit_map(x).softmax(1)[:, 2:3]
+    torch.testing.assert_close(out["heatmap"], expected)
+    torch.save(ensemble.classifiers[0].state_dict(), tmp_path / "classifier.pt")
+    state = MammogramEnsemble.state_dict_from([tmp_path / "classifier.pt"])
+    assert set(state) == set(ensemble.state_dict())
+    with pytest.raises(ValueError, match="heatmap"):
+        MammogramEnsemble(heatmap="grad-cam")
+
+
 def test_ensemble_state_dict_from_fold_checkpoints_keeps_one_trunk_per_member(tmp_path):
     classifiers, patches = [], []
     for i in range(2):
@@ -152,3 +168,31 @@ def test_bundle_trains_both_stages_then_serves_probabilities_and_a_heat_map(mamm
     heat = output["probability"]
     assert heat.shape == output["mask"].shape == (256, 192)
     assert heat[:, :60].max() == 0 < heat[:, 100:].max()  # restored on the breast's side, zero outside its box
+
+
+@pytest.mark.slow
+def test_imagenet_recipe_trains_on_image_labels_and_serves_the_classifiers_own_map(mammograms, tmp_path):
+    """``--with patch --with patch_imagenet``, then ``--with mammo_bcd`` (here on the synthetic set): the patch
+    classifier's ImageNet-initialised trunk is fine-tuned by both stages; the member is served with its own
+    malignancy map (``heatmap="class"``)."""
+    bundle = get_bundle("breast_mammo_end2end")
+    small = {"data_dir": str(mammograms), "epochs": 1, "batch_size": 4}
+    bundle.train("patch", "patch_imagenet", ckpt_dir=str(tmp_path / "patch"), output_dir=str(tmp_path / "e1"),
+                 fold=0, lesion_patches=4, background_patches=4, patch_size=64, **small)
+    bundle.train("mammo_bcd", ckpt_dir=str(tmp_path / "classifier"), output_dir=str(tmp_path / "e2"),
+                 train_split="dev", val_split="dev", image_size=[64, 96],
+                 patch_weights=str(tmp_path / "patch" / "model.pt"), **small)
+    stem = "trunk.encoder._conv_stem.weight"
+    patch_trunk, trained = (read_state_dict(tmp_path / d / "model.pt")[stem] for d in ("patch", "classifier"))
+    assert not torch.equal(patch_trunk, PatchClassifier(backbone="efficientnet-lite0").state_dict()[stem])
+    assert not torch.equal(trained, patch_trunk)
+    weights = tmp_path / "member.pt"
+    torch.save(MammogramEnsemble.state_dict_from([tmp_path / "classifier" / "model.pt"]), weights)
+    classifier = {"num_outputs": 3, "top_channels": [], "pooling": "lse", "backbone": "efficientnet-lite0",
+                  "pretrained": False}
+    predictor = get_bundle("breast_mammo_end2end", members=1, image_size=[64, 96], **{
+        "network_def#classifier": classifier, "network_def#heatmap": "class"}).predictor(weights)
+    output = predictor(mammograms / "images" / "m01.png")  # breast on the right
+    assert sum(output["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    heat = output["probability"]
+    assert heat.shape == (256, 192) and heat[:, :60].max() == 0 < heat[:, 100:].max()

@@ -184,3 +184,14 @@ def test_bundle_pretrains_then_trains_global_then_local_then_serves_probabilitie
     assert len(regions) == 4 and [r["score"] for r in regions] == sorted((r["score"] for r in regions), reverse=True)
     assert all(r["box"][0] >= 60 and r["box"][2] <= 192 and r["box"][3] <= 256 for r in regions)
     assert regions[0]["score"] == max(regions[0]["probabilities"].values())
+
+
+def test_global_module_on_an_imagenet_trunk_gives_maps_at_its_last_three_strides():
+    module = GlobalModule(num_classes=2, backbone="efficientnet-lite0", pretrained=False).eval()
+    with torch.no_grad():
+        found = module(torch.rand(1, 1, 128, 96))
+    assert [tuple(m.shape[-2:]) for m in found.maps] == [(16, 12), (8, 6), (4, 3)]  # strides 8, 16, 32
+    assert found.saliency.shape == (1, 2, 16, 12) and found.prob.shape == (1, 2)
+    glam = GLAM(global_backbone="efficientnet-lite0", pretrained=False, stage="global").eval()
+    with torch.no_grad():
+        assert glam(torch.rand(1, 1, 256, 192))["cls"].shape == (1, 2)
