@@ -126,6 +126,7 @@ def test_jpeg_uploads_are_stored_as_gray_png(server):
         assert np.abs(np.asarray(image, dtype=int) - gray).mean() < 2
     response = upload(server, "colour_upload", jpeg[1].getvalue(), "photo.jpg")
     assert response.status_code == 415 and "colour JPEG" in response.json()["detail"]
+    assert requests.delete(f"{server.url}/datastore/image", params={"id": "jpeg_upload"}, timeout=10).status_code == 200
 
 
 @pytest.mark.parametrize("image_id", ["../escape", "a/b", ".hidden", "x" * 300])

@@ -100,7 +100,7 @@ def test_import_without_masks_or_labels(make_dataset, tmp_path):
 
 def test_import_bad_dataset_layout(make_dataset, tmp_path):
     data = make_dataset({"a": image(20, 20, 0)}, rows=[{"case": "a"}, {"case": "missing"}])
-    with pytest.raises(ValueError, match="missing.png not found"):
+    with pytest.raises(ValueError, match=r"missing\{\.png,\.jpg,\.jpeg\} not found"):
         import_dataset(data, tmp_path / "studies")
 
 
