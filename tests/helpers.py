@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -14,7 +17,24 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
+from breastlab.bundle import PROJECT_ROOT
+from breastlab.server.process import Server
+from breastlab.server.studies import import_dataset
+
 MODEL = "breast_us_t2kd"
+SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
+
+
+@contextmanager
+def sample_server(workdir: Path, env: dict | None = None) -> Iterator[Server]:
+    """A real server (``env`` added to its environment) on the six shipped samples imported into
+    ``workdir/studies``; stopped on exit."""
+    import_dataset(SAMPLES, workdir / "studies")
+    server = Server(workdir / "studies", workdir, env=env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:

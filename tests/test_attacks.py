@@ -10,16 +10,15 @@ import pytest
 import requests
 import torch
 
-from breastlab.bundle import PROJECT_ROOT, get_bundle
+from breastlab.bundle import get_bundle
 from breastlab.data import Case, write_dataset
 from breastlab.formats.png import write_png
 from breastlab.server.process import Server
 from breastlab.server.studies import import_dataset
 
-from helpers import MODEL, deflated_dicom_bomb, dicom_bytes, infer, png_bytes, upload
+from helpers import MODEL, SAMPLES, deflated_dicom_bomb, dicom_bytes, infer, png_bytes, sample_server, upload
 
 pytestmark = pytest.mark.slow
-SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +28,8 @@ def tmpdir_of_server(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tmpdir_of_server):
-    workdir = tmp_path_factory.mktemp("attacks")
-    import_dataset(SAMPLES, workdir / "studies")
-    srv = Server(workdir / "studies", workdir, env={"TMPDIR": str(tmpdir_of_server)}).start()
-    yield srv
-    srv.stop()
+    with sample_server(tmp_path_factory.mktemp("attacks"), {"TMPDIR": str(tmpdir_of_server)}) as srv:
+        yield srv
 
 
 def infer_with(server, params: dict, **query) -> requests.Response:

@@ -14,14 +14,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from breastlab.bundle import PROJECT_ROOT
 from breastlab.networks.medsam import LiteMedSAM, read_lite_medsam_weights
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
 
-from helpers import png_bytes, upload
+from helpers import SAMPLES, png_bytes, sample_server, upload
 
-SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 MODEL = "breast_us_medsam"
 
 
@@ -71,11 +67,8 @@ def test_missing_weights_wheel_is_a_clear_error(monkeypatch):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("medsam")
-    import_dataset(SAMPLES, workdir / "studies")
-    srv = Server(workdir / "studies", workdir, env={"BREASTLAB_PREFETCH": "1"}).start()
-    yield srv
-    srv.stop()
+    with sample_server(tmp_path_factory.mktemp("medsam"), {"BREASTLAB_PREFETCH": "1"}) as srv:
+        yield srv
 
 
 def prompt(server, image: str, **prompts) -> requests.Response:

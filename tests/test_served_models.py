@@ -11,25 +11,18 @@ import requests
 from PIL import Image
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
-from breastlab.bundle import PROJECT_ROOT
 from breastlab.evaluation.clicks import dice
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
 
-from helpers import dicom_bytes, infer, png_bytes, upload
+from helpers import SAMPLES, dicom_bytes, infer, png_bytes, sample_server, upload
 
 pytestmark = pytest.mark.slow
-SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 INTERACTIVE = "breast_us_interactive"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("served_models")
-    import_dataset(SAMPLES, workdir / "studies")
-    srv = Server(workdir / "studies", workdir).start()
-    yield srv
-    srv.stop()
+    with sample_server(tmp_path_factory.mktemp("served_models")) as srv:
+        yield srv
 
 
 def mask_of(response: requests.Response) -> np.ndarray:

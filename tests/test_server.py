@@ -12,26 +12,19 @@ import pytest
 import requests
 from PIL import Image
 
-from breastlab.bundle import PROJECT_ROOT
 from breastlab.data import read_dataset
 from breastlab.formats.dicom import read_dicom_image
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
 
-from helpers import MODEL, dicom_bytes, infer, png_bytes, save_label, upload
+from helpers import MODEL, SAMPLES, dicom_bytes, infer, png_bytes, sample_server, save_label, upload
 
 pytestmark = pytest.mark.slow
-SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 INTERACTIVE = "breast_us_interactive"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("server")
-    import_dataset(SAMPLES, workdir / "studies")
-    srv = Server(workdir / "studies", workdir).start()
-    yield srv
-    srv.stop()
+    with sample_server(tmp_path_factory.mktemp("server")) as srv:
+        yield srv
 
 
 def test_info_lists_the_bundle_as_a_2d_segmentation_model(server):
