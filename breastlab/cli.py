@@ -91,11 +91,11 @@ def cmd_publish(args) -> None:
 
 
 def cmd_al_study(args) -> None:
-    from breastlab.evaluation.al_study import print_summary, run_study
+    from breastlab.evaluation.al_study import STRATEGIES, print_summary, run_study
 
     bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
     rows = run_study(bundle, args.data, args.out, args.initial, args.per_round, args.rounds, tuple(args.seeds),
-                     tuple(args.strategies), args.epochs, workers=args.workers)
+                     tuple(args.strategies or STRATEGIES), args.epochs, workers=args.workers)
     print_summary(rows)
     print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'learning_curve.png'}")
 
@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="inference config override the weights must fit, e.g. --set map_stride=8")
     s.set_defaults(func=cmd_publish)
 
-    s = sub.add_parser("al-study", help="simulated active-learning study: random vs uncertainty picks")
+    s = sub.add_parser("al-study", help="simulated active-learning study: random, uncertainty, diverse, hybrid picks")
     s.add_argument("bundle", help="segmentation bundle name under bundles/ or a bundle folder")
     s.add_argument("--data", required=True, help="dataset folder with train and val splits (e.g. busi)")
     s.add_argument("--out", default="runs/al_study", help="folder for results.json and learning_curve.png")
@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--per-round", type=int, default=20)
     s.add_argument("--rounds", type=int, default=5)
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    s.add_argument("--strategies", nargs="+", default=["random", "uncertainty"])
+    s.add_argument("--strategies", nargs="+", help="some of random uncertainty diverse hybrid (default: all)")
     s.add_argument("--epochs", type=int, default=10, help="training epochs per round (from scratch)")
     s.add_argument("--workers", type=int, default=1, help="(strategy, seed) runs trained side by side")
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",

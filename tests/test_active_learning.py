@@ -10,13 +10,20 @@ import pytest
 import torch
 from fastapi import HTTPException
 
-from breastlab.explain.uncertainty import predictive_entropy, tta_probabilities, tta_variance
+from breastlab.explain.uncertainty import lesion_uncertainty, predictive_entropy, tta_probabilities
 from breastlab.formats.png import write_png
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.scores import ScoreIndex
-from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
+from breastlab.server.strategies import HandOuts, RandomUnlabeled, TopScored
 
 IMAGE = np.zeros((32, 40), np.uint8)
+
+
+class Shift(torch.nn.Module):
+    """Logits = the image shifted one pixel right: flipped predictions disagree at the lesion's left and right edge."""
+
+    def forward(self, x):
+        return x.roll(1, -1)
 
 
 class Ramp(torch.nn.Module):
@@ -26,20 +33,29 @@ class Ramp(torch.nn.Module):
         return x + torch.linspace(-3, 3, x.shape[-1])
 
 
-def test_flip_equivariant_networks_have_zero_tta_variance():
-    image = torch.rand(1, 1, 8, 8)
-    assert tta_variance(torch.nn.Identity(), image) == pytest.approx(0.0, abs=1e-12)
+def test_flip_equivariant_networks_are_certain():
+    image = torch.randn(1, 1, 8, 8)
+    assert lesion_uncertainty(torch.nn.Identity(), image) == 0.0
+    assert lesion_uncertainty(torch.nn.Identity(), torch.full((1, 1, 8, 8), -5.0)) == 0.0  # no lesion anywhere
     probabilities = tta_probabilities(torch.nn.Identity(), image)
     assert probabilities.shape == (4, 1, 8, 8)
     torch.testing.assert_close(probabilities[3], image[0].sigmoid())
 
 
-def test_tta_variance_measures_disagreement():
-    image = torch.zeros(1, 1, 4, 2)
-    # ramp over 2 columns: -3, 3; left-right flips swap them, up-down flips do not
-    a, b = 1 / (1 + math.exp(3)), 1 / (1 + math.exp(-3))
-    expected = ((a - b) / 2) ** 2  # each pixel: two predictions a, two b
-    assert tta_variance(Ramp(), image) == pytest.approx(expected, rel=1e-5)
+def test_lesion_uncertainty_is_relative_to_the_lesion_and_penalises_scattered_maps():
+    # ramp over 4 columns: the right half is lesion, left-right flips put it on the left; the masks share nothing
+    assert lesion_uncertainty(Ramp(), torch.zeros(1, 1, 4, 4)) == pytest.approx(1.0)
+    lesion = torch.full((1, 1, 32, 32), -5.0)
+    lesion[..., 8:24, 8:24] = 5.0
+    small, large = lesion.clone(), lesion.clone()
+    small[..., 8:24, 23] = 0.5  # one column that only some flips would keep: the same for both sizes
+    large[..., 4:28, 4:28] = 5.0
+    large[..., 4:28, 27] = 0.5
+    assert 0 < lesion_uncertainty(Shift(), large) < lesion_uncertainty(Shift(), small)
+    scattered = torch.full((1, 1, 32, 32), -5.0)
+    scattered[..., 8:24:4, 8:24:4] = 5.0  # 16 separate one-pixel "lesions"
+    scattered[..., 8, 8:10] = 5.0
+    assert lesion_uncertainty(Shift(), scattered) < lesion_uncertainty(Shift(), small)
 
 
 def test_predictive_entropy():
@@ -70,7 +86,7 @@ def store(tmp_path):
 
 def test_uncertainty_hands_out_the_most_uncertain_unlabelled_images_once(store):
     ScoreIndex.of(store.root, "tta").save({"a": 0.2, "b": 0.9, "c": 0.5, "gone": 1.0})
-    strategy = MostUncertain("tta", HandOuts())
+    strategy = TopScored("tta", HandOuts())
     first = strategy({"top_k": 3}, store)
     assert first["id"] == "c" and [t["id"] for t in first["top"]] == ["c", "a"]  # b labelled, gone not an image
     assert strategy({}, store)["id"] == "a"  # c was just handed out
@@ -87,4 +103,4 @@ def test_random_and_uncertainty_share_hand_outs(store):
     randomly = {RandomUnlabeled(hand_outs)({}, store)["id"] for _ in range(2)}
     assert len(randomly) == 2
     left = ({"a", "c", "d"} - randomly).pop()
-    assert MostUncertain("tta", hand_outs)({}, store)["id"] == left
+    assert TopScored("tta", hand_outs)({}, store)["id"] == left

@@ -16,14 +16,22 @@ def test_study_grows_the_labelled_set_and_reports_each_round(samples_dir, tmp_pa
     rows = run_study(get_bundle("breast_us_t2kd"), samples_dir, tmp_path, initial=2, per_round=2, rounds=1,
                      seeds=(0,), epochs=1, train_split="demo", val_split="demo")
     assert [(r["strategy"], r["round"], r["labelled"]) for r in rows] == [
-        ("random", 0, 2), ("random", 1, 4), ("uncertainty", 0, 2), ("uncertainty", 1, 4)]
+        (s, n, 2 + 2 * n) for s in ("random", "diverse", "uncertainty", "hybrid") for n in (0, 1)]
     assert all(0.0 <= r["val_dice"] <= 1.0 for r in rows)
-    assert rows[0]["val_dice"] == pytest.approx(rows[2]["val_dice"])  # same seed, same initial images
-    assert rows[0]["added"] == rows[2]["added"] and len(rows[0]["added"]) == len(rows[1]["added"]) == 2
-    assert not set(rows[0]["added"]) & set(rows[1]["added"])
+    by = {(r["strategy"], r["round"]): r for r in rows}
+    for a, b in (("random", "uncertainty"), ("diverse", "hybrid")):  # same seed, same initial images: one training
+        assert by[a, 0]["added"] == by[b, 0]["added"] and by[a, 0]["val_dice"] == by[b, 0]["val_dice"]
+    for strategy in ("random", "diverse"):
+        first, second = by[strategy, 0]["added"], by[strategy, 1]["added"]
+        assert len(first) == len(second) == 2 and not set(first) & set(second)
+    trainings = {frozenset(by[s, 0]["added"] + by[s, 1]["added"]) for s, _ in by}
+    assert len(list((tmp_path / "trainings").iterdir())) == 2 + len(trainings)  # each labelled set trained once
     assert json.loads((tmp_path / "results.json").read_text()) == rows
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
-    assert [r["seeds"] for r in summary_rows(rows)] == [1, 1, 1, 1]
+    assert [r["seeds"] for r in summary_rows(rows)] == [1] * 8
+    again = run_study(get_bundle("breast_us_t2kd"), samples_dir, tmp_path, initial=2, per_round=2, rounds=1,
+                      seeds=(0,), strategies=("random",), epochs=1, train_split="demo", val_split="demo")
+    assert again == rows[:2]  # resumed from the kept trainings
 
 
 def test_study_rejects_impossible_plans(samples_dir, tmp_path):

@@ -51,6 +51,17 @@ def test_feature_pyramid_has_five_levels_from_stride_2_to_32(model_name, channel
     assert not hasattr(encoder, "_fc") and not hasattr(encoder, "_conv_head")
 
 
+def test_encoder_compiles_to_torchscript_with_the_same_outputs_and_weights():
+    encoder = EfficientNetLiteEncoder(MODELS[0], pretrained=False).eval()
+    scripted = torch.jit.script(encoder)
+    image = torch.rand(1, 1, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(scripted(image), encoder(image)):
+            torch.testing.assert_close(a, b)
+    names = [name for name, _ in encoder.named_parameters()]
+    assert [name for name, _ in scripted.named_parameters()] == names  # the SE stand-ins hold no weights
+
+
 def wheel_stem(model_name: str) -> torch.Tensor:
     return torch.load(lite_weights_path(model_name), map_location="cpu")["_conv_stem.weight"]
 

@@ -140,7 +140,7 @@ def test_failed_write_keeps_old_file(tmp_path):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        png._write_atomic(path, explode)
+        png.write_atomic(path, explode)
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.txt"]
 
@@ -150,5 +150,5 @@ def test_interrupted_write_of_new_file_leaves_nothing(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        png._write_atomic(tmp_path / "new.txt", interrupt)
+        png.write_atomic(tmp_path / "new.txt", interrupt)
     assert os.listdir(tmp_path) == []

@@ -193,29 +193,6 @@ def test_dataset_export_is_a_dataset_folder_breastlab_reads(server, tmp_path):
     assert cases["case005"].label == "malignant" and cases["case005"].mask is not None
 
 
-def test_uncertainty_scoring_and_next_sample(server):
-    for name in ("unlabelled_a", "unlabelled_b"):
-        source = "case005" if name.endswith("a") else "case008"
-        assert upload(server, name, (SAMPLES / "images" / f"{source}.png").read_bytes()).status_code == 200
-    response = requests.post(f"{server.url}/scoring/uncertainty", params={"run_sync": True},
-                             json={"model": MODEL}, timeout=300)
-    assert response.status_code == 200, response.text
-    assert response.json()["scored"] == 2
-
-    sample = requests.post(f"{server.url}/activelearning/uncertainty", json={"top_k": 2}, timeout=30).json()
-    scores = [t["score"] for t in sample["top"]]
-    assert {t["id"] for t in sample["top"]} == {"unlabelled_a", "unlabelled_b"} and scores == sorted(scores)[::-1]
-    assert sample["id"] == sample["top"][0]["id"] and sample["scored_with"]["model"] == MODEL
-    assert sample["scored_with"]["measure"] == "flip_variance"
-    assert "path" not in sample  # clients fetch the image by id; no server paths
-
-    bad = requests.post(f"{server.url}/activelearning/uncertainty", json={"top_k": 0}, timeout=30)
-    assert bad.status_code == 400 and "top_k" in bad.json()["detail"]
-    assert requests.post(f"{server.url}/activelearning/nope", json={}, timeout=30).status_code == 404
-    assert requests.post(f"{server.url}/scoring/nope", json={}, timeout=30).status_code == 404
-    assert requests.post(f"{server.url}/scoring/uncertainty", json={"model": "nope"}, timeout=30).status_code == 404
-
-
 def test_dicom_uploads_become_display_ready_images_with_their_details(server, tmp_path):
     pixels = np.tile(np.linspace(0, 4095, 96).astype(np.uint16), (80, 1))
     data = dicom_bytes(pixels, photometric="MONOCHROME1", bits_stored=12, PixelSpacing=[0.1, 0.1])

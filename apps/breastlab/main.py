@@ -15,8 +15,8 @@ from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.predictions import PredictionStore
 from breastlab.server.prompt_infer import PromptInferTask
-from breastlab.server.scoring import UncertaintyScoring
-from breastlab.server.strategies import HandOuts, MostUncertain, RandomUnlabeled
+from breastlab.server.scoring import DiversityScoring, UncertaintyScoring
+from breastlab.server.strategies import HandOuts, RandomUnlabeled, TopScored
 from breastlab.server.train import BundleTrainTask
 from breastlab.transforms import check_points, check_roi
 
@@ -85,13 +85,18 @@ class MyApp(MONAILabelApp):
 
     def init_strategies(self):
         hand_outs = HandOuts()
-        return {"random": RandomUnlabeled(hand_outs),
-                "uncertainty": MostUncertain(UncertaintyScoring.name, hand_outs)}
+        return {
+            "random": RandomUnlabeled(hand_outs),
+            "uncertainty": TopScored(UncertaintyScoring.name, hand_outs, "Most uncertain (POST /scoring/uncertainty)"),
+            "diverse": TopScored("diverse", hand_outs, "Typical images spread over clusters (POST /scoring/diversity)"),
+            "hybrid": TopScored("hybrid", hand_outs, "Most uncertain of each cluster's typical half, diverse before "
+                                                     "an uncertainty scoring (POST /scoring/diversity)"),
+        }
 
     def init_scoring_methods(self):
         automatic = {name: b for name, b in self.bundles.items() if not b.prompts}  # a prompt model needs a person
         scoring = UncertaintyScoring(automatic, {name: self.weights(name) for name in automatic})
-        return {scoring.name: scoring}
+        return {scoring.name: scoring, DiversityScoring.name: DiversityScoring()}
 
     def next_sample(self, request):
         strategy = request.get("strategy") or "random"

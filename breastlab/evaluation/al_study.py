@@ -1,36 +1,44 @@
-"""Simulated active-learning study: grow a labelled set round by round, by random or uncertainty picks.
+"""Simulated active-learning study: grow a labelled set round by round, by one strategy's picks.
 
-Each (strategy, seed) run starts from the same ``initial`` random images of the pool (per seed),
-trains the bundle from scratch on the labelled set, scores validation Dice, then adds
-``per_round`` images: random ones, or the unlabelled ones with the highest TTA variance under the
-model just trained. Results: one row per (strategy, seed, round), with the cases added for that round.
+Each (strategy, seed) run starts from ``initial`` images of the pool: random ones (per seed) for ``random`` and
+``uncertainty``, the first of the diversity order for ``diverse`` and ``hybrid`` (ImageNet features need no label).
+It trains the bundle from scratch on the labelled set, scores validation Dice, then adds ``per_round`` images:
+random ones, the most uncertain under the model just trained, or the next of ``selection_order`` (``diverse``;
+``hybrid`` with that model's uncertainty). Every training is kept under ``out/trainings`` by its labelled set and
+seed, so runs that share a round (the same initial images) train it once, and a stopped study resumes.
+Results: one row per (strategy, seed, round), with the cases added for that round.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from breastlab.bundle import Bundle
 from breastlab.data import dataset_dicts
-from breastlab.explain.uncertainty import tta_variance
+from breastlab.explain.diversity import ImageEncoder, selection_order
+from breastlab.explain.uncertainty import lesion_uncertainty
 from breastlab.metrics import format_table
 
-STRATEGIES = ("random", "uncertainty")
+STRATEGIES = ("random", "diverse", "uncertainty", "hybrid")  # runs sharing a first round are not started together
+NEEDS_FEATURES = {"diverse", "hybrid"}
 
 
 def run_study(bundle: Bundle, data: str | Path, out: str | Path, initial: int = 20, per_round: int = 20,
               rounds: int = 5, seeds: tuple[int, ...] = (0, 1, 2), strategies: tuple[str, ...] = STRATEGIES,
               epochs: int = 10, train_split: str = "train", val_split: str = "val", workers: int = 1) -> list[dict]:
     """Run every (strategy, seed), ``workers`` at a time in their own processes (one torch thread each when
-    more than one); write ``results.json`` and ``learning_curve.png`` to ``out``."""
+    more than one), seed by seed; write ``results.json`` and ``learning_curve.png`` to ``out``."""
     unknown = set(strategies) - set(STRATEGIES)
     if unknown:
         raise ValueError(f"unknown strategies {sorted(unknown)}; expected some of {STRATEGIES}")
@@ -39,8 +47,9 @@ def run_study(bundle: Bundle, data: str | Path, out: str | Path, initial: int = 
         raise ValueError(f"{initial} + {rounds} x {per_round} images asked for, the pool has {len(pool)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = [(bundle, pool, data, val_split, strategy, seed, initial, per_round, rounds, epochs)
-            for strategy in strategies for seed in seeds]
+    features = pool_features(pool, out) if NEEDS_FEATURES & set(strategies) else None
+    runs = [(bundle, pool, features, data, val_split, strategy, seed, initial, per_round, rounds, epochs, out)
+            for seed in seeds for strategy in strategies]
     rows = []
     executor = ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else None
     with executor or nullcontext():
@@ -51,27 +60,54 @@ def run_study(bundle: Bundle, data: str | Path, out: str | Path, initial: int = 
     return rows
 
 
-def run_one(bundle, pool, data, val_split, strategy, seed, initial, per_round, rounds, epochs) -> list[dict]:
+def pool_features(pool: list[dict], out: Path) -> np.ndarray:
+    """ImageNet features of every pool image, kept in ``out/features.npz`` for the pool's cases."""
+    cache, cases = out / "features.npz", [item["case"] for item in pool]
+    if cache.is_file():
+        with np.load(cache) as content:
+            if content["cases"].tolist() == cases:
+                return content["features"]
+    encoder = ImageEncoder()
+    features = np.stack([encoder(item["image"]) for item in tqdm(pool, desc="features", unit="image", disable=None)])
+    np.savez(cache, cases=np.array(cases), features=features)
+    return features
+
+
+def run_one(bundle, pool, features, data, val_split, strategy, seed, initial, per_round, rounds, epochs,
+            out) -> list[dict]:
     rng = random.Random(seed)
     order = list(range(len(pool)))
     rng.shuffle(order)
-    labelled, unlabelled = order[:initial], order[initial:]
+    if strategy in NEEDS_FEATURES:
+        order = selection_order(features, np.zeros(len(pool), bool), initial, seed=seed)
+    labelled, unlabelled = order[:initial], sorted(set(range(len(pool))) - set(order[:initial]))
     added = labelled
     rows = []
     for round_ in tqdm(range(rounds + 1), desc=f"{strategy} seed {seed}", unit="round", disable=None):
-        with tempfile.TemporaryDirectory() as tmp:
-            dice, weights = train_and_validate(bundle, [pool[i] for i in labelled], data, val_split, seed, epochs,
-                                               Path(tmp))
-            rows.append({"strategy": strategy, "seed": seed, "round": round_, "labelled": len(labelled),
-                         "val_dice": dice, "added": [pool[i]["case"] for i in added]})
-            if round_ == rounds:
-                break
-            picked = pick(strategy, bundle, weights, [pool[i] for i in unlabelled], per_round, rng)
-        added = [unlabelled[i] for i in picked]
+        dice, weights = cached_training(bundle, [pool[i] for i in labelled], data, val_split, seed, epochs, out)
+        rows.append({"strategy": strategy, "seed": seed, "round": round_, "labelled": len(labelled),
+                     "val_dice": dice, "added": [pool[i]["case"] for i in added]})
+        if round_ == rounds:
+            break
+        added = pick(strategy, bundle, weights, pool, features, labelled, unlabelled, per_round, rng, seed)
         labelled = labelled + added
-        chosen = set(picked)
-        unlabelled = [u for n, u in enumerate(unlabelled) if n not in chosen]
+        unlabelled = sorted(set(unlabelled) - set(added))
     return rows
+
+
+def cached_training(bundle, items, data, val_split, seed, epochs, out: Path) -> tuple[float, Path]:
+    """``train_and_validate``, kept under ``out/trainings/<hash of the cases, seed, epochs>``."""
+    key = hashlib.sha1(json.dumps([[i["case"] for i in items], seed, epochs]).encode()).hexdigest()[:16]
+    done = out / "trainings" / key
+    if not (done / "result.json").is_file():
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            dice, _ = train_and_validate(bundle, items, data, val_split, seed, epochs, Path(tmp))
+            (Path(tmp) / "result.json").write_text(json.dumps({"val_dice": dice, "images": len(items)}))
+            shutil.rmtree(Path(tmp) / "eval", ignore_errors=True)
+            done.parent.mkdir(exist_ok=True)
+            shutil.rmtree(done, ignore_errors=True)
+            shutil.copytree(tmp, done)
+    return json.loads((done / "result.json").read_text())["val_dice"], done / "model.pt"
 
 
 def train_and_validate(bundle, items, data, val_split, seed, epochs, workdir: Path) -> tuple[float, Path]:
@@ -82,14 +118,27 @@ def train_and_validate(bundle, items, data, val_split, seed, epochs, workdir: Pa
     return float(state.best_metric), workdir / "model.pt"
 
 
-def pick(strategy: str, bundle: Bundle, weights: Path, candidates: list[dict], k: int, rng: random.Random) -> list[int]:
-    """Indices into ``candidates`` of the next ``k`` images to label."""
+def pick(strategy: str, bundle: Bundle, weights: Path, pool: list[dict], features, labelled: list[int],
+         unlabelled: list[int], k: int, rng: random.Random, seed: int) -> list[int]:
+    """Pool indices of the next ``k`` images to label."""
     if strategy == "random":
-        return rng.sample(range(len(candidates)), k)
+        return rng.sample(unlabelled, k)
+    if strategy == "diverse":
+        return _next_in_order(features, labelled, k, None, seed)
     predictor = bundle.predictor(weights)
-    scores = [tta_variance(predictor.network, predictor.network_input(c["image"]), predictor.inferer)
-              for c in candidates]
-    return sorted(range(len(candidates)), key=scores.__getitem__, reverse=True)[:k]
+    scores = np.full(len(pool), -1.0)
+    for i in unlabelled:
+        scores[i] = lesion_uncertainty(predictor.network, predictor.network_input(pool[i]["image"]),
+                                       predictor.inferer)
+    if strategy == "hybrid":
+        return _next_in_order(features, labelled, k, scores, seed)
+    return sorted(unlabelled, key=scores.__getitem__, reverse=True)[:k]
+
+
+def _next_in_order(features, labelled: list[int], k: int, uncertainty, seed: int) -> list[int]:
+    mask = np.zeros(len(features), bool)
+    mask[labelled] = True
+    return selection_order(features, mask, k, uncertainty, seed=seed)[:k]
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:

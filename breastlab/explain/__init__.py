@@ -1,7 +1,7 @@
-"""Explanation and uncertainty: Grad-CAM and map regions as boxes, test-time-augmentation variance and entropy."""
+"""Explanation and uncertainty: Grad-CAM and map regions as boxes, test-time-augmentation disagreement and entropy."""
 
 from .saliency import GradCam, GradCamPredictor, UnitRangeMap, top_boxes, unit_range
-from .uncertainty import predictive_entropy, tta_probabilities, tta_variance
+from .uncertainty import lesion_uncertainty, predictive_entropy, tta_probabilities
 
 __all__ = ["GradCam", "GradCamPredictor", "UnitRangeMap", "predictive_entropy", "top_boxes", "tta_probabilities",
-           "tta_variance", "unit_range"]
+           "lesion_uncertainty", "unit_range"]

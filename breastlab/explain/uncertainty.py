@@ -1,9 +1,10 @@
-"""Uncertainty scores for active learning: test-time-augmentation variance and predictive entropy."""
+"""Uncertainty scores for active learning: test-time-augmentation disagreement of a lesion map, predictive entropy."""
 
 from __future__ import annotations
 
 import torch
 from monai.inferers import SimpleInferer
+from monai.transforms.utils import get_largest_connected_component_mask
 
 from breastlab.networks.outputs import named_outputs
 
@@ -20,9 +21,20 @@ def tta_probabilities(network: torch.nn.Module, image: torch.Tensor, inferer=Sim
     return torch.stack([z.flip(dims) if dims else z for z, dims in zip(logits, FLIPS)]).sigmoid()
 
 
-def tta_variance(network: torch.nn.Module, image: torch.Tensor, inferer=SimpleInferer()) -> float:
-    """Mean over pixels of the variance of the four flipped predictions (0 when they all agree)."""
-    return tta_probabilities(network, image, inferer).var(0, unbiased=False).mean().item()
+def lesion_uncertainty(network: torch.nn.Module, image: torch.Tensor, inferer=SimpleInferer()) -> float:
+    """How much the four flipped lesion masks (channel 0, > 0.5) disagree, in [0, 1] (0: they agree, or no lesion).
+
+    1 - IoU of the flipped masks, so the score is relative to the predicted lesion (a pixel average of the map's
+    variance grows with the lesion's size), times the share of the masks' union in its largest connected region: a
+    map broken into many regions follows texture, as a barely trained model does on normal images.
+    """
+    masks = tta_probabilities(network, image, inferer)[:, 0] > 0.5
+    union = masks.any(0)
+    if not union.any():
+        return 0.0
+    disagreement = 1 - masks.all(0).sum().item() / union.sum().item()
+    largest = get_largest_connected_component_mask(union, connectivity=2)
+    return disagreement * largest.sum().item() / union.sum().item()
 
 
 def predictive_entropy(probabilities: torch.Tensor) -> torch.Tensor:

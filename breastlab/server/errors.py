@@ -18,6 +18,17 @@ def bad_request(message: str) -> HTTPException:
     return HTTPException(status_code=400, detail=message)
 
 
+def integer_param(value, name: str, highest: int) -> int:
+    """A request parameter that must be an integer from 1 to ``highest``: 400 otherwise."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        number = 0
+    if isinstance(value, bool) or not 1 <= number <= highest:
+        raise bad_request(f"{name} must be an integer from 1 to {highest}, not {value!r}")
+    return number
+
+
 def not_found(message: str) -> HTTPException:
     return HTTPException(status_code=404, detail=message)
 

@@ -7,7 +7,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from breastlab.formats.png import write_text_atomic
+import numpy as np
+
+from breastlab.formats.png import write_atomic, write_text_atomic
 
 
 class ScoreIndex:
@@ -52,3 +54,47 @@ class ScoreIndex:
                 if len(found) == k:
                     break
         return found
+
+
+class EmbeddingIndex:
+    """``<studies>/.breastlab/scores/embeddings.npz``: one feature vector (float16) per image, with the image file's
+    size and modification time, so an update encodes only new or changed images."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, studies: str | Path) -> "EmbeddingIndex":
+        return cls(Path(studies) / ".breastlab" / "scores" / "embeddings.npz")
+
+    def load(self) -> tuple[str, dict[str, tuple[tuple[int, int], np.ndarray]]]:
+        """(encoder name, {image id: ((size, mtime ns), vector)}); empty when there is no index yet."""
+        if not self.path.is_file():
+            return "", {}
+        with np.load(self.path) as content:
+            keys = zip(content["sizes"].tolist(), content["mtimes"].tolist())
+            return str(content["encoder"]), dict(zip(content["ids"].tolist(), zip(keys, content["vectors"])))
+
+    def update(self, images: dict[str, str], encode: Callable[[str], np.ndarray], encoder: str,
+               progress: Callable = iter) -> tuple[list[str], np.ndarray, int]:
+        """Vectors of ``images`` ({id: path}), encoding only those new or changed since the last update (all of
+        them for another encoder); stale ids are dropped. Returns (ids, vectors, how many were encoded)."""
+        name, entries = self.load()
+        entries = entries if name == encoder else {}
+        kept, encoded = {}, 0
+        for image_id in progress(sorted(images)):
+            stat = os.stat(images[image_id])
+            key = (stat.st_size, stat.st_mtime_ns)
+            if image_id in entries and entries[image_id][0] == key:
+                kept[image_id] = entries[image_id]
+            else:
+                kept[image_id] = (key, np.asarray(encode(images[image_id]), np.float16))
+                encoded += 1
+        ids = list(kept)
+        vectors = np.stack([kept[i][1] for i in ids]) if ids else np.zeros((0, 0), np.float16)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, lambda f: np.savez(
+            f, encoder=encoder, ids=np.array(ids, dtype=str), vectors=vectors,
+            sizes=np.array([kept[i][0][0] for i in ids], np.int64), mtimes=np.array([kept[i][0][1] for i in ids],
+                                                                                    np.int64)))
+        return ids, vectors.astype(np.float32), encoded

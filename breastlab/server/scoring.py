@@ -1,4 +1,5 @@
-"""Scoring jobs for active learning: score every unlabelled image once, write the scores to an index."""
+"""Scoring jobs for active learning: score every unlabelled image once, write the scores to an index; embed every
+image and write the diverse and hybrid hand-out orders."""
 
 from __future__ import annotations
 
@@ -7,30 +8,34 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from tqdm import tqdm
 
 from breastlab.bundle import Bundle
-from breastlab.explain.uncertainty import predictive_entropy, tta_variance
+from breastlab.explain.diversity import ImageEncoder, selection_order
+from breastlab.explain.uncertainty import lesion_uncertainty, predictive_entropy
 from breastlab.server import errors
-from breastlab.server.scores import ScoreIndex
+from breastlab.server.scores import EmbeddingIndex, ScoreIndex
 
 FLUSH_EVERY = 50  # images between index writes, so a long job shows progress
+DEFAULT_BUDGET = 20  # images per labelling round: diversity clusters = labelled images + budget
+MAX_BUDGET = 10_000
 
 
 class UncertaintyScoring(ScoringMethod):
     """Scores every unlabelled image with one bundle's uncertainty, written to one index.
 
-    Segmentation bundles: the variance of the lesion map under four test-time flips; classifiers: the
-    predictive entropy of their class probabilities. Request params: ``model`` (default: the first
-    bundle). Uses the weights being served.
+    Segmentation bundles: how much the lesion masks of four test-time flips disagree (``lesion_uncertainty``);
+    classifiers: the predictive entropy of their class probabilities. Request params: ``model`` (default: the
+    first bundle). Uses the weights being served. Afterwards the ``hybrid`` order is rewritten with these scores.
     """
 
     name = "uncertainty"
 
     def __init__(self, bundles: dict[str, Bundle], weights: dict[str, list[Path]]):
-        super().__init__("Uncertainty: flip variance of the lesion map (segmentation), class entropy (classifiers)")
+        super().__init__("Uncertainty: flip disagreement of lesion masks (segmentation), class entropy (classifiers)")
         self.bundles = bundles
         self.weights = weights
 
@@ -50,6 +55,7 @@ class UncertaintyScoring(ScoringMethod):
             if n % FLUSH_EVERY == 0:
                 index.save(scores, **meta, complete=False)
         index.save(scores, **meta, complete=True, finished=time.time())
+        write_orders(datastore)
         return {"method": self.name, "model": model, "measure": score.__name__, "scored": len(scores),
                 "index": str(index.path)}
 
@@ -58,11 +64,61 @@ class UncertaintyScoring(ScoringMethod):
         """image path → uncertainty, by the bundle's task."""
         predictor = bundle.predictor(weights)
 
-        def flip_variance(path: str) -> float:
-            return tta_variance(predictor.network, predictor.network_input(path), predictor.inferer)
+        def flip_disagreement(path: str) -> float:
+            return lesion_uncertainty(predictor.network, predictor.network_input(path), predictor.inferer)
 
         def class_entropy(path: str) -> float:
             probabilities = torch.tensor(list(predictor(path)["class_probabilities"].values()))
             return float(predictive_entropy(probabilities))
 
-        return class_entropy if bundle.task == "classification" else flip_variance
+        return class_entropy if bundle.task == "classification" else flip_disagreement
+
+
+class DiversityScoring(ScoringMethod):
+    """Embeds every image with an ImageNet encoder (only images new or changed since the last run), then writes the
+    ``diverse`` and ``hybrid`` hand-out orders. Request params: ``budget`` (images per labelling round, default 20).
+    """
+
+    name = "diversity"
+
+    def __init__(self):
+        super().__init__("Diversity: ImageNet features, k-means clusters, typical images first (TypiClust)")
+
+    def __call__(self, request, datastore):
+        budget = errors.integer_param(request.get("budget", DEFAULT_BUDGET), "budget", MAX_BUDGET)
+        images = {i: datastore.get_image_uri(i) for i in datastore.list_images()}
+        encoder = ImageEncoder()
+        progress = lambda ids: tqdm(ids, desc="embeddings", unit="image", disable=None)  # noqa: E731
+        ids, vectors, encoded = EmbeddingIndex.of(datastore.root).update(images, encoder, encoder.name, progress)
+        orders = write_orders(datastore, budget, ids, vectors)
+        return {"method": self.name, "encoder": encoder.name, "embedded": len(ids), "encoded": encoded, **orders}
+
+
+def write_orders(datastore, budget: int | None = None, ids: list[str] | None = None,
+                 vectors: np.ndarray | None = None) -> dict:
+    """Rewrite the ``diverse`` and ``hybrid`` indexes (score: higher is handed out first) from the stored embeddings
+    and the current final labels. ``hybrid`` uses the uncertainty index's scores when it has any, and is ``diverse``
+    until then. Without embeddings (no diversity job yet) nothing is written."""
+    root = datastore.root
+    if ids is None:
+        encoder, entries = EmbeddingIndex.of(root).load()
+        ids = [i for i in entries if datastore.get_image_uri(i)]
+        vectors = np.stack([entries[i][1] for i in ids]).astype(np.float32) if ids else None
+    if not ids:
+        return {"diverse": 0, "hybrid": 0}
+    previous = ScoreIndex.of(root, "diverse").load().meta
+    budget = budget or previous.get("budget", DEFAULT_BUDGET)
+    labelled = np.array([i in set(datastore.get_labeled_images()) for i in ids])
+    uncertain = ScoreIndex.of(root, UncertaintyScoring.name).load()
+    measured = {"diverse": None, "hybrid": None}
+    if uncertain.scores:
+        measured["hybrid"] = np.array([uncertain.scores.get(i, -1.0) for i in ids])
+    written = {}
+    for method, uncertainty in measured.items():
+        order = selection_order(vectors, labelled, budget, uncertainty)
+        scores = {ids[row]: float(len(order) - n) for n, row in enumerate(order)}
+        ScoreIndex.of(root, method).save(scores, budget=budget, labelled=int(labelled.sum()), finished=time.time(),
+                                         uncertainty=uncertain.meta if uncertainty is not None else None)
+        written[method] = len(scores)
+    return written
+

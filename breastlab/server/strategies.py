@@ -50,20 +50,22 @@ class RandomUnlabeled(Strategy):
         return {"id": image_id} if image_id else None
 
 
-class MostUncertain(Strategy):
-    """The unlabelled image with the highest score in the index of a scoring job (``top_k`` for more).
+class TopScored(Strategy):
+    """The unlabelled image with the highest score in the index of a scoring job (``top_k`` for more): the most
+    uncertain, or the first in a diversity order.
 
     Falls back to ``RandomUnlabeled`` (and says so) while no scored image is left.
     """
 
-    def __init__(self, method: str, hand_outs: HandOuts):
-        super().__init__(f"Highest '{method}' score among images without a final label; param top_k (1-100)")
+    def __init__(self, method: str, hand_outs: HandOuts, description: str = ""):
+        super().__init__(f"{description or f'Highest {method!r} score'} among images without a final label; "
+                         "param top_k (1-100)")
         self.method, self.hand_outs = method, hand_outs
         self.fallback = RandomUnlabeled(hand_outs)
         self._indexes: dict[str, ScoreIndex] = {}
 
     def __call__(self, request, datastore):
-        k = _top_k(request.get("top_k", 1))
+        k = errors.integer_param(request.get("top_k", 1), "top_k", MAX_TOP_K)
         index = self._indexes.setdefault(datastore.root, ScoreIndex.of(datastore.root, self.method)).load()
         objects = datastore.objects
         with self.hand_outs.lock:
@@ -78,12 +80,3 @@ class MostUncertain(Strategy):
         return {"id": top[0][0], "score": top[0][1], "top": [{"id": i, "score": s} for i, s in top],
                 "scored_with": index.meta}
 
-
-def _top_k(value) -> int:
-    try:
-        k = int(value)
-    except (TypeError, ValueError, OverflowError):
-        k = 0
-    if not 1 <= k <= MAX_TOP_K:
-        raise errors.bad_request(f"top_k must be an integer from 1 to {MAX_TOP_K}, not {value!r}")
-    return k
