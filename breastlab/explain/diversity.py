@@ -63,13 +63,18 @@ def typicality(features: np.ndarray, cluster: np.ndarray) -> np.ndarray:
     return result
 
 
+def grouping(features: np.ndarray, labelled: np.ndarray, budget: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster index, typicality) of every row, with (labelled + ``budget``) clusters."""
+    cluster = clusters(features, int(np.count_nonzero(labelled)) + budget, seed)
+    return cluster, typicality(features, cluster)
+
+
 def selection_order(features: np.ndarray, labelled: np.ndarray, budget: int, uncertainty: np.ndarray | None = None,
-                    seed: int = 0) -> list[int]:
+                    seed: int = 0, groups: tuple[np.ndarray, np.ndarray] | None = None) -> list[int]:
     """Row indices of every unlabelled image (``labelled`` false), in hand-out order: ``diverse`` without
-    ``uncertainty``, ``hybrid`` with it (see the module docstring)."""
+    ``uncertainty``, ``hybrid`` with it (see the module docstring). ``groups``: ``grouping``'s result, if known."""
     labelled = np.asarray(labelled, bool)
-    cluster = clusters(features, int(labelled.sum()) + budget, seed)
-    typical = typicality(features, cluster)
+    cluster, typical = groups or grouping(features, labelled, budget, seed)
     queues, heap = {}, []
     for c in np.unique(cluster):
         rows = np.flatnonzero((cluster == c) & ~labelled)

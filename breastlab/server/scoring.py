@@ -14,7 +14,7 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from tqdm import tqdm
 
 from breastlab.bundle import Bundle
-from breastlab.explain.diversity import ImageEncoder, selection_order
+from breastlab.explain.diversity import ImageEncoder, grouping, selection_order
 from breastlab.explain.uncertainty import lesion_uncertainty, predictive_entropy
 from breastlab.server import errors
 from breastlab.server.scores import EmbeddingIndex, ScoreIndex
@@ -101,21 +101,23 @@ def write_orders(datastore, budget: int | None = None, ids: list[str] | None = N
     until then. Without embeddings (no diversity job yet) nothing is written."""
     root = datastore.root
     if ids is None:
-        encoder, entries = EmbeddingIndex.of(root).load()
-        ids = [i for i in entries if datastore.get_image_uri(i)]
+        _, entries = EmbeddingIndex.of(root).load()
+        present = set(datastore.list_images())
+        ids = [i for i in entries if i in present]
         vectors = np.stack([entries[i][1] for i in ids]).astype(np.float32) if ids else None
     if not ids:
         return {"diverse": 0, "hybrid": 0}
     previous = ScoreIndex.of(root, "diverse").load().meta
     budget = budget or previous.get("budget", DEFAULT_BUDGET)
-    labelled = np.array([i in set(datastore.get_labeled_images()) for i in ids])
+    final = set(datastore.get_labeled_images())
+    labelled = np.array([i in final for i in ids])
     uncertain = ScoreIndex.of(root, UncertaintyScoring.name).load()
     measured = {"diverse": None, "hybrid": None}
     if uncertain.scores:
         measured["hybrid"] = np.array([uncertain.scores.get(i, -1.0) for i in ids])
-    written = {}
+    written, groups = {}, grouping(vectors, labelled, budget)
     for method, uncertainty in measured.items():
-        order = selection_order(vectors, labelled, budget, uncertainty)
+        order = selection_order(vectors, labelled, budget, uncertainty, groups=groups)
         scores = {ids[row]: float(len(order) - n) for n, row in enumerate(order)}
         ScoreIndex.of(root, method).save(scores, budget=budget, labelled=int(labelled.sum()), finished=time.time(),
                                          uncertainty=uncertain.meta if uncertainty is not None else None)

@@ -57,6 +57,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for button, handler in (
             (self.ui.connectButton, self.on_connect),
             (self.ui.nextSampleButton, self.on_next_sample),
+            (self.ui.scoreButton, self.on_score),
             (self.ui.loadImageButton, self.on_load_image),
             (self.ui.segmentButton, self.on_segment),
             (self.ui.clearPointsButton, self.on_clear_points),
@@ -161,6 +162,14 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             info = self.logic.session.save(self.ui.classComboBox.currentText, self.ui.biradsComboBox.currentText)
             slicer.util.showStatusMessage(f"Saved label of {self.logic.session.image_id} {info}", 3000)
 
+    def on_score(self):
+        """Queue the diversity job and, with a segmentation model chosen, its uncertainty job (both run on the
+        server in the background)."""
+        with slicer.util.tryWithErrorDisplay("Cannot start scoring.", waitCursor=True):
+            model = self.ui.segmentationModelComboBox.currentText
+            started = self.logic.session.client.start_scoring(model or None)
+            self.ui.serverStatusLabel.text = f"Scoring started: {', '.join(started)}"
+
     def on_train(self):
         with slicer.util.tryWithErrorDisplay("Cannot start training.", waitCursor=True):
             self.logic.session.client.start_training(self.ui.trainModelComboBox.currentText,
@@ -182,7 +191,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def update_buttons(self):
         connected = self.logic.session is not None
         loaded = connected and self.logic.session.image_id is not None
-        self.ui.nextSampleButton.enabled = self.ui.loadImageButton.enabled = connected
+        self.ui.nextSampleButton.enabled = self.ui.loadImageButton.enabled = self.ui.scoreButton.enabled = connected
         self.ui.trainButton.enabled = connected and self.ui.trainModelComboBox.count > 0
         for button, models in ((self.ui.segmentButton, self.ui.segmentationModelComboBox),
                                (self.ui.classifyButton, self.ui.classificationModelComboBox),

@@ -26,7 +26,8 @@ def test_info_sorts_models_by_type_and_lists_strategies(client, server):
                       "interactive": [INTERACTIVE, "breast_us_medsam"],
                       "saliency": ["breast_mammo_end2end_saliency", "breast_mammo_glam_saliency",
                                    "breast_us_lanet_saliency"]}
-    assert info.strategies == tuple(raw["strategies"]) and "random" in info.strategies
+    assert info.strategies == tuple(raw["strategies"])
+    assert set(info.strategies) == {"random", "uncertainty", "diverse", "hybrid"}  # the next-sample list
     assert info.default_epochs(MODEL) == 10
 
 
@@ -115,3 +116,20 @@ def test_training_progress_follows_the_server_until_done(client):
     assert (progress.state, progress.percent, progress.text) == ("DONE", 100, "DONE: epoch 2 of 2"), seen
     assert ("RUNNING", 1) in seen  # the first epoch was reported while the second ran
     assert client.info().trainers and client.training_status()["request"]["max_epochs"] == 2
+
+
+def test_score_button_jobs_order_new_images_for_the_diverse_and_hybrid_strategies(client, server, samples):
+    """Runs last: every other image is labelled by now, so the two uploaded here are the only candidates."""
+    extras = ["scored_a", "scored_b"]
+    for image_id, case in zip(extras, ("case001", "case008")):
+        data = (samples / "images" / f"{case}.png").read_bytes()
+        requests.put(f"{server.url}/datastore/image", params={"image": image_id}, files={"file": (
+            f"{image_id}.png", data)}, timeout=30).raise_for_status()
+    try:
+        assert client.start_scoring(MODEL, wait=True) == ["diversity", "uncertainty"]
+        picked = [client.next_sample(strategy) for strategy in ("diverse", "hybrid")]
+        assert sorted(p["id"] for p in picked) == extras and not any("fallback" in p for p in picked)
+        assert picked[1]["scored_with"]["uncertainty"]["model"] == MODEL
+    finally:
+        for image_id in extras:
+            requests.delete(f"{server.url}/datastore/image", params={"id": image_id}, timeout=30)

@@ -63,6 +63,14 @@ class BreastLabClient:
         """The next image to annotate (its id under ``"id"``, plus its info); None when none is left."""
         return self._call("POST", f"/activelearning/{strategy}", json={}).json() or None
 
+    def start_scoring(self, model: str | None = None, wait: bool = False) -> list[str]:
+        """Start the ``diversity`` scoring job and, given a segmentation ``model``, the ``uncertainty`` one, that the
+        ordered strategies read (``wait``: until they finish); the methods started."""
+        jobs = {"diversity": {}, **({"uncertainty": {"model": model}} if model else {})}
+        for method, params in jobs.items():
+            self._call("POST", f"/scoring/{method}", params={"run_sync": wait}, json=params)
+        return list(jobs)
+
     def image(self, image_id: str) -> np.ndarray:
         return decode_png(self._call("GET", "/datastore/image", params={"image": image_id}).content)
 
