@@ -66,9 +66,9 @@ def test_finer_map_stride_keeps_the_weights_and_feeds_the_classifier_its_pooled_
     with torch.no_grad():
         out = fine(x)
         b = fine.backbone
-        features = fine._stem(x)
-        for layer, attention in zip([b.layer1, b.layer2, b.layer3, b.layer4], fine.attention):
-            features, _ = attention(layer(features))
+        features = b.stem(x)
+        for i, attention in enumerate(fine.attention):
+            features, _ = attention(b.stage(i, features))
         pooled = torch.nn.functional.adaptive_avg_pool2d(out["lesion_map"], features.shape[-2:])
         expected = fine._classify(modulate(features, pooled))
     assert out["lesion_map"].shape == (1, 1, 8, 12) and out["stage_maps"][1].shape == (1, 1, 8, 12)

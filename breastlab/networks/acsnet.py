@@ -1,10 +1,11 @@
 """ACSNet: multi-task breast-ultrasound lesion segmentation and classification (He et al., 2024).
 
-Reimplemented from the method description. A 2D MONAI ResNet-18 encoder (random initialisation) gives features at
-1/2, 1/4, 1/8, 1/16 and 1/32 of the input. A :class:`DeformableSpatialAttention` module refines the 1/16 and 1/8
+Reimplemented from the method description. An encoder (``backbone``: MONAI's ResNet-18 from scratch, or
+EfficientNet-Lite from ImageNet, :mod:`breastlab.networks.backbones`) gives features at 1/2, 1/4, 1/8, 1/16 and
+1/32 of the input. A :class:`DeformableSpatialAttention` module refines the 1/16 and 1/8
 encoder features (16² and 32² for a 256² input) before they are used as skips. A U-shaped decoder upsamples from
 1/32, concatenating at every scale the skip scaled by a :class:`GateUnit`, and ends with a full-resolution stage and
-a 1x1 segmentation head. The :class:`MultiScaleClassifier` pools encoder layer3, layer4 and the first decoder stage
+a 1x1 segmentation head. The :class:`MultiScaleClassifier` pools encoder stages 3 and 4 and the first decoder stage
 to the 1/32 grid, concatenates them, applies CBAM-style channel attention, then global average pooling and a
 fully connected layer.
 
@@ -19,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from breastlab.networks.backbones import staged_encoder
 from breastlab.networks.deformable import ModulatedDeformConv2d
 from breastlab.networks.outputs import OutputLayout, pack_outputs
-from breastlab.networks.resnet import resnet_features
 
 __all__ = [
     "conv_bn_relu",
@@ -32,7 +33,6 @@ __all__ = [
     "ACSNet",
 ]
 
-ENCODER_CHANNELS = (64, 64, 128, 256, 512)
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
@@ -155,7 +155,7 @@ class DecoderBlock(nn.Module):
 
 
 class ACSNet(nn.Module):
-    """ResNet-18 encoder, DSA at 1/16 and 1/8, gated skips, U-shaped decoder, multi-scale attention classifier.
+    """Encoder, DSA at 1/16 and 1/8, gated skips, U-shaped decoder, multi-scale attention classifier.
 
     ``forward(x)`` with ``x`` (B, in_channels, H, W), H and W divisible by 32, returns
     ``{"seg": (B, seg_channels, H, W) logits, "cls": (B, num_classes) logits}``; with ``packed=True`` both as one
@@ -171,6 +171,8 @@ class ACSNet(nn.Module):
         seg_channels: int = 1,
         use_dsa: bool = True,
         use_gates: bool = True,
+        backbone: str = "resnet18",
+        pretrained: bool = True,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         dropout: float = 0.2,
         packed: bool = False,
@@ -180,10 +182,11 @@ class ACSNet(nn.Module):
             raise ValueError("decoder_channels needs 5 entries (1/16, 1/8, 1/4, 1/2, 1/1)")
         self.use_dsa, self.use_gates, self.packed = use_dsa, use_gates, packed
         self.output_layout = OutputLayout({"seg": seg_channels}, {"cls": (num_classes,)})
-        self.encoder = resnet_features("resnet18", in_channels)
-        skip_channels = ENCODER_CHANNELS[3::-1]  # layer3, layer2, layer1, stem
+        self.encoder = staged_encoder(backbone, in_channels, pretrained)
+        encoder_channels = self.encoder.channels
+        skip_channels = encoder_channels[3::-1]  # stage 3, 2, 1, stem
         self.dsa = nn.ModuleList(DeformableSpatialAttention(c) if use_dsa else nn.Identity() for c in skip_channels[:2])
-        inputs = (ENCODER_CHANNELS[4], *decoder_channels[:3])
+        inputs = (encoder_channels[4], *decoder_channels[:3])
         self.gates = nn.ModuleList(GateUnit(s, d) if use_gates else NoGate() for s, d in zip(skip_channels, inputs))
         self.decoder = nn.ModuleList(
             DecoderBlock(i, s, o) for i, s, o in zip(inputs, skip_channels, decoder_channels[:4])
@@ -191,11 +194,11 @@ class ACSNet(nn.Module):
         self.final = conv_bn_relu(decoder_channels[3], decoder_channels[4])
         self.seg_head = nn.Conv2d(decoder_channels[4], seg_channels, 1)
         self.classifier = MultiScaleClassifier(
-            (ENCODER_CHANNELS[3], ENCODER_CHANNELS[4], decoder_channels[0]), num_classes, dropout=dropout
+            (encoder_channels[3], encoder_channels[4], decoder_channels[0]), num_classes, dropout=dropout
         )
 
     def _skips(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Skips from deep to shallow (layer3, layer2 through the DSA modules; layer1, stem)."""
+        """Skips from deep to shallow (stages 3 and 2 through the DSA modules; stage 1, stem)."""
         return [self.dsa[0](features[3]), self.dsa[1](features[2]), features[1], features[0]]
 
     def forward(self, x: torch.Tensor):

@@ -1,15 +1,16 @@
 """LA-Net: joint classification and coarse lesion localization with lesion-aware attention (Fan et al., MedIA 2023).
 
-Reimplemented from the method description. A 2D MONAI ResNet backbone (random initialisation) gets one
-:class:`LesionAwareAttention` block after each of layer1..layer4: a channel gate, then a spatial gate whose
+Reimplemented from the method description. A backbone with four stages (:mod:`breastlab.networks.backbones`:
+MONAI's ResNet from scratch, or EfficientNet-Lite from ImageNet, as the paper starts from ImageNet) gets one
+:class:`LesionAwareAttention` block after each stage: a channel gate, then a spatial gate whose
 pre-sigmoid map is the stage's 1-channel lesion map. The four stage maps are brought to one grid (``map_stride``:
 image/32 as layer4 by default, or a finer stage's grid: finer maps average-pooled, coarser ones upsampled
 bilinearly) and fused by a 1x1 conv 4→1 + batch norm into the lesion map M (returned as logits; the sigmoid is
 applied where the classifier needs it). The classifier sees ``f4 * (1 + sigmoid(M))``, M average-pooled to f4's
 grid, → global average pool → FC.
 
-With ``lesion_attention=False`` the same class is the classification-only baseline (plain ResNet → GAP → FC),
-used for the 0 %-masks setting and for Grad-CAM (target layer ``backbone.layer4``).
+With ``lesion_attention=False`` the same class is the classification-only baseline (plain backbone → GAP → FC),
+used for the 0 %-masks setting and for Grad-CAM (target layer ``backbone.layer4`` for a ResNet).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from breastlab.networks.backbones import staged_encoder
 from breastlab.networks.outputs import OutputLayout, pack_outputs
-from breastlab.networks.resnet import resnet_features
 
 __all__ = ["ChannelGate", "SpatialGate", "LesionAwareAttention", "LANet", "modulate"]
 
-MAP_STRIDES = (4, 8, 16, 32)  # strides of layer1..layer4 of a MONAI ResNet (stem with max pooling)
+MAP_STRIDES = (4, 8, 16, 32)  # strides of the backbone's four stages
 
 
 class ChannelGate(nn.Module):
@@ -85,13 +86,6 @@ def modulate(features: torch.Tensor, lesion_logits: torch.Tensor) -> torch.Tenso
     return features * (1 + torch.sigmoid(lesion_logits))
 
 
-def _stage_channels(backbone: nn.Module) -> list[int]:
-    """Output channels of layer1..layer4 (the last batch norm of each layer)."""
-    layers = [backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
-    return [[m for m in layer.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
-            for layer in layers]
-
-
 class LANet(nn.Module):
     """LA-Net classifier with a coarse lesion map; input sides must be divisible by 32.
 
@@ -106,7 +100,7 @@ class LANet(nn.Module):
 
     def __init__(self, backbone: str = "resnet18", in_channels: int = 1, num_classes: int = 2,
                  lesion_attention: bool = True, reduction: int = 16, dropout: float = 0.0, map_stride: int = 32,
-                 packed: bool = False):
+                 packed: bool = False, pretrained: bool = True):
         super().__init__()
         if map_stride not in MAP_STRIDES:
             raise ValueError(f"map_stride must be one of {MAP_STRIDES} (the stages' strides), got {map_stride}")
@@ -114,18 +108,13 @@ class LANet(nn.Module):
         self.packed = packed
         maps = {"lesion_map": 1} if lesion_attention else {}
         self.output_layout = OutputLayout(maps, {"cls": (num_classes,)})
-        self.backbone = resnet_features(backbone, in_channels)
-        channels = _stage_channels(self.backbone)
+        self.backbone = staged_encoder(backbone, in_channels, pretrained)
+        channels = list(self.backbone.channels[1:])
         if lesion_attention:
             self.attention = nn.ModuleList(LesionAwareAttention(c, reduction) for c in channels)
             self.fuse = nn.Sequential(nn.Conv2d(len(channels), 1, 1, bias=False), nn.BatchNorm2d(1))
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels[-1], num_classes)
-
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        b = self.backbone
-        x = b.act(b.bn1(b.conv1(x)))
-        return x if b.no_max_pool else b.maxpool(x)
 
     def _classify(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)))
@@ -135,11 +124,11 @@ class LANet(nn.Module):
             cls = self._classify(self.backbone(x)[-1])
             return cls if self.packed else {"cls": cls}
         b = self.backbone
-        x = self._stem(x)
-        x, map1 = self.attention[0](b.layer1(x))
-        x, map2 = self.attention[1](b.layer2(x))
-        x, map3 = self.attention[2](b.layer3(x))
-        x, map4 = self.attention[3](b.layer4(x))
+        x = b.stem(x)
+        x, map1 = self.attention[0](b.stage(0, x))
+        x, map2 = self.attention[1](b.stage(1, x))
+        x, map3 = self.attention[2](b.stage(2, x))
+        x, map4 = self.attention[3](b.stage(3, x))
         stage_maps = [map1, map2, map3, map4]
         grid = stage_maps[self.map_stage].shape[-2:]
         lesion_map = self.fuse(torch.cat([_to_grid(m, grid) for m in stage_maps], dim=1))
