@@ -1,11 +1,12 @@
 """MONAI transforms: mammograms (inverted display, breast side, crop, mask, results put back), clicks, multi-output
-postprocessing, the lesion-presence gate, box and click prompts."""
+postprocessing, the lesion-presence gate, box and click prompts, ultrasound-scanner augmentation."""
 
 from .clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, next_click
 from .gates import LesionGated, lesion_present
 from .mammo import CropBreastd, MaskBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd, UninvertMammogramd
 from .outputs import UnpackOutputsd
 from .prompts import PromptsToNetworkd, check_roi
+from .scanner import RandScreenMarksd, scanner_augmentation
 
 __all__ = [
     "AddClickChannelsd",
@@ -16,6 +17,7 @@ __all__ = [
     "MaskBreastd",
     "OrientBreastd",
     "PromptsToNetworkd",
+    "RandScreenMarksd",
     "RestoreBreastd",
     "RestoreWindowsd",
     "UninvertMammogramd",
@@ -24,4 +26,5 @@ __all__ = [
     "check_roi",
     "lesion_present",
     "next_click",
+    "scanner_augmentation",
 ]
