@@ -91,12 +91,13 @@ def cmd_publish(args) -> None:
 
 
 def cmd_al_study(args) -> None:
+    from breastlab.data import dataset_dicts
     from breastlab.evaluation.al_study import STRATEGIES, print_summary, run_study
 
     bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
     rows = run_study(bundle, args.data, args.out, args.initial, args.per_round, args.rounds, tuple(args.seeds),
                      tuple(args.strategies or STRATEGIES), args.epochs, workers=args.workers)
-    print_summary(rows)
+    print_summary(rows, dataset_dicts(args.data, "train"))
     print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'learning_curve.png'}")
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from breastlab.bundle import get_bundle
-from breastlab.evaluation.al_study import run_study, summary_rows
+from breastlab.data import dataset_dicts
+from breastlab.evaluation.al_study import picks_rows, run_study, summary_rows
 
 pytestmark = pytest.mark.slow
 
@@ -19,6 +20,7 @@ def test_study_grows_the_labelled_set_and_reports_each_round(samples_dir, tmp_pa
         (s, n, 2 + 2 * n) for s in ("random", "diverse", "uncertainty", "hybrid") for n in (0, 1)]
     assert all(0.0 <= r["val_dice"] <= 1.0 for r in rows)
     by = {(r["strategy"], r["round"]): r for r in rows}
+    by_strategy = ["random", "diverse", "uncertainty", "hybrid"]
     for a, b in (("random", "uncertainty"), ("diverse", "hybrid")):  # same seed, same initial images: one training
         assert by[a, 0]["added"] == by[b, 0]["added"] and by[a, 0]["val_dice"] == by[b, 0]["val_dice"]
     for strategy in ("random", "diverse"):
@@ -29,6 +31,9 @@ def test_study_grows_the_labelled_set_and_reports_each_round(samples_dir, tmp_pa
     assert json.loads((tmp_path / "results.json").read_text()) == rows
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     assert [r["seeds"] for r in summary_rows(rows)] == [1] * 8
+    picks = picks_rows(rows, dataset_dicts(samples_dir, "demo"))
+    assert [(p["round"], p["strategy"], p["images"]) for p in picks] == [(n, s, 2) for n in (0, 1) for s in by_strategy]
+    assert all(p["normal"] + p["benign"] + p["malignant"] == pytest.approx(1.0) for p in picks)
     again = run_study(get_bundle("breast_us_t2kd"), samples_dir, tmp_path, initial=2, per_round=2, rounds=1,
                       seeds=(0,), strategies=("random",), epochs=1, train_split="demo", val_split="demo")
     assert again == rows[:2]  # resumed from the kept trainings

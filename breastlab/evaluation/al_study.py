@@ -25,9 +25,10 @@ import torch
 from tqdm import tqdm
 
 from breastlab.bundle import Bundle
-from breastlab.data import dataset_dicts
+from breastlab.data import CLASS_NAMES, dataset_dicts
 from breastlab.explain.diversity import ImageEncoder, selection_order
 from breastlab.explain.uncertainty import lesion_uncertainty
+from breastlab.formats.png import read_gray_png
 from breastlab.metrics import format_table
 
 STRATEGIES = ("random", "diverse", "uncertainty", "hybrid")  # runs sharing a first round are not started together
@@ -156,9 +157,29 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def print_summary(rows: list[dict]) -> None:
+def picks_rows(rows: list[dict], pool: list[dict], rounds: tuple[int, ...] = (0, 1)) -> list[dict]:
+    """What each strategy picked in ``rounds`` (over seeds): class mix and lesion area (share of the image)."""
+    by_case = {item["case"]: item for item in pool}
+    out = []
+    for round_ in rounds:
+        for strategy in dict.fromkeys(r["strategy"] for r in rows):
+            cases = [c for r in rows if (r["strategy"], r["round"]) == (strategy, round_) for c in r["added"]]
+            classes = [CLASS_NAMES[by_case[c]["class"]] if by_case[c]["class"] >= 0 else "unknown" for c in cases]
+            areas = [float((read_gray_png(by_case[c]["label"]) > 0).mean()) for c in cases]
+            lesions = sorted(a for a in areas if a > 0)
+            out.append({"round": round_, "strategy": strategy, "images": len(cases),
+                        **{name: classes.count(name) / len(cases) for name in CLASS_NAMES},
+                        "median lesion area": lesions[len(lesions) // 2] if lesions else 0.0,
+                        "lesions > 20 %": sum(a > 0.2 for a in lesions) / len(cases)})
+    return out
+
+
+def print_summary(rows: list[dict], pool: list[dict] | None = None) -> None:
     table = summary_rows(rows)
     print(format_table(table, list(table[0]), "Simulated active learning: validation Dice per round"))
+    if pool is not None:
+        picks = picks_rows(rows, pool)
+        print(format_table(picks, list(picks[0]), "What each strategy picked (shares of the images picked)"))
 
 
 def plot_learning_curves(rows: list[dict], out: Path) -> Path:
