@@ -86,7 +86,7 @@ class DiversityScoring(ScoringMethod):
 
     def __call__(self, request, datastore):
         budget = errors.integer_param(request.get("budget", DEFAULT_BUDGET), "budget", MAX_BUDGET)
-        images = {i: datastore.get_image_uri(i) for i in datastore.list_images()}
+        images = {i: path for i in datastore.list_images() if (path := datastore.get_image_uri(i))}
         encoder = ImageEncoder()
         progress = lambda ids: tqdm(ids, desc="embeddings", unit="image", disable=None)  # noqa: E731
         ids, vectors, encoded = EmbeddingIndex.of(datastore.root).update(images, encoder, encoder.name, progress)
