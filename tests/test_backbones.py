@@ -1,4 +1,5 @@
-"""Staged encoders (ResNet from scratch, EfficientNet-Lite from ImageNet) and LA-Net / ACSNet built on them."""
+"""Staged encoders (ResNet from scratch, EfficientNet-Lite from ImageNet), LA-Net / ACSNet built on them, and
+TorchScript for every network on an EfficientNet-Lite trunk."""
 
 from __future__ import annotations
 
