@@ -73,3 +73,5 @@ def test_diversity_scoring_is_incremental_and_orders_diverse_and_hybrid(server):
         requests.delete(f"{server.url}/datastore/image", params={"id": "unlabelled_c"}, timeout=10)
     bad = score(server, "diversity", budget=0)
     assert bad.status_code == 400 and "budget" in bad.json()["detail"]
+    queued = requests.post(f"{server.url}/scoring/diversity", json={"budget": "many"}, timeout=30)  # not run_sync
+    assert queued.status_code == 400 and "budget" in queued.json()["detail"]

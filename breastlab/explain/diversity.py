@@ -50,13 +50,18 @@ def clusters(features: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return KMeans(count, n_init=3, random_state=seed).fit_predict(features.astype(np.float32))
 
 
+def members(cluster: np.ndarray) -> list[np.ndarray]:
+    """The rows of each cluster (ascending), for cluster indices 0..max: one sort, not one scan per cluster."""
+    order = np.argsort(cluster, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(cluster))[:-1])
+
+
 def typicality(features: np.ndarray, cluster: np.ndarray) -> np.ndarray:
     """Per row: 1 / mean distance to its ``NEIGHBOURS`` nearest rows of the same cluster (a singleton: 0)."""
     result = np.zeros(len(features))
-    for c in np.unique(cluster):
-        rows = np.flatnonzero(cluster == c)
+    for rows in members(cluster):
         k = min(NEIGHBOURS, len(rows) - 1)
-        if k == 0:
+        if k <= 0:
             continue
         distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(features[rows]).kneighbors(features[rows])
         result[rows] = 1 / (distances[:, 1:].mean(1) + 1e-8)
@@ -76,8 +81,8 @@ def selection_order(features: np.ndarray, labelled: np.ndarray, budget: int, unc
     labelled = np.asarray(labelled, bool)
     cluster, typical = groups or grouping(features, labelled, budget, seed)
     queues, heap = {}, []
-    for c in np.unique(cluster):
-        rows = np.flatnonzero((cluster == c) & ~labelled)
+    for c, group in enumerate(members(cluster)):
+        rows = group[~labelled[group]]
         rows = rows[np.argsort(-typical[rows], kind="stable")]
         if uncertainty is not None:
             half = (len(rows) + 1) // 2
@@ -85,7 +90,7 @@ def selection_order(features: np.ndarray, labelled: np.ndarray, budget: int, unc
                                    for part in (rows[:half], rows[half:])])
         if len(rows):
             queues[c] = list(rows[::-1])  # popped from the end
-            heapq.heappush(heap, (int((labelled & (cluster == c)).sum()), -int((cluster == c).sum()), int(c)))
+            heapq.heappush(heap, (int(labelled[group].sum()), -len(group), c))
     order = []
     while heap:
         taken, negative_size, c = heapq.heappop(heap)

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 
-
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
     """Conv (no bias) → batch norm → ReLU, 'same' padding."""
     return nn.Sequential(

@@ -70,8 +70,7 @@ class LiteStages(EfficientNetLiteEncoder):
         self.channels = FEATURE_CHANNELS[name]
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._swish(self._bn0(self._conv_stem(self._conv_stem_padding(self.normalise(x)))))
-        return self._blocks[0](x)
+        return self._blocks[0](self.stem_conv(x))
 
     def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
         if i == 0:

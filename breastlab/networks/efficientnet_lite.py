@@ -109,8 +109,12 @@ class EfficientNetLiteEncoder(EfficientNetLite, BaseEncoder):
         del self._conv_head, self._conv_head_padding, self._bn1, self._avg_pooling, self._dropout, self._fc
         self.out_channels = FEATURE_CHANNELS[model_name]
 
+    def stem_conv(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Normalisation and the stem convolution (stride 2), before the first block group."""
+        return self._swish(self._bn0(self._conv_stem(self._conv_stem_padding(self.normalise(inputs)))))
+
     def forward(self, inputs: torch.Tensor) -> list[torch.Tensor]:
-        x = self._swish(self._bn0(self._conv_stem(self._conv_stem_padding(self.normalise(inputs)))))
+        x = self.stem_conv(inputs)
         features = []
         for i, block in enumerate(self._blocks):
             x = block(x)

@@ -29,6 +29,7 @@ from requests_toolbelt import MultipartEncoder
 
 from breastlab.server import errors, inputs, model_routes, tasks
 from breastlab.server.auth import ADMIN, ANNOTATOR, USER
+from breastlab.server.scoring import MAX_BUDGET
 
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
 
@@ -127,6 +128,8 @@ def run_scoring(method: str, params: dict = JSON_BODY, run_sync: Optional[bool] 
     model = (params or {}).get("model")
     if model is not None and (not isinstance(model, str) or model not in info["models"]):
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(info['models']))}")
+    if "budget" in (params or {}):  # checked here too: a background job's error would not reach the client
+        errors.integer_param(params["budget"], "budget", MAX_BUDGET)
     if run_sync:
         return scoring.run_method(method, params, run_sync)
     with tasks.submitting("scoring"):
