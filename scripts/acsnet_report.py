@@ -17,9 +17,12 @@ from breastlab.formats.png import read_gray_png
 from breastlab.metrics import format_table
 
 DATA = SHARED_DATA / "busi"
+SCRATCH = {"network_def#backbone": "resnet18", "image_size": [192, 192]}  # configs/scratch.json
 MODELS = {  # row -> (bundle, overrides, ACSNet run folder under RUNS or None for the bundle's shipped weights)
     "T2KD student (breast_us_t2kd)": ("breast_us_t2kd", {}, None),
     "LA-Net (breast_us_lanet; its map M)": ("breast_us_lanet", {}, None),
+    "ACSNet 0.1 (ResNet-18 from scratch, 192²)": ("breast_us_acsnet", SCRATCH, "scratch"),
+    "ACSNet without scanner augmentation": ("breast_us_acsnet", {}, "no_scanner"),
     "ACSNet": ("breast_us_acsnet", {}, "full"),
     "ACSNet without DSA": ("breast_us_acsnet", {"network_def#use_dsa": False}, "no_dsa"),
     "ACSNet without gates": ("breast_us_acsnet", {"network_def#use_gates": False}, "no_gates"),
@@ -66,7 +69,7 @@ def main(runs: Path, docs: Path) -> None:
     print(format_table(rows, COLUMNS, "BUSI val: lesion masks at the image size; classes normal/benign/malignant"))
     logs = {row: runs / folder / "train.log" for row, (_, _, folder) in MODELS.items()
             if folder and (runs / folder / "train.log").is_file()}
-    plot_metric_curves(logs, "val_lesion_dice", docs / "val_dice_curves.png", "ACSNet runs: val lesion Dice (192²)")
+    plot_metric_curves(logs, "val_lesion_dice", docs / "val_dice_curves.png", "ACSNet runs: val lesion Dice")
     plot_metric_curves(logs, "val_auc", docs / "val_auc_curves.png", "ACSNet runs: val AUC (macro, 3 classes)")
     plot_map_overlays(figure_rows(models, FIGURE_CASES), docs / "lesion_masks.png")
 

@@ -31,9 +31,10 @@ def test_scanner_augmentation_keeps_shape_and_range_and_leaves_masks_alone():
     assert out["image"].min() >= 0 and out["image"].max() < 2 and torch.all(out["label"] == 1)
 
 
-@pytest.mark.parametrize("name", ["breast_us_lanet", "breast_us_acsnet"])
-def test_scanner_overlay_appends_the_augmentation_to_training_only(name):
+@pytest.mark.parametrize("name, plain_overlays, robust_overlays", [("breast_us_lanet", [], ["scanner"]),  # an overlay
+                                                 ("breast_us_acsnet", ["no_scanner"], [])])  # shipped with it
+def test_scanner_augmentation_is_appended_to_training_only(name, plain_overlays, robust_overlays):
     bundle = get_bundle(name)
-    plain = bundle.parser("train").get_parsed_content("train#preprocessing").transforms
-    robust = bundle.parser("train", "scanner").get_parsed_content("train#preprocessing").transforms
+    plain = bundle.parser("train", *plain_overlays).get_parsed_content("train#preprocessing").transforms
+    robust = bundle.parser("train", *robust_overlays).get_parsed_content("train#preprocessing").transforms
     assert len(robust) == len(plain) + 5 and isinstance(robust[-1], RandScreenMarksd)
