@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from breastlab.bundle import SHARED_DATA, find_bundles, get_bundle
-from breastlab.evaluation.evaluate import evaluate
+from breastlab.evaluation.evaluate import cached_evaluation
 from breastlab.metrics import format_table
 
 DICE_TOLERANCE, AUC_TOLERANCE = 0.005, 0.005
@@ -51,11 +51,9 @@ def parity_rows(name: str, cache: Path) -> list[dict]:
 
 
 def cached_report(name: str, precision: str, data: Path, split: str, cache: Path) -> dict:
-    """``evaluate``'s report, kept in ``cache`` so that a rerun skips what is done."""
-    path = cache / f"{name}_{precision}.json"
-    if not path.is_file():
-        path.write_text(json.dumps(evaluate(get_bundle(name, precision=precision), data, split)))
-    return json.loads(path.read_text())
+    """``evaluate``'s report, kept in ``cache`` until the bundle's weights change."""
+    bundle = get_bundle(name, precision=precision)
+    return cached_evaluation(bundle, data, split, bundle.model_path, cache / f"{name}_{precision}.json")
 
 
 def main() -> None:
