@@ -218,3 +218,12 @@ def test_bundle_trains_both_stages_and_the_baseline_then_predicts(samples_dir, t
     report = evaluate(bundle, samples_dir, weights=tmp_path / "stage2" / "model.pt")
     assert report["classification"]["malignant vs benign"]["n"] == 6
     assert report["segmentation"]["overall"]["n"] == 6 and "box_iou_mean" in report["segmentation"]["overall"]
+
+
+def test_map_prior_starts_the_lesion_map_at_the_expected_lesion_fraction():
+    torch.manual_seed(0)
+    net = LANet("resnet18", map_stride=8, map_prior=0.1).train()
+    with torch.no_grad():
+        lesion_map = net(torch.randn(4, 1, 64, 64))["lesion_map"]
+    assert torch.sigmoid(lesion_map.mean()).item() == pytest.approx(0.1, abs=1e-3)  # the batch-norm'd mean
+    assert LANet("resnet18").fuse[1].bias.item() == 0.0  # 0.5, the default: as before

@@ -6,14 +6,18 @@ MONAI's ResNet from scratch, or EfficientNet-Lite from ImageNet, as the paper st
 pre-sigmoid map is the stage's 1-channel lesion map. The four stage maps are brought to one grid (``map_stride``:
 image/32 as layer4 by default, or a finer stage's grid: finer maps average-pooled, coarser ones upsampled
 bilinearly) and fused by a 1x1 conv 4→1 + batch norm into the lesion map M (returned as logits; the sigmoid is
-applied where the classifier needs it). The classifier sees ``f4 * (1 + sigmoid(M))``, M average-pooled to f4's
-grid, → global average pool → FC.
+applied where the classifier needs it). That batch norm's bias starts at the logit of ``map_prior``, the expected
+lesion fraction of the grid (0.5: bias 0), as detection heads start at their prior (Lin et al. 2017): the batch
+norm holds M's batch mean at its bias, which the optimiser moves by at most the learning rate per step.
+The classifier sees ``f4 * (1 + sigmoid(M))``, M average-pooled to f4's grid, → global average pool → FC.
 
 With ``lesion_attention=False`` the same class is the classification-only baseline (plain backbone → GAP → FC),
 used for the 0 %-masks setting and for Grad-CAM (target layer ``backbone.layer4`` for a ResNet).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +104,7 @@ class LANet(nn.Module):
 
     def __init__(self, backbone: str = "resnet18", in_channels: int = 1, num_classes: int = 2,
                  lesion_attention: bool = True, reduction: int = 16, dropout: float = 0.0, map_stride: int = 32,
-                 packed: bool = False, pretrained: bool = True):
+                 packed: bool = False, pretrained: bool = True, map_prior: float = 0.5):
         super().__init__()
         if map_stride not in MAP_STRIDES:
             raise ValueError(f"map_stride must be one of {MAP_STRIDES} (the stages' strides), got {map_stride}")
@@ -113,6 +117,7 @@ class LANet(nn.Module):
         if lesion_attention:
             self.attention = nn.ModuleList(LesionAwareAttention(c, reduction) for c in channels)
             self.fuse = nn.Sequential(nn.Conv2d(len(channels), 1, 1, bias=False), nn.BatchNorm2d(1))
+            nn.init.constant_(self.fuse[1].bias, math.log(map_prior / (1 - map_prior)))
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels[-1], num_classes)
 
