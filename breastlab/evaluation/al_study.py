@@ -97,7 +97,11 @@ def run_one(bundle, pool, features, data, val_split, strategy, seed, initial, pe
 
 
 def cached_training(bundle, items, data, val_split, seed, epochs, out: Path) -> tuple[float, Path]:
-    """``train_and_validate``, kept under ``out/trainings/<hash of the cases, seed, epochs>``."""
+    """``train_and_validate``, kept under ``out/trainings/<hash of the cases, seed, epochs>``.
+
+    The items are sorted by case first: a labelled set is one training whatever order its images were picked in.
+    """
+    items = sorted(items, key=lambda item: item["case"])
     key = hashlib.sha1(json.dumps([[i["case"] for i in items], seed, epochs]).encode()).hexdigest()[:16]
     done = out / "trainings" / key
     if not (done / "result.json").is_file():
