@@ -29,7 +29,9 @@ def no_temp_files_left_behind():
     ``pytest-of-*`` folder aside)."""
     folder = Path(tempfile.gettempdir())
     before = {p.name for p in folder.iterdir()}
-    yield
+    with tempfile.TemporaryDirectory() as compile_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = compile_cache  # torch makes it when an optimizer imports torch._dynamo
+        yield
     left = sorted(p.name for p in folder.iterdir() if p.name not in before and not p.name.startswith("pytest-of-"))
     assert not left, f"the test run left {len(left)} entries in {folder}: {left[:20]}"
 
