@@ -83,8 +83,9 @@ class Bundle:
 
     @property
     def classes(self) -> list[str]:
-        """Names of a classifier's class probabilities, in output order (empty when it has none)."""
-        return list(self.metadata["breastlab"].get("classes", []))
+        """Names of a classifier's class probabilities, in output order (empty when it has none); a
+        ``served_classes`` override names those of weights trained on other labels (GLAM on mammo_bcd)."""
+        return list(self.overrides.get("served_classes") or self.metadata["breastlab"].get("classes", []))
 
     @property
     def description(self) -> str:
@@ -210,6 +211,8 @@ def prediction_outputs(data: dict, classes: list[str]) -> dict:
     if "prob" in data:
         outputs["probability"] = as_image_array(data["prob"])
     if "class_prob" in data:
+        if len(data["class_prob"]) != len(classes):
+            raise ValueError(f"{len(data['class_prob'])} class probabilities for the classes {classes}")
         outputs["class_probabilities"] = {c: float(p) for c, p in zip(classes, data["class_prob"])}
     if "regions" in data:
         outputs["regions"] = data["regions"]

@@ -172,9 +172,9 @@ def fold_aucs(rows: list[dict]) -> dict[str, list[float]]:
             for task in summarize(rows)["classification"]}
 
 
-def print_summary(bundle: str, views: dict, checkpoint: str) -> None:
+def print_summary(bundle: str, views: dict, scope: str) -> None:
     for view, result in views.items():
-        title = f"{bundle} / {view}: out-of-fold on mini-MIAS dev ({checkpoint}, bootstrap 95% CI)"
+        title = f"{bundle} / {view}: {scope} (bootstrap 95% CI)"
         table = [{"task": task, **scores, "fold_auc": " ".join(f"{a:.2f}" for a in result["fold_auc"][task])}
                  for task, scores in result["classification"].items()]
         print(format_table(table, [*CLASSIFICATION_COLUMNS, "fold_auc"], title), end="\n\n")
@@ -232,7 +232,7 @@ def main() -> None:
         views["patch stage"] = {"classification": patches, "segmentation": None, "fold_auc": {t: [] for t in patches}}
     stem = ("joint_" if args.joint else "") + Path(args.checkpoint).stem
     (args.out / f"cv_{stem}.json").write_text(json.dumps(views, indent=2))
-    print_summary(args.bundle, views, args.checkpoint)
+    print_summary(args.bundle, views, f"out-of-fold on mini-MIAS dev, {args.checkpoint}")
     weights = served_weights(cv, args.folds, next(iter(rows.values())), stem)
     print(f"wrote {args.out / f'cv_{stem}.json'} and {weights}")
     if args.figure:

@@ -39,6 +39,24 @@ def test_two_class_model_has_no_extra_tasks():
     assert _multiclass(rows) is None
 
 
+def test_a_no_cancer_output_scores_every_other_label_as_the_rest():
+    rows = [{"label": k, "class_probabilities": {"no_cancer": 1 - p, "malignant": p}}
+            for k, p in (("normal", 0.1), ("benign", 0.3), ("malignant", 0.6), ("malignant", 0.2))]
+    tasks = _classification(rows)
+    assert set(tasks) == {"malignant vs no_cancer"}
+    assert tasks["malignant vs no_cancer"]["n"] == 4 and tasks["malignant vs no_cancer"]["auc"]["value"] == 0.75
+
+
+def test_class_names_must_match_the_probabilities():
+    from breastlab.bundle import get_bundle, prediction_outputs
+
+    bundle = get_bundle("breast_mammo_glam", served_classes=["no_cancer", "malignant"])
+    assert bundle.classes == ["no_cancer", "malignant"]
+    assert prediction_outputs({"class_prob": [0.7, 0.3]}, bundle.classes)["class_probabilities"]["malignant"] == 0.3
+    with pytest.raises(ValueError, match="3 class probabilities"):
+        prediction_outputs({"class_prob": [0.2, 0.5, 0.3]}, bundle.classes)
+
+
 def test_mammogram_truth_comes_from_the_lesion_circles(mammograms):
     from breastlab.data import read_dataset
     from breastlab.evaluation.evaluate import case_truth

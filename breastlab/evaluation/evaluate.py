@@ -29,6 +29,7 @@ SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "
 CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "sensitivity_at_90_specificity", "accuracy", "sensitivity",
                           "specificity", "f1"]
 MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
+NO_CANCER = "no_cancer"  # a classifier output for everything but malignant (normal or benign findings)
 CLICK_COLUMNS = ["n", "automatic_dice", "box_dice", "box_1_click", "box_2_clicks", "dice_1_click", "dice_3_clicks",
                  "dice_5_clicks", "noc85", "noc90"]
 
@@ -166,7 +167,8 @@ def _classification(rows: list[dict]) -> dict:
 
     Lesion detection (abnormal vs normal) from the highest lesion probability in the image; for a
     classifier, malignant vs its other classes from p(malignant) and, if it knows ``normal``, abnormal
-    vs normal from 1 - p(normal), both on the cases labelled with one of its classes. A classifier
+    vs normal from 1 - p(normal), both on the cases labelled with one of its classes (``no_cancer`` stands for
+    every label but malignant: a classifier trained on mammo_bcd's labels). A classifier
     that knows more classes than benign and malignant is also scored on malignant vs benign, on the
     cases labelled so, from p(malignant) / (p(malignant) + p(benign)).
     """
@@ -176,7 +178,7 @@ def _classification(rows: list[dict]) -> dict:
         tasks["lesion detection (abnormal vs normal)"] = [(r["label"] != "normal", r["lesion_probability"])
                                                           for r in scored]
     classes = list(scored[0].get("class_probabilities", {})) if scored else []
-    known = [r for r in scored if r["label"] in classes]
+    known = [r for r in scored if r["label"] in classes or (NO_CANCER in classes and r["label"] != "malignant")]
     if "malignant" in classes:
         others = "/".join(c for c in classes if c != "malignant")
         tasks[f"malignant vs {others}"] = [(r["label"] == "malignant", r["class_probabilities"]["malignant"])
