@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from breastlab.data import CLASS_NAMES, Case, DatasetError, dataset_dicts, read_dataset, to_monai_dicts
+from breastlab.data import CLASS_NAMES, Case, DatasetError, case_dicts, dataset_dicts, read_dataset, to_monai_dicts
 
 IMG = np.full((20, 24), 100, dtype=np.uint8)
 MASK = np.zeros((20, 24), dtype=np.uint8)
@@ -160,3 +160,13 @@ def test_class_targets_and_a_seeded_stratified_mask_fraction(make_dataset):
     assert "has_mask" not in dataset_dicts(root)[0] and "target" not in dataset_dicts(root)[0]
     with pytest.raises(DatasetError, match="mask_fraction"):
         dataset_dicts(root, mask_fraction=1.5)
+
+
+def test_no_cancer_takes_normal_and_benign_cases(make_dataset):
+    labels = {"n0": "normal", "b0": "benign", "m0": "malignant"}
+    root = make_dataset(dict.fromkeys(labels, IMG), labels=labels)
+    items = dataset_dicts(root, with_masks=False, classes=["no_cancer", "malignant"])
+    assert {i["case"]: i["target"] for i in items} == {"n0": 0, "b0": 0, "m0": 1}
+    assert {i["case"] for i in dataset_dicts(root, with_masks=False, classes=["benign", "malignant"])} == {"b0", "m0"}
+    with pytest.raises(DatasetError, match="unknown classes"):
+        case_dicts(read_dataset(root), with_masks=False, classes=["cancer"])

@@ -98,6 +98,8 @@ def test_image_level_labels_are_normalised_and_unknown_values_rejected(tmp_path)
     assert (info["class"], info["birads"], info["note"]) == ("benign", "4a", "kept as is")
     store.update_image_info("a", {"probabilities": {"benign": "0.7", "malignant": 0.3}})
     assert store.get_image_info("a")["probabilities"] == {"benign": 0.7, "malignant": 0.3}
+    store.update_image_info("a", {"probabilities": {"no_cancer": 0.6, "malignant": 0.4}})  # GLAM's outputs
+    assert store.get_image_info("a")["probabilities"] == {"no_cancer": 0.6, "malignant": 0.4}
     for bad in ({"class": "cyst"}, {"birads": "7"}, {"class": 3}, {"probabilities": {"cyst": 1}},
                 {"probabilities": {"benign": 1.5}}, {"probabilities": [0.2]}):
         with pytest.raises(HTTPException) as error:

@@ -1,8 +1,20 @@
 """Dataset folders (``images/``, optional ``masks/``, ``manifest.csv``) read one way everywhere; mammogram folds."""
 
 from .mammo import fold_split, lesion_circles, lesion_mask, pair_folds
-from .reader import BIRADS, CLASS_NAMES, Case, DatasetError, case_dicts, dataset_dicts, read_dataset, to_monai_dicts
+from .reader import (
+    BIRADS,
+    CLASS_NAMES,
+    NO_CANCER,
+    Case,
+    DatasetError,
+    case_dicts,
+    class_index,
+    dataset_dicts,
+    read_dataset,
+    to_monai_dicts,
+)
 from .writer import write_dataset
 
-__all__ = ["BIRADS", "CLASS_NAMES", "Case", "DatasetError", "case_dicts", "dataset_dicts", "fold_split",
-           "lesion_circles", "lesion_mask", "pair_folds", "read_dataset", "to_monai_dicts", "write_dataset"]
+__all__ = ["BIRADS", "CLASS_NAMES", "NO_CANCER", "Case", "DatasetError", "case_dicts", "class_index", "dataset_dicts",
+           "fold_split", "lesion_circles", "lesion_mask", "pair_folds", "read_dataset", "to_monai_dicts",
+           "write_dataset"]

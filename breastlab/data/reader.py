@@ -16,6 +16,7 @@ from pathlib import Path
 from breastlab.formats.png import check_id
 
 CLASS_NAMES = ("normal", "benign", "malignant")
+NO_CANCER = "no_cancer"  # a class for every label but malignant (normal or benign findings), as mammo_bcd labels
 BIRADS = ("0", "1", "2", "3", "4", "4a", "4b", "4c", "5", "6")  # ACR BI-RADS assessment categories
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # masks are PNG: lossless
 MASK_SUFFIX = ".png"
@@ -89,24 +90,35 @@ def case_dicts(cases: list[Case], with_masks: bool = True, classes: list[str] | 
                mask_fraction: float | None = None, seed: int = 0) -> list[dict]:
     """``to_monai_dicts(cases)`` for training.
 
-    ``classes``: only the cases labelled one of them, each with ``target``, its index in ``classes``.
+    ``classes``: only the cases labelled one of them, each with ``target``, its index in ``classes``
+    (``no_cancer`` takes normal and benign cases, see ``class_index``).
     ``mask_fraction``: every item gets ``has_mask``, true for that fraction of the cases of each class
     (a seeded draw, the same for every run): semi-supervised trainers use only those masks.
     """
     if classes is not None:
-        unknown = sorted(set(classes) - set(CLASS_NAMES))
+        unknown = sorted(set(classes) - {*CLASS_NAMES, NO_CANCER})
         if unknown:
-            raise DatasetError(f"unknown classes {unknown}, expected some of {CLASS_NAMES}")
-        cases = [c for c in cases if c.label in classes]
+            raise DatasetError(f"unknown classes {unknown}, expected some of {(*CLASS_NAMES, NO_CANCER)}")
+        cases = [c for c in cases if class_index(c.label, classes) is not None]
     items = to_monai_dicts(cases, with_masks)
     if classes is not None:
         for case, item in zip(cases, items):
-            item["target"] = list(classes).index(case.label)
+            item["target"] = class_index(case.label, classes)
     if mask_fraction is not None:
         annotated = _stratified_fraction(cases, mask_fraction, seed)
         for case, item in zip(cases, items):
             item["has_mask"] = case.case in annotated
     return items
+
+
+def class_index(label: str | None, classes: list[str]) -> int | None:
+    """Where ``label`` (normal, benign or malignant) falls in ``classes``: its own name, else ``no_cancer`` for
+    normal and benign; None when ``classes`` has neither."""
+    if label in classes:
+        return list(classes).index(label)
+    if label in ("normal", "benign") and NO_CANCER in classes:
+        return list(classes).index(NO_CANCER)
+    return None
 
 
 def _stratified_fraction(cases: list[Case], fraction: float, seed: int) -> set[str]:

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from breastlab.bundle import Bundle
-from breastlab.data import Case, DatasetError, read_dataset
+from breastlab.data import Case, DatasetError, class_index, read_dataset
 from breastlab.data.mammo import lesion_circles, lesion_mask
 from breastlab.engines.prompting import PromptedPredictor, automatic_source
 from breastlab.evaluation.clicks import evaluate_clicks
@@ -29,7 +29,6 @@ SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "
 CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "sensitivity_at_90_specificity", "accuracy", "sensitivity",
                           "specificity", "f1"]
 MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
-NO_CANCER = "no_cancer"  # a classifier output for everything but malignant (normal or benign findings)
 CLICK_COLUMNS = ["n", "automatic_dice", "box_dice", "box_1_click", "box_2_clicks", "dice_1_click", "dice_3_clicks",
                  "dice_5_clicks", "noc85", "noc90"]
 
@@ -178,7 +177,7 @@ def _classification(rows: list[dict]) -> dict:
         tasks["lesion detection (abnormal vs normal)"] = [(r["label"] != "normal", r["lesion_probability"])
                                                           for r in scored]
     classes = list(scored[0].get("class_probabilities", {})) if scored else []
-    known = [r for r in scored if r["label"] in classes or (NO_CANCER in classes and r["label"] != "malignant")]
+    known = [r for r in scored if class_index(r["label"], classes) is not None]
     if "malignant" in classes:
         others = "/".join(c for c in classes if c != "malignant")
         tasks[f"malignant vs {others}"] = [(r["label"] == "malignant", r["class_probabilities"]["malignant"])

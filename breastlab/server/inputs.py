@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import Request, UploadFile
 
-from breastlab.data import BIRADS, CLASS_NAMES
+from breastlab.data import BIRADS, CLASS_NAMES, NO_CANCER
 from breastlab.formats.png import check_id
 from breastlab.server import errors
 
@@ -160,8 +160,8 @@ def _checked_probabilities(info: dict) -> dict:
     probabilities = info.get("probabilities")
     if probabilities is None:
         return {}
-    if not isinstance(probabilities, dict) or not set(probabilities) <= set(CLASS_NAMES):
-        raise errors.unprocessable(f"probabilities must map classes ({', '.join(CLASS_NAMES)}) to numbers")
+    if not isinstance(probabilities, dict) or not set(probabilities) <= {*CLASS_NAMES, NO_CANCER}:
+        raise errors.unprocessable(f"probabilities must map classes ({', '.join(CLASS_NAMES)}, {NO_CANCER}) to numbers")
     try:
         checked = {name: float(p) for name, p in probabilities.items()}
     except (TypeError, ValueError) as e:
