@@ -46,6 +46,11 @@ STAGES = {  # (stage folder, options); "{fold_dir}" is the fold's folder
     GLAM: [("global", ["--set", "stage=global"]),
            ("local", ["--set", "stage=local", "--set", "initial_weights={fold_dir}/global/model.pt"])],
 }
+MIAS_RECIPE = {  # (training overlays, inference overrides) of a bundle's mini-MIAS recipe; GLAM's default is mammo_bcd
+    END2END: ([], {}),
+    GLAM: (["mias"], {"classes": ["benign", "malignant"], "served_classes": ["normal", "benign", "malignant"],
+                      "image_size": [512, 1024], "network_def#global_scale": 4, "network_def#global_backbone": None}),
+}
 PRETRAIN = ("pretrain", ["--with", "pretrain"])  # GLAM's self-supervised start: its trunk starts the first stage
 JOINT = ("joint", ["--set", "stage=joint", "--set", "initial_weights={fold_dir}/local/model.pt"])  # GLAM, optional
 VIEWS = {  # name: (bundle overrides, wrapper of the predictor or None, stage scored; None: the fold's last stage)
@@ -95,8 +100,10 @@ def train_fold(cv: Folds, fold: int, extra: list[str]) -> Path:
         if (folder / stage / "last.pt").is_file():  # written when the stage's schedule has finished
             continue
         options = [o.format(fold_dir=folder) for o in options]
-        command = [sys.executable, "-m", "breastlab.cli", "train", cv.bundle, *options, "--set", f"fold={fold}",
-                   "--out", str(folder / stage), "--set", f"output_dir={folder / f'eval_{stage}'}", *extra]
+        overlays = [arg for name in MIAS_RECIPE[cv.bundle][0] for arg in ("--with", name)]
+        command = [sys.executable, "-m", "breastlab.cli", "train", cv.bundle, *overlays, *options,
+                   "--set", f"fold={fold}", "--out", str(folder / stage),
+                   "--set", f"output_dir={folder / f'eval_{stage}'}", *extra]
         with open(folder / f"{stage}.log", "w") as log:
             subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -117,12 +124,13 @@ def fold_weights(cv: Folds, fold: int, stage: str) -> Path:
 
 def view_predictors(cv: Folds, fold: int):
     """(view, predictor, the fold's held-out cases) for every view of the bundle."""
+    overlays, recipe = MIAS_RECIPE[cv.bundle]
     for view, (overrides, wrapper, stage) in VIEWS[cv.bundle].items():
-        served = get_bundle(cv.bundle, **overrides)
+        served = get_bundle(cv.bundle, **recipe, **overrides)
         predictor = served.predictor(fold_weights(cv, fold, stage or cv.final))
         if wrapper:
             predictor = wrapper(predictor)
-        yield view, predictor, served.parser("train", fold=fold).get_parsed_content("cases")[1]
+        yield view, predictor, served.parser("train", *overlays, fold=fold).get_parsed_content("cases")[1]
 
 
 def held_out_rows(cv: Folds, fold: int) -> dict[str, list[dict]]:

