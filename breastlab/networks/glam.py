@@ -59,7 +59,7 @@ class GlobalModule(nn.Module):
         first = len(features) - self.scales
         maps: list[torch.Tensor] = []
         for i, head in enumerate(self.heads):
-            maps.append(head(features[first + i]).sigmoid())
+            maps.append(head(features[first + i]).float().sigmoid())  # probabilities in float32 under autocast
         size = maps[0].shape[-2:]
         resized = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
         prob = torch.stack([top_k_pool(m, self.top_k) for m in maps]).mean(0)
@@ -119,7 +119,7 @@ class LocalModule(nn.Module):
 
     def forward(self, patches: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
         features = self.trunk(patches)
-        maps = self.head(features).sigmoid()
+        maps = self.head(features).float().sigmoid()
         patch_prob = top_k_pool(maps, self.top_k).view(-1, n, maps.shape[1])
         pooled = features.mean(dim=(2, 3))
         scores = self.attention_w(self.attention_v(pooled) * self.attention_u(pooled)).view(-1, n)
