@@ -18,6 +18,7 @@ from breastlab.formats.png import read_gray_png
 from breastlab.metrics import format_table
 
 DATA = SHARED_DATA / "busi"
+SCRATCH = {"network_def#backbone": "resnet18", "image_size": [192, 192]}  # the 0.1.x network (--with scratch runs)
 BASELINE = {"network_def#lesion_attention": False}
 GRAD_CAM_LAYER = "backbone.layer4"
 RUNS = {  # setting -> (run folder, bundle overrides, Grad-CAM layer or None for the model's own map M)
@@ -45,15 +46,15 @@ def finished(runs: Path) -> dict:
 
 def evaluate_run(runs: Path, folder: str, overrides: dict, layer: str | None) -> dict:
     """The run's val report, cached in ``RUNS/<folder>_val.json`` until its weights change."""
-    return cached_evaluation(get_bundle("breast_us_lanet", **overrides), DATA, "val", runs / folder / "model.pt",
-                             runs / f"{folder}_val.json", layer)
+    bundle = get_bundle("breast_us_lanet", **SCRATCH, **overrides)
+    return cached_evaluation(bundle, DATA, "val", runs / folder / "model.pt", runs / f"{folder}_val.json", layer)
 
 
 def figure_rows(runs: Path, n: int) -> list:
     """Val lesion images, benign and malignant alternating, with each setting's map."""
     predictors = {}
     for setting, (folder, overrides, layer) in finished(runs).items():
-        predictor = get_bundle("breast_us_lanet", **overrides).predictor(runs / folder / "model.pt")
+        predictor = get_bundle("breast_us_lanet", **SCRATCH, **overrides).predictor(runs / folder / "model.pt")
         predictors[setting] = GradCamPredictor(predictor, layer) if layer else predictor
     return [(f"{c.case} ({c.label})", read_gray_png(c.image), read_gray_png(c.mask),
              {setting: predict(c.image)["probability"] for setting, predict in predictors.items()})

@@ -79,7 +79,8 @@ def test_grad_cam_of_a_dict_output_classifier_is_an_image_sized_unit_map():
 
 
 def test_grad_cam_predictor_maps_a_classifier_at_the_image_size(samples_dir, tmp_path):
-    bundle = get_bundle("breast_us_lanet", **{"network_def#lesion_attention": False})
+    resnet_baseline = {"network_def#lesion_attention": False, "network_def#backbone": "resnet18"}
+    bundle = get_bundle("breast_us_lanet", **resnet_baseline)
     torch.manual_seed(0)
     weights = tmp_path / "baseline.pt"
     torch.save(bundle.network().state_dict(), weights)
