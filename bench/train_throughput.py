@@ -26,7 +26,8 @@ from breastlab.metrics import format_table
 from common import SAMPLES, synthetic_mammogram_folder
 
 SAMPLE_RUN = {"data_dir": str(SAMPLES), "train_split": "demo", "val_split": "demo", "initial_weights": None}
-MAMMOGRAM_RUN = {"folds": 2, "initial_weights": None, "patch_weights": None}  # data_dir: a synthetic folder
+MAMMOGRAM_RUN = {"train_split": "dev", "val_split": "dev", "initial_weights": None,
+                 "patch_weights": None}  # data_dir: a synthetic folder
 
 
 def sample_run(bundle) -> dict:

@@ -28,13 +28,15 @@ class BundleError(LookupError):
 class Bundle:
     """One bundle folder: ``configs/{metadata,inference,train,evaluate}.json`` and ``models/model.pt``."""
 
-    def __init__(self, root: str | Path, **overrides):
-        """``overrides`` apply to every config this bundle parses (e.g. a teacher's ``network_def#channels``)."""
+    def __init__(self, root: str | Path, recipe: str | None = None, **overrides):
+        """``recipe``: a config of ``configs/`` merged over every config this bundle parses, training and inference
+        alike (e.g. ``mias``: a mammography bundle's mini-MIAS recipe and the network it serves); ``overrides``
+        apply to every config after it (e.g. a teacher's ``network_def#channels``)."""
         self.root = Path(root).resolve()
         if not (self.root / "configs" / "metadata.json").is_file():
             raise BundleError(f"{self.root}: not a bundle (configs/metadata.json missing)")
         self.name = self.root.name
-        self.overrides = overrides
+        self.recipe, self.overrides = recipe, overrides
 
     def __repr__(self) -> str:
         return f"Bundle({self.name!r})"
@@ -83,9 +85,9 @@ class Bundle:
 
     @property
     def classes(self) -> list[str]:
-        """Names of a classifier's class probabilities, in output order (empty when it has none); a
-        ``served_classes`` override names those of weights trained on other labels (GLAM on mammo_bcd)."""
-        return list(self.overrides.get("served_classes") or self.metadata["breastlab"].get("classes", []))
+        """Names of a classifier's class probabilities, in output order (empty when it has none): the metadata's,
+        or the inference config's ``served_classes`` where a recipe or an override names them."""
+        return list(self.inference.get("served_classes") or self.metadata["breastlab"].get("classes", []))
 
     @property
     def description(self) -> str:
@@ -94,10 +96,11 @@ class Bundle:
     def config_files(self, *names: str) -> list[str]:
         return [str(self.root / "configs" / f"{n}.json") for n in names]
 
-    def parser(self, *names: str, **overrides) -> ConfigParser:
-        """Parse the named configs (merged in order) with ``bundle_root`` set to this folder."""
+    def parser(self, base: str, *extra: str, **overrides) -> ConfigParser:
+        """Parse ``base`` merged with the recipe, then the ``extra`` configs, with ``bundle_root`` set to this
+        folder."""
         parser = ConfigParser()
-        parser.read_config(self.config_files(*names))
+        parser.read_config(self.config_files(base, *filter(None, [self.recipe]), *extra))
         parser.update({"bundle_root": str(self.root), **self.overrides, **overrides})
         parser.parse()
         return parser
@@ -141,15 +144,15 @@ def find_bundles(root: str | Path = BUNDLES_DIR) -> list[Bundle]:
     return [Bundle(p) for p in sorted(Path(root).iterdir()) if (p / "configs" / "metadata.json").is_file()]
 
 
-def get_bundle(name_or_path: str | Path, **overrides) -> Bundle:
-    """A bundle by folder path or by name under ``bundles/``, with config ``overrides``."""
+def get_bundle(name_or_path: str | Path, recipe: str | None = None, **overrides) -> Bundle:
+    """A bundle by folder path or by name under ``bundles/``, with a ``recipe`` and config ``overrides``."""
     path = Path(name_or_path)
     if path.is_dir():
-        return Bundle(path, **overrides)
+        return Bundle(path, recipe, **overrides)
     names = [b.name for b in find_bundles()]
     if str(name_or_path) not in names:
         raise BundleError(f"unknown bundle {str(name_or_path)!r}; available: {', '.join(names)}")
-    return Bundle(BUNDLES_DIR / str(name_or_path), **overrides)
+    return Bundle(BUNDLES_DIR / str(name_or_path), recipe, **overrides)
 
 
 def load_weights(network: torch.nn.Module, path: str | Path | None, device: str | torch.device = "cpu"):
@@ -162,12 +165,14 @@ def load_weights(network: torch.nn.Module, path: str | Path | None, device: str 
 def publish_weights(bundle: Bundle, checkpoint: str | Path, half: bool = True, out: str | Path | None = None) -> Path:
     """Write a training checkpoint as ``bundle``'s ``models/model.pt`` (or ``out``): the plain state dict,
     floating-point tensors in float16 when ``half`` (half the file; loading casts them back to the network's
-    float32). The state dict must load strictly into the bundle's inference network (``network_def``)."""
-    state = read_state_dict(checkpoint)
+    float32). The checkpoint must load strictly into the bundle's inference network (``network_def``), whose
+    state dict is written."""
+    network = bundle.network()
     try:
-        bundle.network().load_state_dict(state)
+        network.load_state_dict(read_state_dict(checkpoint))
     except RuntimeError as e:
         raise ValueError(f"{checkpoint} does not fit {bundle.name}'s inference network: {e}") from e
+    state = network.state_dict()
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     out = Path(out or bundle.model_path)

@@ -74,7 +74,7 @@ def cmd_train(args) -> int | None:
 def cmd_evaluate(args) -> None:
     from breastlab.evaluation.evaluate import evaluate, print_report
 
-    bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
+    bundle = get_bundle(args.bundle, args.recipe, **_parse_overrides(args.override))
     report = evaluate(bundle, args.data, args.split, args.weights, args.save_masks, args.grad_cam)
     print_report(report)
     out = Path(args.out or f"{bundle.name}_evaluation.json")
@@ -183,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="JSON report path (default: <bundle>_evaluation.json)")
     s.add_argument("--weights", help="checkpoint to evaluate (default: the bundle's models/model.pt)")
     s.add_argument("--save-masks", help="also write predicted masks (0/255 PNG) into this folder")
+    s.add_argument("--recipe", metavar="CONFIG", help="a config of the bundle merged over its inference config: "
+                   "the network of weights trained with --with CONFIG (e.g. mias)")
     s.add_argument("--grad-cam", metavar="LAYER", help="score Grad-CAM of the classifier at this module (e.g. "
                    "backbone.layer4) as the lesion map instead of the bundle's own map")
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",

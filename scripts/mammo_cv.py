@@ -46,11 +46,7 @@ STAGES = {  # (stage folder, options); "{fold_dir}" is the fold's folder
     GLAM: [("global", ["--set", "stage=global"]),
            ("local", ["--set", "stage=local", "--set", "initial_weights={fold_dir}/global/model.pt"])],
 }
-MIAS_RECIPE = {  # (training overlays, inference overrides) of a bundle's mini-MIAS recipe; GLAM's default is mammo_bcd
-    END2END: ([], {}),
-    GLAM: (["mias"], {"classes": ["benign", "malignant"], "served_classes": ["normal", "benign", "malignant"],
-                      "image_size": [512, 1024], "network_def#global_scale": 4, "network_def#global_backbone": None}),
-}
+RECIPE = "mias"  # each bundle's mini-MIAS recipe (configs/mias.json): its training and the network it serves
 PRETRAIN = ("pretrain", ["--with", "pretrain"])  # GLAM's self-supervised start: its trunk starts the first stage
 JOINT = ("joint", ["--set", "stage=joint", "--set", "initial_weights={fold_dir}/local/model.pt"])  # GLAM, optional
 VIEWS = {  # name: (bundle overrides, wrapper of the predictor or None, stage scored; None: the fold's last stage)
@@ -100,8 +96,7 @@ def train_fold(cv: Folds, fold: int, extra: list[str]) -> Path:
         if (folder / stage / "last.pt").is_file():  # written when the stage's schedule has finished
             continue
         options = [o.format(fold_dir=folder) for o in options]
-        overlays = [arg for name in MIAS_RECIPE[cv.bundle][0] for arg in ("--with", name)]
-        command = [sys.executable, "-m", "breastlab.cli", "train", cv.bundle, *overlays, *options,
+        command = [sys.executable, "-m", "breastlab.cli", "train", cv.bundle, "--with", RECIPE, *options,
                    "--set", f"fold={fold}", "--out", str(folder / stage),
                    "--set", f"output_dir={folder / f'eval_{stage}'}", *extra]
         with open(folder / f"{stage}.log", "w") as log:
@@ -124,13 +119,12 @@ def fold_weights(cv: Folds, fold: int, stage: str) -> Path:
 
 def view_predictors(cv: Folds, fold: int):
     """(view, predictor, the fold's held-out cases) for every view of the bundle."""
-    overlays, recipe = MIAS_RECIPE[cv.bundle]
     for view, (overrides, wrapper, stage) in VIEWS[cv.bundle].items():
-        served = get_bundle(cv.bundle, **recipe, **overrides)
+        served = get_bundle(cv.bundle, RECIPE, **overrides)
         predictor = served.predictor(fold_weights(cv, fold, stage or cv.final))
         if wrapper:
             predictor = wrapper(predictor)
-        yield view, predictor, served.parser("train", *overlays, fold=fold).get_parsed_content("cases")[1]
+        yield view, predictor, served.parser("train", fold=fold).get_parsed_content("cases")[1]
 
 
 def held_out_rows(cv: Folds, fold: int) -> dict[str, list[dict]]:
@@ -161,7 +155,7 @@ def patch_stage_scores(out: Path, folds: list[int]) -> dict:
     background, with bootstrap CIs."""
     labels, probabilities = [], []
     for fold in folds:
-        items = get_bundle(END2END).parser("train", "patch", fold=fold).get_parsed_content("val_datalist")
+        items = get_bundle(END2END, RECIPE).parser("train", "patch", fold=fold).get_parsed_content("val_datalist")
         network = PatchClassifier().eval()
         network.load_state_dict(read_state_dict(out / f"fold{fold}" / "patch" / "model.pt"))
         with torch.no_grad():

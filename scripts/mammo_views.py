@@ -1,11 +1,12 @@
-"""Score one set of GLAM weights in every view of ``mammo_cv.VIEWS`` on one dataset split (no cross-validation).
+"""Score one mammography bundle's weights in every view of ``mammo_cv.VIEWS`` on one dataset split (no
+cross-validation).
 
-Usage: ``python scripts/mammo_views.py WEIGHTS GLOBAL_WEIGHTS --data DIR --split SPLIT --out JSON [--figure PNG]
-[--set KEY=VALUE ...]``
+Usage: ``python scripts/mammo_views.py BUNDLE WEIGHTS [--global-weights GLOBAL] --data DIR --split SPLIT --out JSON
+[--figure PNG] [--set KEY=VALUE ...]``
 
-For weights of one training (GLAM on mammo_bcd, also scored on mini-MIAS dev as an external set): the GLAM views
-load ``WEIGHTS`` (the last stage), the global-module views ``GLOBAL_WEIGHTS``; ``--set`` overrides the inference
-config (and ``served_classes``) for weights of another recipe. Prints the tables of ``mammo_cv.py``, writes every
+For weights of one training on mammo_bcd (also scored on mini-MIAS dev as an external set): every view loads
+``WEIGHTS`` (end2end's classifier, GLAM's last stage) but GLAM's global-module views, which load ``GLOBAL``
+(default: ``WEIGHTS``); ``--set`` overrides the inference config. Prints the tables of ``mammo_cv.py``, writes every
 view's summary and rows to ``--out``, and with ``--figure`` every view's map on one benign and one malignant image
 with lesion circles.
 """
@@ -17,7 +18,7 @@ import json
 from pathlib import Path
 
 import torch
-from mammo_cv import GLAM, VIEWS, print_summary
+from mammo_cv import VIEWS, print_summary
 
 from breastlab.bundle import get_bundle
 from breastlab.cli import _parse_overrides
@@ -27,10 +28,10 @@ from breastlab.evaluation.evaluate import score_cases, summarize
 from breastlab.evaluation.plots import plot_map_overlays
 
 
-def view_predictors(weights: Path, global_weights: Path, overrides: dict):
-    """(view, predictor) for every GLAM view of ``mammo_cv.VIEWS``."""
-    for view, (view_overrides, wrapper, stage) in VIEWS[GLAM].items():
-        predictor = get_bundle(GLAM, **overrides, **view_overrides).predictor(
+def view_predictors(bundle: str, weights: Path, global_weights: Path, overrides: dict):
+    """(view, predictor) for every view of the bundle in ``mammo_cv.VIEWS``."""
+    for view, (view_overrides, wrapper, stage) in VIEWS[bundle].items():
+        predictor = get_bundle(bundle, **overrides, **view_overrides).predictor(
             global_weights if stage == "global" else weights)
         yield view, wrapper(predictor) if wrapper else predictor
 
@@ -48,8 +49,9 @@ def plot_examples(predictors: dict, cases: list, path: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", choices=sorted(VIEWS))
     parser.add_argument("weights", type=Path)
-    parser.add_argument("global_weights", type=Path)
+    parser.add_argument("--global-weights", type=Path, help="GLAM's global-module views (default: WEIGHTS)")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split")
     parser.add_argument("--out", type=Path, required=True)
@@ -57,7 +59,8 @@ def main() -> None:
     parser.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    predictors = dict(view_predictors(args.weights, args.global_weights, _parse_overrides(args.override)))
+    predictors = dict(view_predictors(args.bundle, args.weights, args.global_weights or args.weights,
+                                      _parse_overrides(args.override)))
     cases = read_dataset(args.data, args.split)
     views = {}
     for view, predictor in predictors.items():
@@ -65,7 +68,7 @@ def main() -> None:
         summary = summarize(rows)
         views[view] = {**summary, "fold_auc": {task: [] for task in summary["classification"]}, "cases": rows}
     args.out.write_text(json.dumps(views, indent=2))
-    print_summary(GLAM, views, f"{args.weights.name} on {Path(args.data).name} {args.split or 'all'}")
+    print_summary(args.bundle, views, f"{args.weights.name} on {Path(args.data).name} {args.split or 'all'}")
     print(f"wrote {args.out}")
     if args.figure:
         print(f"wrote {plot_examples(predictors, cases, args.figure)}")

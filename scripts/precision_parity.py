@@ -2,7 +2,8 @@
 
 Ultrasound bundles on BUSI val, mammography bundles on mini-MIAS dev (their docs' data). bfloat16 is the
 inference default (``precision: auto`` in configs/inference.json) only where every lesion Dice moves by less than
-0.5 points and every AUC by less than 0.005 (click Dice counted as Dice). Writes the rows as JSON and prints a table:
+0.5 points and every AUC by less than 0.005 (click Dice counted as Dice). Writes the rows into the JSON (replacing
+those of the bundles measured, keeping the others) and prints a table:
 ``python scripts/precision_parity.py [--bundles NAME ...] [--out docs/precision_parity.json]``.
 """
 
@@ -66,7 +67,9 @@ def main() -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     rows = [row for name in names for row in parity_rows(name, cache)]
-    Path(args.out).write_text(json.dumps(rows, indent=1))
+    out = Path(args.out)
+    kept = [r for r in json.loads(out.read_text()) if r["bundle"] not in names] if out.is_file() else []
+    out.write_text(json.dumps(sorted(kept + rows, key=lambda r: r["bundle"]), indent=1))
     print(format_table(rows, list(rows[0]), "bfloat16 inference parity (shipped weights)"))
     for name in names:
         holds = all(r["holds"] for r in rows if r["bundle"] == name)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.transforms import Compose, LoadImaged, Resized
 
-from breastlab.bundle import as_image_array, get_bundle
+from breastlab.bundle import as_image_array, get_bundle, publish_weights
 from breastlab.data import fold_split
 from breastlab.formats.checkpoints import read_state_dict
 from breastlab.networks.end2end import MammogramEnsemble, PatchClassifier, WholeImageClassifier
@@ -91,6 +91,16 @@ def test_class_map_ensemble_serves_each_locations_malignancy_without_patch_heads
     torch.save(ensemble.classifiers[0].state_dict(), tmp_path / "classifier.pt")
     state = MammogramEnsemble.state_dict_from([tmp_path / "classifier.pt"])
     assert set(state) == set(ensemble.state_dict())
+    served = MammogramEnsemble(classifier={"num_outputs": 3, "top_channels": []}, heatmap="class")
+    served.load_state_dict(read_state_dict(tmp_path / "classifier.pt"))  # a classifier's checkpoint as it is
+    assert all(torch.equal(v, ensemble.state_dict()[k]) for k, v in served.state_dict().items())
+    member = MammogramEnsemble.member_state_dict(served.state_dict())  # the served weights start a training
+    assert all(torch.equal(v, ensemble.classifiers[0].state_dict()[k]) for k, v in member.items())
+    with pytest.raises(KeyError, match="member 1"):
+        MammogramEnsemble.member_state_dict(served.state_dict(), member=1)
+    two = MammogramEnsemble(members=2, classifier={"num_outputs": 3, "top_channels": []}, heatmap="class")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        two.load_state_dict(read_state_dict(tmp_path / "classifier.pt"))
     with pytest.raises(ValueError, match="heatmap"):
         MammogramEnsemble(heatmap="grad-cam")
 
@@ -146,8 +156,9 @@ def test_a_frozen_trunk_keeps_its_weights_and_batch_norm_statistics():
 
 
 @pytest.mark.slow
-def test_bundle_trains_both_stages_then_serves_probabilities_and_a_heat_map(mammograms, tmp_path):
-    bundle = get_bundle("breast_mammo_end2end")
+def test_mias_recipe_trains_both_stages_then_serves_probabilities_and_a_heat_map(mammograms, tmp_path):
+    """``--with mias``, the 0.1.x recipe: a residual patch classifier, then a whole-image top on its frozen trunk."""
+    bundle = get_bundle("breast_mammo_end2end", "mias")
     small = {"data_dir": str(mammograms), "fold": 0, "folds": 5, "epochs": 1, "image_size": [64, 96],
              "batch_size": 4}
     patch = bundle.train("patch", ckpt_dir=str(tmp_path / "patch"), output_dir=str(tmp_path / "e1"),
@@ -161,9 +172,9 @@ def test_bundle_trains_both_stages_then_serves_probabilities_and_a_heat_map(mamm
     weights = tmp_path / "member.pt"
     torch.save(MammogramEnsemble.state_dict_from([tmp_path / "classifier" / "model.pt"],
                                                  [tmp_path / "patch" / "model.pt"]), weights)
-    predictor = get_bundle("breast_mammo_end2end", members=1, image_size=[64, 96]).predictor(weights)
+    predictor = get_bundle("breast_mammo_end2end", "mias", members=1, image_size=[64, 96]).predictor(weights)
     output = predictor(mammograms / "images" / "m01.png")  # breast on the right
-    assert set(output["class_probabilities"]) == {"normal", "benign", "malignant"}
+    assert list(output["class_probabilities"]) == ["normal", "benign", "malignant"]
     assert sum(output["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     heat = output["probability"]
     assert heat.shape == output["mask"].shape == (256, 192)
@@ -171,28 +182,30 @@ def test_bundle_trains_both_stages_then_serves_probabilities_and_a_heat_map(mamm
 
 
 @pytest.mark.slow
-def test_imagenet_recipe_trains_on_image_labels_and_serves_the_classifiers_own_map(mammograms, tmp_path):
-    """``--with patch --with patch_imagenet``, then ``--with mammo_bcd`` (here on the synthetic set): the patch
-    classifier's ImageNet-initialised trunk is fine-tuned by both stages; the member is served with its own
-    malignancy map (``heatmap="class"``)."""
+def test_default_recipe_learns_malignant_vs_no_cancer_and_serves_the_classifiers_own_map(mammograms, tmp_path):
+    """``--with mias --with patch --with patch_imagenet``, then ``train.json``, mammo_bcd's recipe (here on the
+    synthetic set): the ImageNet-initialised trunk is fine-tuned by both stages on malignant vs no cancer (normal
+    or benign); the classifier's checkpoint is served as it is, with its own malignancy map, and the served weights
+    start the app's next training."""
     bundle = get_bundle("breast_mammo_end2end")
     small = {"data_dir": str(mammograms), "epochs": 1, "batch_size": 4}
-    bundle.train("patch", "patch_imagenet", ckpt_dir=str(tmp_path / "patch"), output_dir=str(tmp_path / "e1"),
+    bundle.train("mias", "patch", "patch_imagenet", ckpt_dir=str(tmp_path / "patch"), output_dir=str(tmp_path / "e1"),
                  fold=0, lesion_patches=4, background_patches=4, patch_size=64, **small)
-    bundle.train("mammo_bcd", ckpt_dir=str(tmp_path / "classifier"), output_dir=str(tmp_path / "e2"),
-                 train_split="dev", val_split="dev", image_size=[64, 96],
-                 patch_weights=str(tmp_path / "patch" / "model.pt"), **small)
+    trained = bundle.train(ckpt_dir=str(tmp_path / "classifier"), output_dir=str(tmp_path / "e2"),
+                           train_split="dev", val_split="dev", image_size=[64, 96],
+                           patch_weights=str(tmp_path / "patch" / "model.pt"), **small)
+    assert sorted(item["target"] for item in trained.get_parsed_content("train_datalist")) == [0] * 7 + [1] * 3
+    assert trained["classes"] == bundle.classes == ["no_cancer", "malignant"]  # the app's targets (server/train.py)
     stem = "trunk.encoder._conv_stem.weight"
-    patch_trunk, trained = (read_state_dict(tmp_path / d / "model.pt")[stem] for d in ("patch", "classifier"))
+    patch_trunk, classifier = (read_state_dict(tmp_path / d / "model.pt")[stem] for d in ("patch", "classifier"))
     assert not torch.equal(patch_trunk, PatchClassifier(backbone="efficientnet-lite0").state_dict()[stem])
-    assert not torch.equal(trained, patch_trunk)
-    weights = tmp_path / "member.pt"
-    torch.save(MammogramEnsemble.state_dict_from([tmp_path / "classifier" / "model.pt"]), weights)
-    classifier = {"num_outputs": 3, "top_channels": [], "pooling": "lse", "backbone": "efficientnet-lite0",
-                  "pretrained": False}
-    predictor = get_bundle("breast_mammo_end2end", members=1, image_size=[64, 96], **{
-        "network_def#classifier": classifier, "network_def#heatmap": "class"}).predictor(weights)
-    output = predictor(mammograms / "images" / "m01.png")  # breast on the right
-    assert sum(output["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert not torch.equal(classifier, patch_trunk)
+    served = publish_weights(bundle, tmp_path / "classifier" / "model.pt", out=tmp_path / "served.pt")
+    restarted = bundle.parser("train", initial_weights=str(served)).get_parsed_content("network")
+    assert torch.allclose(restarted.state_dict()[stem], classifier, atol=1e-2)  # float16 weights
+    output = get_bundle("breast_mammo_end2end", image_size=[64, 96]).predictor(tmp_path / "classifier" / "model.pt")(
+        mammograms / "images" / "m01.png")  # breast on the right
+    probabilities = output["class_probabilities"]
+    assert list(probabilities) == ["no_cancer", "malignant"] and sum(probabilities.values()) == pytest.approx(1.0)
     heat = output["probability"]
     assert heat.shape == (256, 192) and heat[:, :60].max() == 0 < heat[:, 100:].max()

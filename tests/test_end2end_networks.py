@@ -101,21 +101,3 @@ def test_imagenet_trunk_from_the_wheel_carries_into_the_whole_image_classifier()
     with torch.no_grad():
         assert whole.eval()(torch.rand(1, 1, 160, 96)).shape == (1, 3)
 
-
-def test_grouped_cross_entropy_trains_the_groups_only():
-    from breastlab.losses import GroupedCrossEntropyLoss
-
-    loss = GroupedCrossEntropyLoss([[0, 1], [2]], weight=[1.0, 2.0])
-    logits = torch.randn(4, 3, requires_grad=True)
-    target = torch.tensor([1, 2, 0, 1])  # 0 and 1 both mean "normal or benign"
-    value = loss(logits, target)
-    p = logits.softmax(1).detach()
-    group_p = torch.stack([p[:, :2].sum(1), p[:, 2]], 1)
-    groups, weights = torch.tensor([0, 1, 0, 0]), torch.tensor([1.0, 2.0, 1.0, 1.0])
-    expected = -(weights * group_p[torch.arange(4), groups].log()).sum() / weights.sum()
-    torch.testing.assert_close(value.detach(), expected)
-    value.backward()
-    assert torch.allclose(logits.grad.sum(1), torch.zeros(4), atol=1e-6)
-    assert loss(torch.tensor([[5.0, -5.0, -9.0]]), torch.tensor([1])) < 1e-3  # "normal" satisfies a benign label
-    with pytest.raises(ValueError, match="each class index"):
-        GroupedCrossEntropyLoss([[0, 1], [1, 2]])

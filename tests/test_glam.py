@@ -12,9 +12,6 @@ from breastlab.formats.checkpoints import read_state_dict
 from breastlab.losses import GLAMLoss
 from breastlab.networks.glam import GLAM, GlobalModule, TrunkAutoencoder, crop_patches, select_patches, top_k_pool
 
-MIAS_NETWORK = {"classes": ["benign", "malignant"], "served_classes": ["normal", "benign", "malignant"],
-                "network_def#global_scale": 4, "network_def#global_backbone": None}  # the 0.3.x network
-
 
 def test_top_k_pool_averages_the_largest_values():
     maps = torch.arange(100.0).view(1, 1, 10, 10)
@@ -154,9 +151,9 @@ def test_trained_on_image_labels_only_the_fused_map_points_at_the_lesion():
 def test_mias_recipe_pretrains_then_trains_global_then_local_then_serves_probabilities_and_a_map(mammograms,
                                                                                                   tmp_path):
     """``--with mias``, the 0.3.x recipe: mini-MIAS folds, benign and malignant image labels, a trunk from scratch."""
-    bundle = get_bundle("breast_mammo_glam")
+    bundle = get_bundle("breast_mammo_glam", "mias")
     small = {"data_dir": str(mammograms), "fold": 0, "epochs": 1, "image_size": [128, 192], "batch_size": 4}
-    pretraining = bundle.train("mias", "pretrain", ckpt_dir=str(tmp_path / "pretrain"), output_dir=str(tmp_path / "e0"),
+    pretraining = bundle.train("pretrain", ckpt_dir=str(tmp_path / "pretrain"), output_dir=str(tmp_path / "e0"),
                                **small)
     first_image = pretraining.get_parsed_content("train_datalist")[0]
     corrupted = pretraining.get_parsed_content("train#preprocessing")(first_image)
@@ -164,19 +161,19 @@ def test_mias_recipe_pretrains_then_trains_global_then_local_then_serves_probabi
     assert not torch.equal(corrupted["image"], corrupted["label"])
     small = {**small, "network_def#patch_size": 32, "network_def#n_patches": 2}
     pretrained = read_state_dict(tmp_path / "pretrain" / "last.pt")
-    started = bundle.parser("train", "mias", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"), **small)
+    started = bundle.parser("train", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"), **small)
     trunk = started.get_parsed_content("network").global_module.trunk.state_dict()
     assert all(torch.equal(v, pretrained[f"trunk.{k}"]) for k, v in trunk.items())  # the global stage's start
-    first = bundle.train("mias", stage="global", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"),
+    first = bundle.train(stage="global", pretrained_trunk=str(tmp_path / "pretrain" / "last.pt"),
                          ckpt_dir=str(tmp_path / "global"), output_dir=str(tmp_path / "e1"), **small)
     targets = {tuple(item["target"].tolist()) for item in first.get_parsed_content("train#dataset")}
     assert targets == {(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)}  # normal, benign, malignant as two image labels
-    bundle.train("mias", stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
+    bundle.train(stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
                  ckpt_dir=str(tmp_path / "local"), output_dir=str(tmp_path / "e2"), **small)
     before, after = (read_state_dict(tmp_path / stage / "last.pt") for stage in ("global", "local"))
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("global_module."))  # frozen
     assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("local_module."))
-    predictor = get_bundle("breast_mammo_glam", image_size=[128, 192], **MIAS_NETWORK,
+    predictor = get_bundle("breast_mammo_glam", "mias", image_size=[128, 192],
                            **{"network_def#patch_size": 32}).predictor(tmp_path / "local" / "last.pt")
     output = predictor(mammograms / "images" / "m01.png")  # breast on the right
     probabilities = output["class_probabilities"]

@@ -36,13 +36,14 @@ CLICK_COLUMNS = ["n", "automatic_dice", "box_dice", "box_1_click", "box_2_clicks
 def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, weights: str | Path | None = None,
              save_masks: str | Path | None = None, grad_cam_layer: str | None = None) -> dict:
     """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it; with
-    ``grad_cam_layer``, score Grad-CAM of the classifier at that layer as its lesion map. A click model
-    (``deepedit``) is scored without clicks and with simulated clicks (``evaluate_clicks``); a promptable one on
-    simulated boxes and clicks, and on its automatic mode where it has one (a box from another bundle)."""
+    ``grad_cam_layer``, score Grad-CAM of the classifier at that layer (of its most probable finding class, not
+    normal or no_cancer) as its lesion map. A click model (``deepedit``) is scored without clicks and with
+    simulated clicks (``evaluate_clicks``); a promptable one on simulated boxes and clicks, and on its automatic
+    mode where it has one (a box from another bundle)."""
     base = predictor = bundle.predictor(weights)
     cases = read_dataset(data_dir, split)
     if grad_cam_layer:
-        predictor = GradCamPredictor(base, grad_cam_layer)
+        predictor = GradCamPredictor(base, grad_cam_layer, lesion_class=True)
     if bundle.prompts:  # scored on its automatic mode, where it has one
         source = automatic_source(bundle)
         predictor, cases = PromptedPredictor(base, source), cases if source else []

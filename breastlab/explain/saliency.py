@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from monai.visualize import GradCAM
 from scipy import ndimage
 
+from breastlab.data import NO_CANCER
 from breastlab.networks.outputs import named_outputs
 from breastlab.transforms.mammo import RestoreBreastd
 
@@ -55,7 +56,8 @@ class GradCamPredictor:
     for a classification-only model. Returns ``class_probabilities`` (softmax), ``probability`` (the map at
     the image size; put back into the breast box and side when the bundle crops and orients mammograms) and
     ``mask`` (the map ≥ ``threshold``); the bundle's postprocessing is not used. The map is of the predicted
-    class, or with ``lesion_class`` of the most probable class other than ``normal`` (where is the finding)."""
+    class, or with ``lesion_class`` of the most probable class other than ``normal`` and ``no_cancer`` (where is the
+    finding)."""
 
     def __init__(self, predictor, layer: str, threshold: float = 0.5, lesion_class: bool = False):
         self.predictor, self.threshold, self.lesion_class = predictor, threshold, lesion_class
@@ -69,7 +71,7 @@ class GradCamPredictor:
         classes = list(self.predictor.bundle.classes)
         target = None
         if self.lesion_class:
-            findings = [i for i, name in enumerate(classes) if name != "normal"]
+            findings = [i for i, name in enumerate(classes) if name not in ("normal", NO_CANCER)]
             target = findings[int(probabilities[findings].argmax())]
         cam = self.cam(batch, target)
         probability = np.ascontiguousarray(self._restore(data, cam).T)  # PILReader's (W, H) back to (H, W)

@@ -2,9 +2,8 @@
 
 from .distillation import SoftDistillationLoss, WeightBalanceLoss
 from .glam import GLAMLoss
-from .grouped import GroupedCrossEntropyLoss
 from .lanet import LANetStage2Loss, LesionMapLoss, mask_to_grid
 from .multitask import MultiTaskSegClsLoss, UncertaintyWeightedLoss
 
-__all__ = ["GLAMLoss", "GroupedCrossEntropyLoss", "LANetStage2Loss", "LesionMapLoss", "MultiTaskSegClsLoss",
+__all__ = ["GLAMLoss", "LANetStage2Loss", "LesionMapLoss", "MultiTaskSegClsLoss",
            "SoftDistillationLoss", "UncertaintyWeightedLoss", "WeightBalanceLoss", "mask_to_grid"]

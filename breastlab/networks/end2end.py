@@ -247,6 +247,26 @@ class MammogramEnsemble(nn.Module):
         cls, heatmap = torch.stack(probabilities).mean(0), torch.stack(heatmaps).mean(0)
         return pack_outputs([heatmap], [cls]) if self.packed else {"cls": cls, "heatmap": heatmap}
 
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        """As :meth:`torch.nn.Module.load_state_dict`; a one-member ensemble with ``heatmap="class"`` also takes a
+        whole-image classifier's own checkpoint (what ``train.json`` writes)."""
+        if self.class_map and len(self.classifiers) == 1 and not any(k.startswith("classifiers.") for k in state_dict):
+            state_dict = {f"classifiers.0.{k}": v for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, strict, assign)
+
+    @staticmethod
+    def member_state_dict(source: str | Path | Mapping, member: int = 0) -> dict[str, torch.Tensor]:
+        """The whole-image classifier weights of ``member`` in an ensemble checkpoint (e.g. the served weights, to
+        train on from them); a classifier's own checkpoint unchanged."""
+        state = read_state_dict(source)
+        prefix = f"classifiers.{member}."
+        if not any(k.startswith("classifiers.") for k in state):
+            return state
+        member_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not member_state:
+            raise KeyError(f"no member {member} in the ensemble checkpoint")
+        return member_state
+
     @staticmethod
     def state_dict_from(classifiers: Sequence[str | Path], patches: Sequence[str | Path] | None = None
                         ) -> dict[str, torch.Tensor]:
