@@ -36,6 +36,9 @@ class Bundle:
         if not (self.root / "configs" / "metadata.json").is_file():
             raise BundleError(f"{self.root}: not a bundle (configs/metadata.json missing)")
         self.name = self.root.name
+        if recipe is not None and not (self.root / "configs" / f"{recipe}.json").is_file():
+            configs = sorted(p.stem for p in (self.root / "configs").glob("*.json"))
+            raise BundleError(f"{self.name} has no recipe {recipe!r}; its configs: {', '.join(configs)}")
         self.recipe, self.overrides = recipe, overrides
 
     def __repr__(self) -> str:

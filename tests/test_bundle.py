@@ -47,6 +47,14 @@ def test_unknown_bundle_lists_available():
         get_bundle("nope")
 
 
+def test_a_recipe_applies_to_training_and_inference_and_an_unknown_one_is_refused():
+    recipe = get_bundle("breast_mammo_end2end", "mias")
+    assert recipe.classes == ["normal", "benign", "malignant"] != get_bundle("breast_mammo_end2end").classes
+    assert recipe.inference["members"] == 5 and recipe.parser("train")["image_size"] == [160, 320]
+    with pytest.raises(BundleError, match="no recipe 'nope'.*mias"):
+        get_bundle("breast_mammo_end2end", "nope")
+
+
 def test_network_size(network):
     n = sum(p.numel() for p in network.parameters())
     assert 1.8e6 <= n <= 2.5e6, n
