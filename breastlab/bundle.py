@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +16,7 @@ from monai.data import decollate_batch
 from monai.transforms import Compose, SaveImaged
 
 from breastlab.formats.checkpoints import read_state_dict
+from breastlab.progress import EngineProgress
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLES_DIR = PROJECT_ROOT / "bundles"
@@ -126,15 +128,26 @@ class Bundle:
 
     def train(self, *extra: str, on_epoch: Callable | None = None, **overrides) -> ConfigParser:
         """Run ``train.json`` merged with the ``extra`` configs (e.g. ``distill``) in this process, as
-        ``monai.bundle run`` does; ``on_epoch(trainer)`` is called after every epoch's validation."""
+        ``monai.bundle run`` does, showing progress (``breastlab.progress``) from the first process;
+        ``on_epoch(trainer)`` is called after every epoch's validation."""
         parser = self.parser("train", *extra, **overrides)
         parser.get_parsed_content("initialize")
+        if int(os.environ.get("RANK", 0)) == 0:
+            self._show_progress(parser)
         if on_epoch is not None:
             parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_COMPLETED, on_epoch)
         parser.get_parsed_content("run")
         if "finalize" in parser:
             parser.get_parsed_content("finalize")
         return parser
+
+    def _show_progress(self, parser: ConfigParser) -> None:
+        """Progress of the trainer over all its epochs, and of each evaluator (``<section>#evaluator``) run."""
+        EngineProgress(f"train {self.name}").attach(parser.get_parsed_content("train#trainer"))
+        for section, content in parser.get().items():
+            if isinstance(content, dict) and "evaluator" in content:
+                evaluator = parser.get_parsed_content(f"{section}#evaluator")
+                EngineProgress(f"{section} {self.name}", epochs=False, announce=False, leave=False).attach(evaluator)
 
     def predictor(self, weights: str | Path | None = None, device: str = "cpu") -> "Predictor":
         """The inference pipeline with ``weights``, else the bundle's own, else its network's pretrained ones."""

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from breastlab.bundle import get_bundle
 from breastlab.data import read_dataset
 from breastlab.evaluation.evaluate import score_cases, summarize
 from breastlab.metrics import format_table
+from breastlab.progress import progress
 from breastlab.transforms import lesion_present
 
 PEAKS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
@@ -61,7 +61,7 @@ def main() -> None:
     bundle = get_bundle(args.bundle, gate_min_peak=0.0, gate_min_fraction=0.0)
     predictor = bundle.predictor(args.weights)
     cases = read_dataset(args.data, args.split)
-    outputs = {case.image: predictor(case.image) for case in tqdm(cases, desc="predict", disable=None)}
+    outputs = {case.image: predictor(case.image) for case in progress(cases, "predict")}
     rows = [gate_row(cases, outputs, p, f) for p in PEAKS for f in FRACTIONS]
     best = choose(rows, args.dice_tolerance)
     print(format_table(rows, COLUMNS, f"Lesion-presence gate, {bundle.name} on {args.split}"))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,26 +12,6 @@ from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT, SHARED_DATA
 from tests.test_mammo import synthetic_breast
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_background_embeddings():
-    """Servers started by tests compute promptable models' embeddings when asked, not after every upload (2-3 s of
-    CPU each, competing with what a test measures); the tests of that prefetch turn it back on."""
-    os.environ.setdefault("BREASTLAB_PREFETCH", "0")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_temp_files_left_behind():
-    """Nothing the tests, or the servers they start, write outlives the run in the temp folder (pytest's own
-    ``pytest-of-*`` folder aside)."""
-    folder = Path(tempfile.gettempdir())
-    before = {p.name for p in folder.iterdir()}
-    with tempfile.TemporaryDirectory() as compile_cache:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = compile_cache  # torch makes it when an optimizer imports torch._dynamo
-        yield
-    left = sorted(p.name for p in folder.iterdir() if p.name not in before and not p.name.startswith("pytest-of-"))
-    assert not left, f"the test run left {len(left)} entries in {folder}: {left[:20]}"
 
 
 @pytest.fixture(scope="session")

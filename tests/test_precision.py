@@ -1,5 +1,8 @@
 """The mixed-precision switch: which dtype it picks where, bfloat16 training steps that learn, float32 results."""
 
+import copy
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -72,28 +75,59 @@ def test_served_outputs_are_float32_under_bf16(samples_dir):
         assert all(isinstance(p, float) for p in outputs.get("class_probabilities", {}).values())
 
 
+# clicks placed on the network's own errors would move with the step and change the batch's loss: no click rounds,
+# and a seed whose first prompt is a box alone
+FIXED_PROMPTS = {"breast_us_interactive": {"train_interactions": 0, "automatic_probability": 0.0},
+                 "breast_us_medsam": {"seed": 11}}
+
+
 def _training_run(bundle, samples_dir, mammograms) -> dict:
-    """Data and learning rate of one bundle's few training steps."""
-    if bundle.metadata["breastlab"].get("modality") == "MG":  # mammo_bcd's recipes: ImageNet trunks tuned at 3e-4
-        return {"data_dir": str(mammograms), "train_split": "dev", "val_split": "dev", "learning_rate": 3e-4}
-    return {"data_dir": str(samples_dir), "train_split": "demo", "val_split": "demo", "learning_rate": 1e-3}
+    """Data of one bundle's training step (mammography: the synthetic mammograms; ultrasound: the samples)."""
+    if bundle.metadata["breastlab"].get("modality") == "MG":
+        return {"data_dir": str(mammograms), "train_split": "dev", "val_split": "dev"}
+    return {"data_dir": str(samples_dir), "train_split": "demo", "val_split": "demo",
+            **FIXED_PROMPTS.get(bundle.name, {})}
 
 
 def step_loss(trainer, batch) -> float:
-    """One training iteration's loss (the output is decollated into per-image dicts that each carry it)."""
-    output = trainer._process_function(trainer, batch)
+    """One training iteration's loss before its update (the output is decollated into per-image dicts that each
+    carry it); random draws inside the iteration (dropout, simulated clicks) are the same at every call."""
+    torch.manual_seed(1)
+    np.random.seed(1)
+    process = trainer._process_function  # a trainer's own method, or an iteration update with its own generator
+    output = (process if inspect.ismethod(process) else copy.deepcopy(process))(trainer, batch)
     return float((output[0] if isinstance(output, list) else output)["loss"])
+
+
+def step_in(trainer, batch, precision: str, start: dict) -> float:
+    """From the weights ``start``, the loss of one step on ``batch`` computed in ``precision``."""
+    trainer.network.load_state_dict(start)
+    trainer.inferer.precision = precision
+    return step_loss(trainer, batch)
+
+
+STEP_LEARNING_RATE = 1e-5
+BF16_TOLERANCE = 0.1  # bfloat16 keeps 8 bits of mantissa: the loss of the same weights and batch within 10 %
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [bundle.name for bundle in find_bundles() if bundle.trainable])
-def test_a_bf16_training_step_of_every_bundle_lowers_its_loss(name, samples_dir, mammograms):
+def test_a_training_step_of_every_bundle_descends_and_bf16_takes_the_fp32_step(name, samples_dir, mammograms):
+    """A small plain gradient step (SGD, no weight decay) lowers the loss of its own batch in float32; in bfloat16
+    the same step computes that loss within 10 %. What holds by construction, not a
+    race to a threshold over many steps."""
     bundle = get_bundle(name)
     torch.manual_seed(0)
-    config = bundle.parser("train", **_training_run(bundle, samples_dir, mammograms), precision="bf16",
-                           initial_weights=None, batch_size=2)
+    config = bundle.parser("train", **_training_run(bundle, samples_dir, mammograms), initial_weights=None,
+                           batch_size=2, learning_rate=STEP_LEARNING_RATE,
+                           **{"optimizer#_target_": "torch.optim.SGD", "optimizer#weight_decay": 0.0})
     trainer = config.get_parsed_content("train#trainer")
-    assert isinstance(trainer.inferer, MixedPrecisionInferer) and trainer.inferer.precision == "bf16"
+    assert isinstance(trainer.inferer, MixedPrecisionInferer)
     batch = next(iter(trainer.data_loader))
-    losses = [step_loss(trainer, batch) for _ in range(6)]
-    assert all(np.isfinite(losses)) and min(losses[-2:]) < losses[0], losses
+    start = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    bf16_loss = step_in(trainer, batch, "bf16", start)
+    fp32_loss = step_in(trainer, batch, "fp32", start)
+    after = step_loss(trainer, batch)
+    print(f"{name}: fp32 {fp32_loss} -> {after}, bf16 {bf16_loss}")
+    assert np.isfinite([fp32_loss, bf16_loss, after]).all() and after < fp32_loss, (fp32_loss, after)
+    assert bf16_loss == pytest.approx(fp32_loss, rel=BF16_TOLERANCE)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from breastlab.bundle import Bundle
 from breastlab.data import CLASS_NAMES, dataset_dicts
@@ -30,6 +29,7 @@ from breastlab.explain.diversity import ImageEncoder, selection_order
 from breastlab.explain.uncertainty import lesion_uncertainty
 from breastlab.formats.png import read_gray_png
 from breastlab.metrics import format_table
+from breastlab.progress import progress
 
 STRATEGIES = ("random", "diverse", "uncertainty", "hybrid")  # runs sharing a first round are not started together
 NEEDS_FEATURES = {"diverse", "hybrid"}
@@ -69,7 +69,7 @@ def pool_features(pool: list[dict], out: Path) -> np.ndarray:
             if content["cases"].tolist() == cases:
                 return content["features"]
     encoder = ImageEncoder()
-    features = np.stack([encoder(item["image"]) for item in tqdm(pool, desc="features", unit="image", disable=None)])
+    features = np.stack([encoder(item["image"]) for item in progress(pool, "al-study features")])
     np.savez(cache, cases=np.array(cases), features=features)
     return features
 
@@ -84,15 +84,14 @@ def run_one(bundle, pool, features, data, val_split, strategy, seed, initial, pe
     labelled, unlabelled = order[:initial], sorted(set(range(len(pool))) - set(order[:initial]))
     added = labelled
     rows = []
-    for round_ in tqdm(range(rounds + 1), desc=f"{strategy} seed {seed}", unit="round", disable=None):
+    for round_ in progress(range(rounds + 1), f"al-study {strategy} seed {seed}", unit="round"):
         dice, weights = cached_training(bundle, [pool[i] for i in labelled], data, val_split, seed, epochs, out)
         rows.append({"strategy": strategy, "seed": seed, "round": round_, "labelled": len(labelled),
                      "val_dice": dice, "added": [pool[i]["case"] for i in added]})
-        if round_ == rounds:
-            break
-        added = pick(strategy, bundle, weights, pool, features, labelled, unlabelled, per_round, rng, seed)
-        labelled = labelled + added
-        unlabelled = sorted(set(unlabelled) - set(added))
+        if round_ < rounds:
+            added = pick(strategy, bundle, weights, pool, features, labelled, unlabelled, per_round, rng, seed)
+            labelled = labelled + added
+            unlabelled = sorted(set(unlabelled) - set(added))
     return rows
 
 
@@ -132,7 +131,7 @@ def pick(strategy: str, bundle: Bundle, weights: Path, pool: list[dict], feature
         return _next_in_order(features, labelled, k, None, seed)
     predictor = bundle.predictor(weights)
     scores = np.full(len(pool), -1.0)
-    for i in unlabelled:
+    for i in progress(unlabelled, f"al-study {strategy} uncertainty"):
         scores[i] = lesion_uncertainty(predictor.network, predictor.network_input(pool[i]["image"]),
                                        predictor.inferer)
     if strategy == "hybrid":

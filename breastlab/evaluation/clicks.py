@@ -18,6 +18,7 @@ from breastlab.bundle import Predictor, prediction_outputs
 from breastlab.data import read_dataset
 from breastlab.engines.prompting import PromptedPredictor
 from breastlab.formats.png import read_gray_png
+from breastlab.progress import progress
 from breastlab.transforms.clicks import next_click
 
 
@@ -91,7 +92,7 @@ def evaluate_clicks(predictor: Predictor, data_dir: str | Path, split: str | Non
         return predict_with_clicks(predictor, image, foreground, background)["mask"]
 
     rows = []
-    for case in read_dataset(data_dir, split):
+    for case in progress(read_dataset(data_dir, split), f"evaluate {predictor.bundle.name} clicks"):
         truth = read_gray_png(case.mask) > 0 if case.mask else None
         if truth is None or not truth.any():
             continue

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, class_index, read_dataset
@@ -22,6 +21,7 @@ from breastlab.metrics import (
     segmentation_scores,
     summarize_segmentation,
 )
+from breastlab.progress import progress
 
 SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "asd_mean",
                         "precision_mean", "recall_mean", "pointing_hit_mean", "pixel_accuracy_mean", "n_missed",
@@ -67,7 +67,7 @@ def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | 
     if save_masks:
         Path(save_masks).mkdir(parents=True, exist_ok=True)
     rows = []
-    for case in tqdm(cases, desc=f"evaluate {name}", unit="image", disable=None):
+    for case in progress(cases, f"evaluate {name}".strip()):
         output = predictor(case.image)
         if save_masks:
             write_png(output["mask"] * 255, Path(save_masks) / f"{case.case}.png")

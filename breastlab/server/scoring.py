@@ -6,16 +6,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from monailabel.interfaces.tasks.scoring import ScoringMethod
-from tqdm import tqdm
 
 from breastlab.bundle import Bundle
 from breastlab.explain.diversity import ImageEncoder, grouping, selection_order
 from breastlab.explain.uncertainty import lesion_uncertainty, predictive_entropy
+from breastlab.progress import progress
 from breastlab.server import errors
 from breastlab.server.scores import EmbeddingIndex, ScoreIndex
 
@@ -50,7 +51,7 @@ class UncertaintyScoring(ScoringMethod):
                 "weights_modified": os.stat(weights).st_mtime}
         scores: dict[str, float] = {}
         images = datastore.get_unlabeled_images()
-        for n, image_id in enumerate(tqdm(images, desc=f"{self.name} ({model})", unit="image", disable=None), start=1):
+        for n, image_id in enumerate(progress(images, f"{self.name} scores ({model})"), start=1):
             scores[image_id] = score(datastore.get_image_uri(image_id))
             if n % FLUSH_EVERY == 0:
                 index.save(scores, **meta, complete=False)
@@ -88,8 +89,8 @@ class DiversityScoring(ScoringMethod):
         budget = errors.integer_param(request.get("budget", DEFAULT_BUDGET), "budget", MAX_BUDGET)
         images = {i: path for i in datastore.list_images() if (path := datastore.get_image_uri(i))}
         encoder = ImageEncoder()
-        progress = lambda ids: tqdm(ids, desc="embeddings", unit="image", disable=None)  # noqa: E731
-        ids, vectors, encoded = EmbeddingIndex.of(datastore.root).update(images, encoder, encoder.name, progress)
+        shown = partial(progress, desc="diversity embeddings")
+        ids, vectors, encoded = EmbeddingIndex.of(datastore.root).update(images, encoder, encoder.name, shown)
         orders = write_orders(datastore, budget, ids, vectors)
         return {"method": self.name, "encoder": encoder.name, "embedded": len(ids), "encoded": encoded, **orders}
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from fastapi import HTTPException
 from monailabel.interfaces.datastore import DefaultLabelTag
-from tqdm import tqdm
 
 from breastlab.data import DatasetError, read_dataset
+from breastlab.progress import progress
 from breastlab.server.datastore import BreastLabDatastore
 
 
@@ -20,7 +20,7 @@ def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | N
     """
     cases = read_dataset(data_dir, split)
     store = BreastLabDatastore(str(studies_dir))
-    for case in tqdm(cases, desc=f"import {Path(data_dir).name}", unit="image", disable=None):
+    for case in progress(cases, f"import {Path(data_dir).name}"):
         source = f"{Path(data_dir).name}/{case.image.name}"  # the dataset's name, not a server path
         info = {"source": source} | ({"class": case.label} if case.label else {})
         try:
