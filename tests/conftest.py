@@ -14,6 +14,13 @@ from breastlab.bundle import PROJECT_ROOT, SHARED_DATA
 from tests.test_mammo import synthetic_breast
 
 
+@pytest.fixture
+def float32(monkeypatch):
+    """Bundles whose precision is ``auto`` compute in float32 in this test, whatever the CPU (tests that pin a score
+    of the shipped weights; ``auto`` is bfloat16 on CPUs with bfloat16 units)."""
+    monkeypatch.setenv("BREASTLAB_PRECISION", "fp32")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``<project root>/../shared/data``; tests that need it skip when it is absent."""

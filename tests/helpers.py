@@ -22,6 +22,7 @@ from breastlab.server.process import Server
 from breastlab.server.studies import import_dataset
 
 MODEL = "breast_us_t2kd"
+FLOAT32 = {"BREASTLAB_PRECISION": "fp32"}  # a server's environment where a test pins a score of the shipped weights
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 
 

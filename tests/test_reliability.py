@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -157,7 +158,7 @@ def test_a_server_killed_mid_save_restarts_consistent_and_keeps_acknowledged_lab
         return np.random.default_rng(seq).integers(0, 2, (512, 512), dtype=np.uint8)
 
     def keep_saving(name: str) -> None:
-        for seq in range(hash(name) % 1000 * 1000, 10**9):
+        for seq in range(names.index(name) * 10**6, 10**9):  # each image's masks are its own
             sent[name].append(seq)
             try:
                 if save_label(srv, name, png_bytes(mask(seq) * 255)).status_code == 200:
@@ -170,8 +171,10 @@ def test_a_server_killed_mid_save_restarts_consistent_and_keeps_acknowledged_lab
     threads = [threading.Thread(target=keep_saving, args=(n,)) for n in names]
     for t in threads:
         t.start()
-    while sum(1 for _ in acknowledged) < len(names) or len(sum(sent.values(), [])) < 40:
-        threading.Event().wait(0.05)
+    deadline = time.monotonic() + 300
+    while len(acknowledged) < len(names) or sum(map(len, sent.values())) < 40:  # every image saved once, then kill
+        assert time.monotonic() < deadline and srv.process.poll() is None, f"{len(acknowledged)} images saved"
+        time.sleep(0.05)
     srv.process.kill()
     srv.process.wait()
     killed.set()

@@ -1,7 +1,8 @@
 """Run a BreastLab server on the shipped samples for the session tests; run with the project's .venv Python.
 
-Usage: ``serve_breastlab.py WORKDIR``. Prints one JSON line ``{"url": ..., "log": ...}`` once the server
-answers, then serves until its standard input closes, and stops the server.
+Usage: ``serve_breastlab.py WORKDIR``. The server computes in float32 on every CPU (the tests pin scores).
+Prints one JSON line ``{"url": ..., "log": ...}`` once the server answers, then serves until its standard input
+closes, and stops the server.
 """
 
 import json
@@ -15,7 +16,7 @@ from breastlab.server.studies import import_dataset
 
 def main(workdir: Path) -> None:
     import_dataset(PROJECT_ROOT / "samples" / "breast_lesions_usg", workdir / "studies")
-    server = Server(workdir / "studies", workdir).start()
+    server = Server(workdir / "studies", workdir, env={"BREASTLAB_PRECISION": "fp32"}).start()
     try:
         print(json.dumps({"url": server.url, "log": str(server.log)}), flush=True)
         sys.stdin.read()
