@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,21 @@ def shared_data() -> Path:
 def samples_dir() -> Path:
     """The six demo ultrasound cases shipped with the project."""
     return PROJECT_ROOT / "samples" / "breast_lesions_usg"
+
+
+@pytest.fixture(scope="session")
+def two_samples(samples_dir, tmp_path_factory) -> Path:
+    """A dataset folder of two shipped samples (a benign and a malignant lesion, with masks): for the evaluations
+    that cost seconds per image."""
+    root = tmp_path_factory.mktemp("two_samples")
+    cases = ("case002", "case007")
+    for folder in ("images", "masks"):
+        (root / folder).mkdir()
+        for case in cases:
+            shutil.copy(samples_dir / folder / f"{case}.png", root / folder)
+    rows = [row for row in (samples_dir / "manifest.csv").read_text().splitlines() if row.split(",")[0] in cases]
+    (root / "manifest.csv").write_text("\n".join([(samples_dir / "manifest.csv").read_text().splitlines()[0], *rows]))
+    return root
 
 
 def _write_image(path: Path, content) -> None:

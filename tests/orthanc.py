@@ -1,19 +1,28 @@
-"""A real Orthanc PACS (Debian's ``orthanc`` + ``orthanc-dicomweb``) on a free 127.0.0.1 port, for tests."""
+"""A real Orthanc PACS (Debian's ``orthanc`` + ``orthanc-dicomweb``) on a free port, for tests.
+
+Everything it writes (configuration, storage, index, temporary files, log) stays in the folder it is given. The
+port is one the kernel just handed out; as another program may take it before Orthanc binds it, a start that
+finds it taken is retried on a new one, and a start only counts when the server answering on the port is this
+one (its ``Name`` is unique), so a test never talks to another Orthanc.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import requests
 
-from breastlab.server.process import free_port, stop_process
+from breastlab.server.process import stop_process
 
 BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"  # Debian's path, also when /usr/sbin is not on PATH
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+PORT_TAKEN = "port of the HTTP server is privileged or already in use"  # Orthanc 1.10's message when bind fails
 
 
 def missing() -> str | None:
@@ -25,53 +34,95 @@ def missing() -> str | None:
     return None
 
 
-def config(workdir: Path, port: int) -> dict:
-    """Orthanc's configuration: private storage, HTTP on ``port`` for local clients only, DICOMweb on."""
+def free_port() -> int:
+    """A port free on every address (Orthanc 1.10 listens on all of them, not only 127.0.0.1)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def config(workdir: Path, port: int, name: str = "BreastLabTest") -> dict:
+    """Orthanc's configuration: private storage and temporary folder, HTTP on ``port`` for local clients only,
+    DICOMweb on."""
     return {
-        "Name": "BreastLabTest",
+        "Name": name,
         "StorageDirectory": str(workdir / "storage"),
         "IndexDirectory": str(workdir / "storage"),
+        "TemporaryDirectory": str(workdir / "tmp"),  # not the machine's temp folder
         "HttpPort": port,
         "RemoteAccessAllowed": False,  # Orthanc 1.10 cannot bind one address: refuse non-local clients
         "AuthenticationEnabled": False,
         "DicomServerEnabled": False,  # DICOMweb only: no DIMSE port
+        "SaveJobs": False,
         "Plugins": [str(DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
     }
 
 
 class Orthanc:
-    """``Orthanc config.json`` in ``workdir`` (config, storage, log), started and stopped by the caller."""
+    """``Orthanc config.json`` in ``workdir`` (config, storage, log), started and stopped by the caller; also a
+    context manager (``with Orthanc(path).start() as orthanc:``) that stops it on exit."""
 
     def __init__(self, workdir: Path):
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dicomweb = f"{self.url}/dicom-web"
+        (workdir / "tmp").mkdir(exist_ok=True)
+        self.workdir = workdir
+        self.name = f"BreastLabTest-{uuid.uuid4().hex[:12]}"
         self.config_path = workdir / "orthanc.json"
-        self.config_path.write_text(json.dumps(config(workdir, self.port), indent=2))
         self.log = workdir / "orthanc.log"
         self.process: subprocess.Popen | None = None
+        self._use_port(free_port())
 
-    def start(self, timeout: float = 60) -> "Orthanc":
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen([BINARY, str(self.config_path)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.dicomweb = f"{self.url}/dicom-web"
+        self.config_path.write_text(json.dumps(config(self.workdir, port, self.name), indent=2))
+
+    def start(self, timeout: float = 60, attempts: int = 5) -> "Orthanc":
+        """Start Orthanc and wait (up to ``timeout`` s) until it answers with its DICOMweb plugin loaded; on a new
+        port when the one chosen was taken meanwhile (at most ``attempts`` ports)."""
+        deadline = time.monotonic() + timeout
+        for attempt in range(attempts):
+            if attempt:
+                self._use_port(free_port())
+            with self.log.open("w") as log:
+                self.process = subprocess.Popen([BINARY, str(self.config_path)], stdout=log,
+                                                stderr=subprocess.STDOUT)
+            if self._wait_ready(deadline):
+                return self
+            if PORT_TAKEN not in self.log.read_text():
                 raise RuntimeError(f"Orthanc exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+        raise RuntimeError(f"Orthanc found its port taken {attempts} times:\n{self.log.read_text()[-3000:]}")
+
+    def _wait_ready(self, deadline: float) -> bool:
+        """True once this Orthanc answers with the DICOMweb plugin; False if it exited; TimeoutError at the
+        deadline (after stopping it)."""
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
             try:
-                if requests.get(f"{self.url}/plugins", timeout=2).ok:
-                    return self
-            except requests.RequestException:
+                system = requests.get(f"{self.url}/system", timeout=2)
+                if system.ok and system.json().get("Name") == self.name:  # ours, not whatever took the port
+                    if "dicom-web" in requests.get(f"{self.url}/plugins", timeout=2).json():
+                        return True
+            except (requests.RequestException, ValueError):
                 pass
-            time.sleep(0.2)
+            time.sleep(0.2)  # poll interval, bounded by the deadline
         self.stop()
-        raise TimeoutError(f"Orthanc did not answer in {timeout} s:\n{self.log.read_text()[-3000:]}")
+        raise TimeoutError(f"Orthanc did not answer before the deadline:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
         stop_process(self.process)
 
+    def __enter__(self) -> "Orthanc":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def instances(self) -> list[str]:
-        """Orthanc's ids of every stored instance (its REST API, not DICOMweb)."""
-        return requests.get(f"{self.url}/instances", timeout=10).json()
+        """Orthanc's ids of every stored instance (its REST API, not DICOMweb), sorted."""
+        response = requests.get(f"{self.url}/instances", timeout=10)
+        response.raise_for_status()
+        return sorted(response.json())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -110,14 +109,16 @@ def test_module_starts_at_zero_offsets_and_half_modulation():
 
 
 @pytest.mark.parametrize("size, channels", [(16, 256), (32, 128)])
-def test_deformable_conv_runs_on_cpu_at_acsnet_scales(size, channels):
+def test_deformable_conv_runs_forward_and_backward_on_cpu_at_acsnet_scales(size, channels):
+    """It runs on the CPU at the sizes ACSNet uses, forward and backward, with finite values; how fast is measured by
+    bench/ (infer_latency.py, train_throughput.py), not asserted here."""
+    torch.manual_seed(0)
     layer = ModulatedDeformConv2d(channels, channels)
-    x = torch.randn(2, channels, size, size)
-    start = time.perf_counter()
+    x = torch.randn(2, channels, size, size, requires_grad=True)
     out = layer(x)
     out.mean().backward()
-    assert out.shape == x.shape
-    assert time.perf_counter() - start < 10.0
+    assert out.shape == x.shape and bool(torch.isfinite(out).all()) and bool(torch.isfinite(x.grad).all())
+    assert all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in layer.parameters())
 
 
 def test_gate_values_lie_in_unit_interval_and_scale_the_skip():

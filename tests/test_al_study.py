@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from breastlab.bundle import get_bundle
 from breastlab.data import dataset_dicts
@@ -48,11 +49,17 @@ def test_study_rejects_impossible_plans(samples_dir, tmp_path):
 
 
 def test_runs_in_worker_processes_give_the_serial_results(samples_dir, tmp_path):
+    """Workers compute with one torch thread each; the serial run does too, so the results are the same numbers
+    (a reduction split over more threads rounds differently)."""
     plan = dict(initial=2, per_round=2, rounds=0, seeds=(0, 1), strategies=("random",), epochs=1,
                 train_split="demo", val_split="demo")
     bundle = get_bundle("breast_us_t2kd", image_size=[64, 64], precision="fp32")  # bf16 rounds by thread count
-    serial = run_study(bundle, samples_dir, tmp_path / "serial", **plan)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = run_study(bundle, samples_dir, tmp_path / "serial", **plan)
+    finally:
+        torch.set_num_threads(threads)
     parallel = run_study(bundle, samples_dir, tmp_path / "parallel", workers=2, **plan)
     assert [r["seed"] for r in parallel] == [0, 1]
-    for a, b in zip(serial, parallel):
-        assert a == {**b, "val_dice": pytest.approx(b["val_dice"], abs=5e-3)}  # 1 vs 2 threads
+    assert parallel == serial

@@ -13,6 +13,7 @@ import requests
 from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT
+from breastlab.cli import main
 from breastlab.server.process import free_port
 
 pytestmark = pytest.mark.slow
@@ -25,11 +26,12 @@ def run(*command: str, cwd=PROJECT_ROOT, timeout: float = 600) -> subprocess.Com
     return result
 
 
-def test_evaluate_prints_tables_and_writes_json(samples_dir, tmp_path):
+def test_evaluate_prints_tables_and_writes_json(samples_dir, tmp_path, capsys):
     out = tmp_path / "report.json"
-    result = run(sys.executable, "-m", "breastlab.cli", "evaluate", "breast_us_t2kd", "--data", str(samples_dir),
-                 "--out", str(out), "--save-masks", str(tmp_path / "masks"))
-    assert "Segmentation: breast_us_t2kd" in result.stdout and "overall" in result.stdout
+    assert main(["evaluate", "breast_us_t2kd", "--data", str(samples_dir), "--out", str(out), "--save-masks",
+                 str(tmp_path / "masks")]) == 0
+    printed = capsys.readouterr().out
+    assert "Segmentation: breast_us_t2kd" in printed and "overall" in printed
     report = json.loads(out.read_text())
     assert report["n_images"] == 6 and report["split"] is None
     assert set(report["segmentation"]) == {"benign", "malignant", "overall"}
@@ -39,10 +41,9 @@ def test_evaluate_prints_tables_and_writes_json(samples_dir, tmp_path):
     assert mask.shape == (572, 761) and set(np.unique(mask)) <= {0, 255}
 
 
-def test_evaluate_reports_a_missing_dataset_clearly(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "breastlab.cli", "evaluate", "breast_us_t2kd", "--data",
-                             str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "manifest.csv not found" in result.stderr
+def test_evaluate_reports_a_missing_dataset_clearly(tmp_path, capsys):
+    assert main(["evaluate", "breast_us_t2kd", "--data", str(tmp_path)]) == 2
+    assert "manifest.csv not found" in capsys.readouterr().err
 
 
 def test_bundle_inference_runs_alone(samples_dir, tmp_path):

@@ -51,12 +51,12 @@ class DistillationStep:
         if self.mode == "ensemble":
             logits = torch.stack([inferer(images, t) for t in self.teachers.values()]).mean(0)
             return logits, torch.ones(len(images), dtype=torch.bool, device=images.device)
-        logits = torch.zeros((len(images), 1, *images.shape[2:]), device=images.device)
+        logits = torch.zeros((len(images), 1, *images.shape[2:]), dtype=images.dtype, device=images.device)
         mask = torch.zeros(len(images), dtype=torch.bool, device=images.device)
         for name, teacher in self.teachers.items():
             rows = classes == CLASS_NAMES.index(name)
             if rows.any():
-                logits[rows] = inferer(images[rows], teacher)
+                logits[rows] = inferer(images[rows], teacher).to(logits.dtype)
                 mask |= rows
         return logits, mask
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import monailabel
+import psutil
 import requests
 
 from breastlab.bundle import PROJECT_ROOT
@@ -53,7 +54,18 @@ class Server:
         self.headers = headers or {}  # e.g. an Authorization header when MONAI Label's auth is on
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 180) -> "Server":
+    def start(self, timeout: float = 180, attempts: int = 3) -> "Server":
+        """Start the server and wait until it answers ``/info/`` on its own port. A free port can be taken by another
+        program before the server binds it: then it starts again on another port (``attempts`` in all)."""
+        for _ in range(attempts):
+            if self._launch(timeout):
+                return self
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError(f"server found no free port in {attempts} attempts:\n{self.log.read_text()[-3000:]}")
+
+    def _launch(self, timeout: float) -> bool:
+        """Whether the server started answers on ``port``; False when the port was taken before it could bind."""
         command = server_command(self.app_dir, self.studies, "127.0.0.1", self.port)
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.app_dir,
@@ -61,12 +73,22 @@ class Server:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in self.log.read_text():
+                    return False
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-            if self.alive():
-                return self
+            if self._listening() and self.alive():
+                return True
             time.sleep(0.5)
         self.stop()
         raise TimeoutError(f"server did not answer /info/ in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def _listening(self) -> bool:
+        """Whether this server's process (not another program) listens on the port."""
+        try:
+            connections = psutil.Process(self.process.pid).net_connections(kind="inet")
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in connections)
 
     def alive(self) -> bool:
         try:
