@@ -47,8 +47,14 @@ def realm_server(public_key: bytes) -> ThreadingHTTPServer:
     return server
 
 
-def bearer(role: str, key=KEY, expires_in: float = 600) -> dict:
-    claims = {"preferred_username": role, "realm_access": {"roles": ROLES[role]}, "exp": int(time.time() + expires_in)}
+CLIENT = "monailabel-app"  # MONAI Label's default MONAI_LABEL_AUTH_CLIENT_ID
+
+
+def bearer(role: str, key=KEY, expires_in: float = 600, **claims) -> dict:
+    """A realm-signed token issued to ``CLIENT`` for ``role``; ``claims`` replace (``None``: remove) its claims."""
+    claims = {"preferred_username": role, "realm_access": {"roles": ROLES[role]}, "exp": int(time.time() + expires_in),
+              "azp": CLIENT, "aud": "account", **claims}
+    claims = {k: v for k, v in claims.items() if v is not None}
     return {"Authorization": f"Bearer {jwt.encode(claims, key, algorithm='RS256')}"}
 
 
@@ -88,6 +94,19 @@ def test_requests_without_a_valid_token_get_401(server, call):
     assert request(bearer("admin", expires_in=-60)).status_code == 401
     assert request(bearer("admin", key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
                    ).status_code == 401
+
+
+@pytest.mark.parametrize("claims", [
+    {"azp": "another-client"},  # issued to another client of the realm
+    {"azp": None, "aud": ["account", "another-client"]},
+    {"preferred_username": None}, {"preferred_username": 7}, {"realm_access": {"roles": "monailabel-admin"}},
+    {"realm_access": {"roles": [["monailabel-admin"]]}}, {"exp": None}])
+def test_tokens_for_another_client_or_with_malformed_claims_get_401(server, claims):
+    assert calls(server.url)["info"](bearer("admin", **claims)).status_code == 401
+
+
+def test_a_token_meant_for_this_client_by_its_audience_is_accepted(server):
+    assert calls(server.url)["info"](bearer("user", azp="slicer", aud=["account", CLIENT])).status_code == 200
 
 
 def test_roles_decide_who_may_do_what(server):

@@ -1,7 +1,9 @@
 """MONAI Label's token check, fixed for PyJWT 2 (MONAI Label 0.8.5 omits ``algorithms``, so every token fails).
 
 With ``MONAI_LABEL_AUTH_ENABLE=true`` MONAI Label verifies bearer tokens against the public key of
-the Keycloak realm at ``MONAI_LABEL_AUTH_REALM_URI`` and maps realm roles to its four roles.
+the Keycloak realm at ``MONAI_LABEL_AUTH_REALM_URI`` and maps realm roles to its four roles. A token must also be
+issued to this server's client (``MONAI_LABEL_AUTH_CLIENT_ID`` as its ``azp`` or among its ``aud``: another client
+of the same realm is refused) and name its user and roles well; anything else is an invalid token (401).
 """
 
 from __future__ import annotations
@@ -22,16 +24,28 @@ def from_token(token: str) -> auth.User:
     if not settings.MONAI_LABEL_AUTH_ENABLE:
         return auth.DEFAULT_USER
     key = auth.get_public_key(settings.MONAI_LABEL_AUTH_REALM_URI)
-    payload = jwt.decode(token, key, algorithms=ALGORITHMS, options={"verify_aud": False, "verify_exp": True})
+    payload = jwt.decode(token, key, algorithms=ALGORITHMS,
+                         options={"verify_aud": False, "verify_exp": True, "require": ["exp"]})
+    check_audience(payload, settings.MONAI_LABEL_AUTH_CLIENT_ID)
     roles = payload
     for part in settings.MONAI_LABEL_AUTH_TOKEN_ROLES.split("#"):
         roles = roles.get(part) if isinstance(roles, dict) else None
-    return auth.User(
-        username=payload.get(settings.MONAI_LABEL_AUTH_TOKEN_USERNAME),
-        email=payload.get(settings.MONAI_LABEL_AUTH_TOKEN_EMAIL),
-        name=payload.get(settings.MONAI_LABEL_AUTH_TOKEN_NAME),
-        roles=roles or [],
-    )
+    roles = [] if roles is None else roles
+    username = payload.get(settings.MONAI_LABEL_AUTH_TOKEN_USERNAME)
+    if not isinstance(username, str) or not username:
+        raise jwt.InvalidTokenError(f"the token names no user ({settings.MONAI_LABEL_AUTH_TOKEN_USERNAME})")
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise jwt.InvalidTokenError(f"the token's roles ({settings.MONAI_LABEL_AUTH_TOKEN_ROLES}) are not a list")
+    texts = {k: payload.get(getattr(settings, f"MONAI_LABEL_AUTH_TOKEN_{k.upper()}")) for k in ("email", "name")}
+    return auth.User(username=username, roles=roles, **{k: v for k, v in texts.items() if isinstance(v, str)})
+
+
+def check_audience(payload: dict, client_id: str) -> None:
+    """Keycloak names the client a token was issued to in ``azp``; ``aud`` lists the clients it is meant for."""
+    audience = payload.get("aud", [])
+    audience = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
+    if payload.get("azp") != client_id and client_id not in audience:
+        raise jwt.InvalidAudienceError(f"the token was not issued to {client_id!r}")
 
 
 def install() -> None:
