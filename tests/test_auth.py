@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import jwt
 import numpy as np
@@ -19,9 +21,13 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from breastlab.bundle import PROJECT_ROOT
 from breastlab.server.process import Server
 
 from helpers import MODEL, png_bytes
+
+sys.path.insert(0, str(PROJECT_ROOT / "slicer_extension" / "BreastLab"))  # as Slicer puts the module folder there
+from BreastLabLib.client import BreastLabClient, ServerError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROLES = {"user": ["monailabel-user"], "annotator": ["monailabel-user", "monailabel-annotator"],
@@ -29,15 +35,32 @@ ROLES = {"user": ["monailabel-user"], "annotator": ["monailabel-user", "monailab
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+PASSWORDS = {"annotator": "secret-a", "user": "secret-u"}  # the realm's users (a user's role is its name)
+
+
 def realm_server(public_key: bytes) -> ThreadingHTTPServer:
-    body = json.dumps({"realm": "breastlab", "public_key": base64.b64encode(public_key).decode()}).encode()
+    """The realm: its public key and OpenID configuration on every GET; its token endpoint gives a token issued to
+    ``CLIENT`` for a user of ``PASSWORDS`` (Keycloak's password grant), else 401."""
 
     class Realm(BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(200)
+            base = f"http://127.0.0.1:{self.server.server_address[1]}/realms/breastlab"
+            self.answer(200, {"realm": "breastlab", "public_key": base64.b64encode(public_key).decode(),
+                              "token_endpoint": f"{base}/protocol/openid-connect/token"})
+
+        def do_POST(self):
+            form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            user, password = form.get("username", [""])[0], form.get("password", [""])[0]
+            if form.get("client_id") != [CLIENT] or PASSWORDS.get(user) != password:
+                return self.answer(401, {"error": "invalid_grant"})
+            token = bearer(user)["Authorization"].split()[1]
+            self.answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 600})
+
+        def answer(self, status: int, content: dict):
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(json.dumps(content).encode())
 
         def log_message(self, *args):
             pass
@@ -117,3 +140,27 @@ def test_roles_decide_who_may_do_what(server):
     assert request["save label"](bearer("annotator")).status_code == 200
     assert request["remove label"](bearer("annotator")).status_code == 403
     assert request["remove label"](bearer("admin")).status_code == 200
+
+
+def test_login_gives_a_token_for_the_realms_users_and_401_otherwise(server):
+    login = lambda user, password: requests.post(f"{server.url}/auth/token", timeout=30,  # noqa: E731
+                                                 data={"username": user, "password": password})
+    assert login("annotator", "wrong").status_code == 401 and login("nobody", "x").status_code == 401
+    token = login("annotator", PASSWORDS["annotator"]).json()["access_token"]
+    assert calls(server.url)["save label"]({"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_the_slicer_module_logs_in_where_the_server_asks_for_it(server):
+    client = BreastLabClient(server.url)
+    assert client.auth_enabled()
+    with pytest.raises(ServerError) as refused:
+        client.info()
+    assert refused.value.status == 401
+    with pytest.raises(ServerError) as wrong:
+        client.login("user", "wrong")
+    assert wrong.value.status == 401
+    client.login("user", PASSWORDS["user"])
+    assert MODEL in client.info().models
+    with pytest.raises(ServerError) as forbidden:  # a user may look, not annotate
+        client.save_label("img", np.zeros((64, 80), np.uint8))
+    assert forbidden.value.status == 403

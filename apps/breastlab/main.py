@@ -46,7 +46,7 @@ class MyApp(MONAILabelApp):
         super().on_init_complete()
         import monailabel.app
 
-        auth.install()
+        auth.install(monailabel.app.app)
         if os.environ.get("BREASTLAB_STOCK_ROUTES") != "1":
             routes.install(monailabel.app.app)
 

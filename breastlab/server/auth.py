@@ -9,7 +9,9 @@ of the same realm is refused) and name its user and roles well; anything else is
 from __future__ import annotations
 
 import jwt
-from fastapi import Depends
+import requests
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi.security import OAuth2PasswordRequestForm
 from monailabel.config import settings
 from monailabel.endpoints.user import auth
 
@@ -48,6 +50,31 @@ def check_audience(payload: dict, client_id: str) -> None:
         raise jwt.InvalidAudienceError(f"the token was not issued to {client_id!r}")
 
 
-def install() -> None:
-    """Make MONAI Label's ``get_current_user`` (used by every route's RBAC check) call ``from_token``."""
+router = APIRouter(prefix="/auth")
+
+
+@router.post("/token", summary="Fetch new access code/token")
+def access_token(form: OAuth2PasswordRequestForm = Depends()) -> dict:
+    """MONAI Label's login (a user name and password for a token of ``MONAI_LABEL_AUTH_CLIENT_ID`` from the realm),
+    off the event loop, and with the realm's refusal as 401 and an unreachable realm as 502 (MONAI Label: 500)."""
+    if not settings.MONAI_LABEL_AUTH_ENABLE:
+        return {"access_token": None, "token_type": None}
+    data = {"client_id": settings.MONAI_LABEL_AUTH_CLIENT_ID, "username": form.username, "password": form.password,
+            "grant_type": "password"}
+    try:
+        response = requests.post(auth.token_uri(), data=data, timeout=settings.MONAI_LABEL_AUTH_TIMEOUT)
+        token = response.json() if response.ok else {}
+    except (requests.RequestException, ValueError) as e:
+        raise HTTPException(502, f"the authentication realm did not answer: {type(e).__name__}") from None
+    if response.status_code in (400, 401, 403):
+        raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"})
+    if not isinstance(token.get("access_token"), str):
+        raise HTTPException(502, f"the authentication realm answered {response.status_code} without a token")
+    return token
+
+
+def install(app: FastAPI) -> None:
+    """Make MONAI Label's ``get_current_user`` (used by every route's RBAC check) call ``from_token``, and put the
+    login route in front of MONAI Label's; idempotent."""
     auth.from_token = from_token
+    app.router.routes[:0] = [r for r in router.routes if r not in app.router.routes]

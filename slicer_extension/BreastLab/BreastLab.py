@@ -77,7 +77,8 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def on_connect(self):
         with slicer.util.tryWithErrorDisplay("Cannot connect to the BreastLab server.", waitCursor=True):
-            info = self.logic.connect(self.ui.serverUrlEdit.text.strip())
+            info = self.logic.connect(self.ui.serverUrlEdit.text.strip(), self.ui.usernameEdit.text.strip(),
+                                      self.ui.passwordEdit.text)
             fill(self.ui.strategyComboBox, info.strategies)
             for kind in ("segmentation", "interactive", "classification", "saliency"):
                 fill(getattr(self.ui, f"{kind}ModelComboBox"), info.models_of_type(kind))
@@ -217,14 +218,15 @@ class BreastLabLogic(ScriptedLoadableModuleLogic):
         self.info = None
         self.session = None
 
-    def connect(self, url: str):
-        """Read the server's ``/info/`` and start a session on it, replacing the previous one's nodes."""
+    def connect(self, url: str, username: str = "", password: str = ""):
+        """Log in where the server asks for it (MONAI Label's Keycloak auth), read its ``/info/`` and start a session
+        on it, replacing the previous one and its nodes."""
         client = BreastLabClient(url)
+        if client.auth_enabled():
+            client.login(username, password)
         self.info = client.info()
         if self.session is not None:
-            self.session.close()
-            for points in (self.session.foreground, self.session.background):
-                slicer.mrmlScene.RemoveNode(points)
+            self.session.end()
         self.new_session(client)
         return self.info
 

@@ -118,3 +118,12 @@ def test_a_box_then_clicks_go_to_the_box_model_as_image_pixels(session, server, 
     assert f"'roi': {box}" in Path(server["log"]).read_text()
     session.clear_points()
     assert mrml.pixel_box(session.box, volume) is None
+
+
+def test_an_ended_session_leaves_no_node_in_the_scene(session, scene):
+    """What the module does on every reconnect: the next session starts on a scene without the last one's nodes."""
+    session.load("case002")
+    session.segment(MODEL)
+    session.end()
+    for kind in ("vtkMRMLMarkupsNode", "vtkMRMLDisplayNode", "vtkMRMLVolumeNode", "vtkMRMLSegmentationNode"):
+        assert scene.GetNodesByClass(kind).GetNumberOfItems() == 0, kind

@@ -56,6 +56,18 @@ class BreastLabClient:
         self.timeout = timeout
         self.headers = headers or {}
 
+    def auth_enabled(self) -> bool:
+        """Whether the server checks tokens (MONAI Label's ``/auth/``)."""
+        return bool(self._call("GET", "/auth/").json().get("enabled"))
+
+    def login(self, username: str, password: str) -> None:
+        """Get a token from the server's realm (MONAI Label's ``/auth/token``, as its Slicer plugin does) and send
+        it with every later call."""
+        if not username:
+            raise ServerError(401, "this server asks for a user name and password")
+        token = self._call("POST", "/auth/token", data={"username": username, "password": password}).json()
+        self.headers = {**self.headers, "Authorization": f"Bearer {token['access_token']}"}
+
     def info(self) -> ServerInfo:
         return ServerInfo.from_json(self._call("GET", "/info/").json())
 

@@ -98,6 +98,12 @@ class AnnotationSession:
         self.volume = self.segmentation = self.segment_id = self.overlay = self.image_id = None
         self.clear_points()
 
+    def end(self) -> None:
+        """Close, and remove the point lists and the box too: the session leaves no node in the scene."""
+        self.close()
+        for node in (self.foreground, self.background, self.box):
+            mrml.remove_node(node)
+
     def _set_mask(self, mask: np.ndarray) -> int:
         mrml.set_segment_mask(self.segmentation, self.segment_id, mask, self.volume)
         return int(np.count_nonzero(mask))
