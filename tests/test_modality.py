@@ -23,9 +23,14 @@ def test_only_a_sure_check_refuses(monkeypatch, p_mammogram, expected, verdict):
     logit = float(np.log(p_mammogram / (1 - p_mammogram)))
     monkeypatch.setattr(modality, "shipped_parameters", lambda: {"mean": [0.0] * 25, "scale": [1.0] * 25,
                                                                  "coef": [0.0] * 25, "intercept": logit})
-    found, p_expected = modality_check(np.zeros((32, 32), np.uint8), expected)
+    found, p_expected = modality_check(np.indices((32, 32)).sum(0).astype(np.uint8), expected)  # not flat
     assert found == verdict and p_expected == pytest.approx(p_mammogram if expected == "MG" else 1 - p_mammogram)
     assert (found == "mismatch") == (p_expected <= 1 - SURE)
+
+
+def test_a_flat_image_is_neither():
+    assert modality_check(np.zeros((64, 80), np.uint8), "US") == modality_check(np.full((9, 9), 80, np.uint8), "MG") \
+        == ("unsure", 0.5)
 
 
 def test_the_shipped_samples_are_taken_for_ultrasound(samples_dir):

@@ -55,7 +55,10 @@ def shipped_parameters() -> dict:
 
 def modality_check(image: np.ndarray, expected: str) -> tuple[str, float]:
     """``("match" | "unsure" | "mismatch", probability of expected)`` for a gray image sent to an ``expected``
-    (``US`` or ``MG``) model: a mismatch is sure (``SURE``) that the image is the other kind."""
+    (``US`` or ``MG``) model: a mismatch is sure (``SURE``) that the image is the other kind. A flat image (no
+    contrast at all) tells nothing: unsure."""
+    if image.std() < 1:
+        return "unsure", 0.5
     p_mammogram = float(mammogram_probability(image_features(image), shipped_parameters()))
     p_expected = p_mammogram if expected == "MG" else 1 - p_mammogram
     verdict = "mismatch" if p_expected <= 1 - SURE else "match" if p_expected >= 0.5 else "unsure"
