@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +22,7 @@ from breastlab.progress import EngineProgress
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLES_DIR = PROJECT_ROOT / "bundles"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"  # the datasets, next to the checkout (never committed)
+_PARSING = threading.RLock()  # a bundle's inference parser is shared by a server's threads: one resolves at a time
 
 
 class BundleError(LookupError):
@@ -115,16 +117,19 @@ class Bundle:
         return self.parser("inference")
 
     def network(self) -> torch.nn.Module:
-        """A fresh, untrained network as defined by ``network_def``."""
-        return self.inference.get_parsed_content("network_def", instantiate=True, lazy=False)
+        """A fresh, untrained network as defined by ``network_def``, from a parser of its own: re-parsing the shared
+        one would hand an inference running meanwhile other transform objects than those it started with."""
+        return self.parser("inference").get_parsed_content("network_def")
 
     def transforms(self, key: str) -> list:
         """``preprocessing`` or ``postprocessing`` as a list, without file-saving transforms."""
-        compose = self.inference.get_parsed_content(key)
+        with _PARSING:
+            compose = self.inference.get_parsed_content(key)
         return [t for t in compose.transforms if not isinstance(t, SaveImaged)]
 
     def inferer(self):
-        return self.inference.get_parsed_content("inferer")
+        with _PARSING:
+            return self.inference.get_parsed_content("inferer")
 
     def train(self, *extra: str, on_epoch: Callable | None = None, **overrides) -> ConfigParser:
         """Run ``train.json`` merged with the ``extra`` configs (e.g. ``distill``) in this process, as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -54,11 +55,24 @@ files = st.one_of(
     st.sampled_from(ODD_FILES).flatmap(lambda d: st.integers(0, len(d) - 1).map(lambda n: d[:n])),
 )
 
-printable_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+printable_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)  # requests sends UTF-8 only
+hostile_values = st.one_of(  # JSON text that parses, but not to what a float or UTF-8 holds, or nests deep
+    st.sampled_from(["1e400", "-1e400", "NaN", "Infinity", "-Infinity", '"\\ud800"', '"x\\udfff"', '["\\udc00"]']),
+    st.integers(101, 4400).map(lambda digits: "1" + "0" * digits),  # past a float, and past Python's 4,300 digits
+    st.integers(1, 12).map(lambda depth: "[" * depth + "1" + "]" * depth),
+)
+hostile_json = st.one_of(
+    st.builds(lambda key, value: "{" + json.dumps(key) + ": " + value + "}",
+              st.sampled_from(["k", "\ud800", "roi", "foreground", "max_epochs", "probabilities", "box", "points",
+                               "point_labels"]), hostile_values),
+    st.integers(1, 12).map(lambda depth: '{"k": ' * depth + "1" + "}" * depth),
+    st.integers(4000, 4200).map(lambda count: json.dumps({f"k{i}": i for i in range(count)})),  # about 4,096 values
+)
 params = st.one_of(
     st.just("{}"),
     printable_text,
     st.sampled_from(["[]", "1", '"x"', "null", '{"a":', '{"a": 1}', "{" * 500, '{"label_info": [1, 2]}']),
+    hostile_json,
 )
 ids = st.one_of(st.just("fuzz_target"), st.sampled_from(["..", "../x", "/etc/passwd", "a\x00b", "x" * 300]),
                 printable_text)

@@ -91,13 +91,22 @@ def test_a_server_starts_on_an_index_with_an_entry_it_cannot_take(tmp_path):
         deep = {"x": deep}
     index["objects"]["case001"]["image"]["info"]["nested"] = deep
     (studies / "datastore_v2.json").write_text(json.dumps(index))
+    case003 = {**index["objects"]["case003"], "labels": {"final": {"ext": ".png", "info": {"n": "HUGE"}}}}
+    with open(studies / "datastore_v2.json.journal", "a") as journal:  # a number no float holds; a torn line
+        journal.write(json.dumps({"id": "case003", "entry": case003}).replace('"HUGE"', "9" * 5000) + '\n{"id": "ca')
     server = Server(studies, tmp_path).start()
     try:
         listing = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=30).json()
-        assert len(listing["objects"]) == 6  # case001 re-indexed from its file, without the bad info
+        assert len(listing["objects"]) == 6  # case001 and case003 re-indexed from their files, without the bad info
         assert listing["objects"]["case002"]["image"]["info"]["class"] == index["objects"]["case002"]["image"][
             "info"]["class"]
         assert infer(server, "case001").status_code == 200
+        quarantine = studies / "datastore_v2.json.quarantine"
+        kept = [json.loads(line) for line in quarantine.read_text().splitlines()]
+        assert [record["id"] for record in kept] == [None, "case001", "case003"]  # the journal's lines are read first
+        assert kept[0]["line"] == '{"id": "ca' and kept[1]["entry"]["image"]["info"]["nested"] == deep
+        assert kept[2]["entry"]["labels"]["final"]["info"]["n"] == "9" * 5000  # the refused number, as its text
+        assert str(quarantine) in server.log.read_text()
     finally:
         server.stop()
 
@@ -145,7 +154,9 @@ def test_model_weights_over_http_are_validated_and_never_replace_the_shipped(ser
     assert shipped.read_bytes() == shipped_bytes and not list(shipped.parent.glob("*.deleted"))
     good = requests.put(f"{server.url}/model/{MODEL}", files={"file": ("m.pt", shipped_bytes, "a/b")}, timeout=60)
     assert good.status_code == 200 and good.json()["checksum"].startswith("sha256:")
-    assert (server.app_dir / "model" / f"{MODEL}.pt").read_bytes() == shipped_bytes
+    served, own = (torch.load(p, weights_only=True) for p in (server.app_dir / "model" / f"{MODEL}.pt", shipped))
+    assert served.keys() == own.keys() and all(v.dtype == own[k].dtype and torch.equal(v, own[k])
+                                               for k, v in served.items())  # the network's tensors, as uploaded
     assert infer(server, "case002").json()["weights"]["file"] == f"{MODEL}.pt"
     assert requests.delete(f"{server.url}/model/{MODEL}", timeout=30).status_code == 200
     assert not (server.app_dir / "model" / f"{MODEL}.pt").exists() and shipped.read_bytes() == shipped_bytes

@@ -196,9 +196,12 @@ def test_serves_the_pacs_mg_and_us_instances_as_display_ready_images(pacs, serve
 def test_label_save_stores_a_seg_with_the_mask_and_geometry(pacs, server):
     for case in CASES["SEG saved through BreastLab"]:  # one MG, one US
         source, pixels = pacs.cases[case]
-        response = infer(server, source.SOPInstanceUID, output="image")
-        assert response.status_code == 200, response.text
-        mask = read_png(io.BytesIO(response.content)).copy()
+        if source.Modality == "US":  # the ultrasound model's mask (it refuses a mammogram)
+            response = infer(server, source.SOPInstanceUID, output="image")
+            assert response.status_code == 200, response.text
+            mask = read_png(io.BytesIO(response.content)).copy()
+        else:
+            mask = np.zeros(pixels.shape, np.uint8)
         assert mask.shape == pixels.shape
         mask[10:40, 20:70] = 1  # never empty, and not only the model's answer
         assert save_label(server, source.SOPInstanceUID, png_bytes(mask)).status_code == 200

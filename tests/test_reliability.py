@@ -73,6 +73,8 @@ def test_fuzzed_uploads_and_parameters_never_get_a_5xx(server):
     assert sum(statuses.values()) >= FUZZ_EXAMPLES, statuses
     assert statuses[400] and statuses[415], statuses  # both kinds of rejection were exercised
     assert server.alive()
+    listing = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=30)
+    assert "fuzz_target" in json.loads(listing.text)["objects"]  # every entry a fuzzed write left can be listed
 
 
 def test_bad_json_parameters_get_400(server):
@@ -148,9 +150,12 @@ def test_path_tricks_in_uploaded_file_names_are_ignored(server):
 
 
 def test_a_server_killed_mid_save_restarts_consistent_and_keeps_acknowledged_labels(tmp_path):
+    """Label saves and image info updates in turn, a kill -9 meanwhile: every acknowledged write is back after a
+    restart, each label whole."""
     names = studies_with_images(tmp_path / "studies", 8, shape=(512, 512))
     srv = Server(tmp_path / "studies", tmp_path / "run1").start()
     acknowledged: dict[str, int] = {}
+    info_acknowledged: dict[str, int] = {}
     sent: dict[str, list[int]] = {name: [] for name in names}
     killed = threading.Event()
 
@@ -163,6 +168,10 @@ def test_a_server_killed_mid_save_restarts_consistent_and_keeps_acknowledged_lab
             try:
                 if save_label(srv, name, png_bytes(mask(seq) * 255)).status_code == 200:
                     acknowledged[name] = seq
+                info = {"class": ("benign", "malignant")[seq % 2], "reviewer": f"r{seq}"}
+                if requests.put(f"{srv.url}/datastore/image/info", params={"image": name}, timeout=30,
+                                data={"info": json.dumps(info)}).status_code == 200:
+                    info_acknowledged[name] = seq
             except requests.RequestException:
                 return
             if killed.is_set():
@@ -189,6 +198,9 @@ def test_a_server_killed_mid_save_restarts_consistent_and_keeps_acknowledged_lab
             stored = stored_label(restarted, name)
             candidates = [seq for seq in sent[name] if seq >= acknowledged[name]]
             assert any(np.array_equal(stored, mask(seq)) for seq in candidates), f"{name}: label is not a whole save"
+            if name in info_acknowledged:
+                reviewer = int(index[name]["image"]["info"]["reviewer"][1:])
+                assert reviewer in sent[name] and reviewer >= info_acknowledged[name], f"{name}: image info lost"
         label_files = sorted(p.stem for p in (tmp_path / "studies" / "labels" / "final").glob("*.png"))
         assert label_files == sorted(n for n, o in index.items() if "final" in o["labels"])
         for path in (tmp_path / "studies" / "labels" / "final").glob("*.png"):

@@ -120,3 +120,23 @@ def test_glam_returns_probabilities_its_windows_as_boxes_and_the_fused_map(serve
     assert heat.status_code == 200, heat.text
     heat = np.asarray(Image.open(io.BytesIO(heat.content)))
     assert heat.shape == (600, 400) and heat[:, :100].max() == 0  # restored to the breast box
+
+
+def test_the_wrong_kind_of_image_gets_a_clear_answer(server):
+    """A model refuses an image of the other kind (its DICOM Modality, or a sure check of a PNG) and warns where the
+    check is unsure; the samples are ultrasound images."""
+    refused = infer(server, "case002", model="breast_mammo_glam")
+    assert refused.status_code == 422 and "reads mammograms (MG)" in refused.json()["detail"], refused.text
+    unsure = infer(server, "case005", model="breast_mammo_end2end")
+    assert unsure.status_code == 200 and "may be one of breast ultrasound" in unsure.json()["modality_warning"]
+    assert "modality_warning" not in infer(server, "case005", model="breast_us_lanet").json()
+    rows, cols = np.mgrid[:256, :192]
+    mammogram = np.where((rows - 128) ** 2 + cols ** 2 <= 120 ** 2, 150 + (rows + cols) % 60, 0).astype(np.uint8)
+    assert upload(server, "mg_view", dicom_bytes(mammogram), name="mg.dcm").status_code == 200  # Modality MG
+    for model in ("breast_us_t2kd", "breast_us_medsam"):
+        response = infer(server, "mg_view", model=model)
+        assert response.status_code == 422 and "Modality is MG" in response.json()["detail"], response.text
+    us_dicom = dicom_bytes(mammogram, Modality="US")
+    as_file = requests.post(f"{server.url}/infer/breast_mammo_end2end", params={"output": "json"}, timeout=120,
+                            files={"file": ("us.dcm", us_dicom, "application/dicom")})
+    assert as_file.status_code == 422 and "Modality is US" in as_file.json()["detail"], as_file.text

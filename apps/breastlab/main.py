@@ -10,7 +10,7 @@ from PIL import Image
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.formats.png import write_png
-from breastlab.server import auth, dicomweb, errors, inputs, routes
+from breastlab.server import auth, dicomweb, errors, image_kind, inputs, routes, scratch, weights
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.predictions import PredictionStore
@@ -39,12 +39,17 @@ class MyApp(MONAILabelApp):
         )
         self._auto_update_scoring = False  # scoring runs when asked (POST /scoring/...), not after every request
         self.predictions = PredictionStore.of(self.datastore().root)
-        inputs.clear_uploads(self.datastore().root)  # what a killed server left
 
     def on_init_complete(self):
-        """Put BreastLab's endpoints in front of MONAI Label's own (``BREASTLAB_STOCK_ROUTES=1``: benchmarks only)."""
+        """In the server (not its job processes): remove what a killed server left (temp files, uploads), keep temp
+        files in the studies folder's private area, and put BreastLab's endpoints in front of MONAI Label's own
+        (``BREASTLAB_STOCK_ROUTES=1``: benchmarks only)."""
         super().on_init_complete()
         import monailabel.app
+
+        scratch.use_private_temp(self.datastore().root)
+        inputs.clear_uploads(self.datastore().root)
+        scratch.clear_model_folder(self.model_dir)
 
         auth.install(monailabel.app.app)
         if os.environ.get("BREASTLAB_STOCK_ROUTES") != "1":
@@ -98,6 +103,9 @@ class MyApp(MONAILabelApp):
         scoring = UncertaintyScoring(automatic, {name: self.weights(name) for name in automatic})
         return {scoring.name: scoring, DiversityScoring.name: DiversityScoring()}
 
+    def scoring_method(self, name: str):
+        return self._scoring_methods.get(name)
+
     def next_sample(self, request):
         strategy = request.get("strategy") or "random"
         if strategy not in self._strategies:
@@ -109,33 +117,48 @@ class MyApp(MONAILabelApp):
         path = self.datastore().get_image_uri(image_id)
         for task in self._infers.values():
             if path and isinstance(task, PromptInferTask):
-                task.prefetch(path)
+                with weights.lock(task.bundle.name).reading():
+                    task.prefetch(path)
 
     def infer(self, request, datastore=None):
-        """A datastore image by id, or a file the route saved from the request (``inputs.saved_upload``)."""
-        model, image = request.get("model"), request.get("image")
+        """A datastore image by id, or a file the route saved from the request (``inputs.saved_upload``); with the
+        model's weights file held from start to end (``weights.lock``)."""
+        model = request.get("model")
         if model not in self._infers:
             raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(self._infers))}")
-        datastore = datastore or self.datastore()
+        with weights.lock(self._infers[model].bundle.name).reading():
+            return self._infer(request, datastore or self.datastore())
+
+    def _infer(self, request, datastore):
+        """The image's kind is checked against the bundle's first (``image_kind``: 422, or a warning in the result);
+        an uploaded file reaches the model as the gray PNG the datastore would store (the reader of uploads)."""
+        model, image = request.get("model"), request.get("image")
+        bundle = self._infers[model].bundle
         if not (isinstance(image, str) and inputs.is_upload(image, datastore.root)):
             path = datastore.get_image_uri(image) if isinstance(image, str) else None
             if not path:
                 raise errors.not_found(f"image {image!r} is not in the datastore")
+            dicom = datastore.get_image_info(image).get("dicom") or {}
+            note = image_kind.checked_kind(bundle, path, dicom.get("modality"))
             if any(request.get(key) is not None for key in ("roi", "foreground", "background")):
                 check_prompts(request, *read_size(path))
-            result = super().infer(request, datastore)
+            result = with_note(super().infer(request, datastore), note)
             if datastore.get_image_uri(image):  # not deleted while the model ran
                 self.predictions.put(image, model, result["params"])
             return result
         array, dicom = errors.read_image_upload(image)
+        note = image_kind.checked_kind(bundle, array, dicom.modality if dicom else None)
         check_prompts(request, array.shape[1], array.shape[0])
-        if not dicom:
-            return super().infer(request, datastore)
-        converted = write_png(array, f"{image}.png", durable=False)  # the bundles read PNG: the display-ready pixels
+        converted = write_png(array, f"{image}.png", durable=False)
         try:
-            return super().infer({**request, "image": str(converted)}, datastore)
+            return with_note(super().infer({**request, "image": str(converted)}, datastore), note)
         finally:
             converted.unlink(missing_ok=True)
+
+
+def with_note(result: dict, note: dict) -> dict:
+    """``result`` with ``note`` (the image kind check's warning) in its JSON part."""
+    return {**result, "params": {**(result.get("params") or {}), **note}} if note else result
 
 
 def read_size(path: str) -> tuple[int, int]:

@@ -3,23 +3,32 @@
 Display pipeline, in DICOM's order: modality LUT (rescale slope/intercept), VOI LUT or window
 (centre/width; the full stored range when the file has neither), MONOCHROME1 inverted so that
 bright is dense as in MONOCHROME2, RGB/YBR ultrasound converted to luminance; then scaled to 0–255.
+
+Files come from outside: every attribute is read through a checked accessor, and each pydicom step runs
+in a guard, so that a bad value is an ``ImageError`` naming the attribute, never another exception.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
+from pydicom.dataset import FileDataset
+from pydicom.filereader import read_dataset, read_file_meta_info, read_preamble
+from pydicom.multival import MultiValue
 from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut, convert_color_space
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.sequence import Sequence
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from breastlab.formats.png import MAX_PIXELS, ImageError, check_size
 
 MAX_INFLATED = MAX_PIXELS * 2 + 16 * 2**20  # bytes: the largest accepted image at 16 bits, plus its other elements
+SAMPLES = {"MONOCHROME1": 1, "MONOCHROME2": 1, "RGB": 3, "YBR_FULL": 3, "YBR_FULL_422": 3}  # photometric: samples
 
 
 @dataclass(frozen=True)
@@ -46,64 +55,90 @@ def is_dicom(path: str | Path) -> bool:
 
 def read_dicom_image(path: str | Path, modalities: tuple[str, ...] | None = None) -> DicomImage:
     """Read a single-frame 2D DICOM image; ``ImageError`` for anything BreastLab cannot use."""
-    try:
-        _check_inflated_size(path)
-        ds = pydicom.dcmread(path)
-    except ImageError:
-        raise
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, zlib.error) as e:
-        raise ImageError(f"cannot read DICOM: {e}") from e
+    ds = _dataset(path)
     if "PixelData" not in ds:
         raise ImageError("DICOM file has no pixel data")
-    modality = str(ds.get("Modality", ""))
+    modality = _text(ds, "Modality", "")
     if modalities and modality not in modalities:
         raise ImageError(f"DICOM modality {modality or 'missing'!r} is not one of {', '.join(modalities)}",
                          "unsupported")
-    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
-        raise ImageError(f"DICOM file has {ds.NumberOfFrames} frames; one 2D frame is expected", "unsupported")
-    check_size((int(ds.get("Columns", 0)), int(ds.get("Rows", 0))), int(ds.get("SamplesPerPixel", 1) or 1))
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    if syntax is None or not any(h.is_available() and h.supports_transfer_syntax(syntax)
-                                 for h in pydicom.config.pixel_data_handlers):
+    frames = _integer(ds, "NumberOfFrames", 1) or 1
+    if frames != 1:
+        raise ImageError(f"DICOM file has {frames} frames (NumberOfFrames); one 2D frame is expected", "unsupported")
+    photometric, samples = _text(ds, "PhotometricInterpretation", "MONOCHROME2"), _integer(ds, "SamplesPerPixel", 1)
+    if photometric not in SAMPLES:
+        raise ImageError(f"DICOM PhotometricInterpretation {photometric!r} is not supported: use "
+                         f"{', '.join(SAMPLES)}", "unsupported")
+    if samples != SAMPLES[photometric]:
+        raise ImageError(f"DICOM SamplesPerPixel {samples} does not fit PhotometricInterpretation {photometric!r} "
+                         f"({SAMPLES[photometric]} expected)", "unsupported")
+    check_size((_integer(ds, "Columns", 0), _integer(ds, "Rows", 0)), samples)
+    syntax = UID(_text(ds.file_meta, "TransferSyntaxUID", ""))
+    if not syntax or not any(h.is_available() and h.supports_transfer_syntax(syntax)
+                             for h in pydicom.config.pixel_data_handlers):
         name = syntax.name if syntax else "missing"
         raise ImageError(f"no decoder here for transfer syntax {name!r}: send uncompressed DICOM", "unsupported")
+    spacing, bits = _spacing(ds), _integer(ds, "BitsStored", 8)
+    stored = _guarded("PixelData", lambda: ds.pixel_array, "cannot decode DICOM pixel data")
+    return DicomImage(_display(ds, stored, photometric), modality, spacing, photometric, bits)
+
+
+def _dataset(path: str | Path) -> FileDataset:
+    """The parsed file. A deflated dataset is inflated here, within ``MAX_INFLATED``, and pydicom reads the
+    inflated bytes: pydicom itself would inflate it whole, whatever its size."""
     try:
-        stored = ds.pixel_array
-    except Exception as e:  # decoders raise anything on bad data
-        raise ImageError(f"cannot decode DICOM pixel data: {e}") from e
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    return DicomImage(_display(ds, stored, photometric), modality, _spacing(ds), photometric,
-                      int(ds.get("BitsStored", 8)))
+        meta = read_file_meta_info(path)  # as pydicom.dcmread reads it, so that it decides as dcmread would
+        if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+            return pydicom.dcmread(path)
+        with open(path, "rb") as f:
+            preamble = read_preamble(f, False)
+            read_dataset(f, False, True, stop_when=lambda tag, vr, length: tag.group != 2)  # to the meta's end
+            dataset = read_dataset(BytesIO(_inflate(f)), False, True)
+        return FileDataset(str(path), dataset, preamble, meta, False, True)
+    except ImageError:
+        raise
+    except Exception as e:  # pydicom's parser raises anything on crafted bytes
+        raise ImageError(f"cannot read DICOM: {e}") from e
 
 
-def _check_inflated_size(path: str | Path) -> None:
-    """pydicom inflates a deflated dataset whole before reading a tag, so a small file could take gigabytes:
-    measure what it inflates to first, a megabyte at a time, and refuse it beyond ``MAX_INFLATED``."""
-    meta = pydicom.filereader.read_file_meta_info(path)
-    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
-        return
-    if "FileMetaInformationGroupLength" not in meta:
-        raise ImageError("deflated DICOM without a file meta group length", "unsupported")
-    with open(path, "rb") as f:
-        f.seek(128 + 4 + 12 + meta.FileMetaInformationGroupLength)  # preamble, DICM, the group length element
-        pending, inflater, size = f.read(), zlib.decompressobj(-zlib.MAX_WBITS), 0
-    while pending and size <= MAX_INFLATED:
-        size += len(inflater.decompress(pending, 2**20))
-        pending = inflater.unconsumed_tail
-    if size > MAX_INFLATED:
-        raise ImageError(f"deflated DICOM inflates to more than {MAX_INFLATED // 2**20} MB", "unsupported")
+def _inflate(f) -> bytes:
+    """The rest of ``f`` inflated (raw deflate), read and inflated a megabyte at a time; ``ImageError`` as soon
+    as the inflated bytes pass ``MAX_INFLATED`` or when the stream ends early."""
+    inflater, chunks, size = zlib.decompressobj(-zlib.MAX_WBITS), [], 0
+    while not inflater.eof:
+        data = inflater.unconsumed_tail or f.read(2**20)
+        chunk = inflater.decompress(data, 2**20)
+        if not data and not chunk:
+            raise ImageError("cannot read DICOM: its deflated data are truncated")
+        size += len(chunk)
+        if size > MAX_INFLATED:
+            raise ImageError(f"deflated DICOM inflates to more than {MAX_INFLATED // 2**20} MB", "unsupported")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _display(ds, stored: np.ndarray, photometric: str) -> np.ndarray:
+    """The stored values through the display pipeline (module docstring), as (H, W) uint8."""
     if stored.ndim == 3:
-        rgb = convert_color_space(stored, photometric, "RGB") if photometric.startswith("YBR") else stored
+        rgb = stored if photometric == "RGB" else _guarded(
+            "PhotometricInterpretation", lambda: convert_color_space(stored, photometric, "RGB"))
         gray = rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         return _to_uint8(gray, 0.0, 255.0)
-    values = apply_modality_lut(stored, ds)
-    if "VOILUTSequence" in ds:
-        values = apply_voi_lut(values, ds, prefer_lut=True)
-    if "WindowCenter" in ds and "WindowWidth" in ds and "VOILUTSequence" not in ds:
-        center, width = _first(ds.WindowCenter), max(_first(ds.WindowWidth), 1.0)
+    if _item(ds, "ModalityLUTSequence"):
+        values = _guarded("ModalityLUTSequence", lambda: apply_modality_lut(stored, ds))
+    else:
+        slope, intercept = _number(ds, "RescaleSlope", 1.0), _number(ds, "RescaleIntercept", 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = stored if (slope, intercept) == (1.0, 0.0) else stored * slope + intercept
+        if not np.all(np.isfinite(values)):
+            raise ImageError(f"DICOM RescaleSlope {slope!r} and RescaleIntercept {intercept!r} overflow the values")
+    window = _number(ds, "WindowCenter", None), _number(ds, "WindowWidth", None)
+    lut = _item(ds, "VOILUTSequence")
+    if lut and "LUTDescriptor" in lut and "LUTData" in lut:
+        values = _guarded("VOILUTSequence", lambda: apply_voi_lut(values, ds, prefer_lut=True))
+        low, high = float(np.min(values)), float(np.max(values))
+    elif None not in window:
+        center, width = window[0], max(window[1], 1.0)
         low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2  # DICOM's linear window
     else:
         low, high = float(np.min(values)), float(np.max(values))
@@ -116,15 +151,83 @@ def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
 
 
-def _first(value) -> float:
-    return float(value[0] if isinstance(value, pydicom.multival.MultiValue) else value)
-
-
 def _spacing(ds) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        if keyword in ds:
-            return float(ds[keyword].value[0]), float(ds[keyword].value[1])
-    regions = ds.get("SequenceOfUltrasoundRegions")
-    if regions and "PhysicalDeltaX" in regions[0]:
-        return abs(float(regions[0].PhysicalDeltaY)) * 10, abs(float(regions[0].PhysicalDeltaX)) * 10  # cm → mm
-    return None
+        values = _numbers(ds, keyword, 2)
+        if values:
+            return _positive(keyword, values[0]), _positive(keyword, values[1])
+    region = _item(ds, "SequenceOfUltrasoundRegions")
+    if region is None:
+        return None
+    dy, dx = _number(region, "PhysicalDeltaY", None), _number(region, "PhysicalDeltaX", None)
+    if dx is None and dy is None:
+        return None
+    if dx is None or dy is None:
+        missing = "PhysicalDeltaX" if dx is None else "PhysicalDeltaY"
+        raise ImageError(f"DICOM SequenceOfUltrasoundRegions has a region without {missing}")
+    return _positive("PhysicalDeltaY", abs(dy) * 10), _positive("PhysicalDeltaX", abs(dx) * 10)  # cm → mm
+
+
+def _guarded(keyword: str, step, message: str | None = None):
+    """``step()``, a pydicom function reading ``keyword``: whatever it raises becomes an ``ImageError``."""
+    try:
+        return step()
+    except Exception as e:  # pydicom's decoders and LUT functions raise anything on crafted values
+        raise ImageError(f"{message or f'DICOM {keyword} cannot be applied'}: {e}") from e
+
+
+def _value(ds, keyword: str):
+    """The value of ``keyword`` (``None`` when absent or empty); ``ImageError`` when pydicom cannot read it."""
+    try:
+        value = ds.get(keyword)
+    except Exception as e:  # pydicom converts the raw value here, and raises anything on a crafted one
+        raise ImageError(f"DICOM {keyword} cannot be read: {e}") from e
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def _item(ds, keyword: str):
+    """The first item of the sequence ``keyword`` (``None`` when absent or empty); ``ImageError`` for another value."""
+    value = _value(ds, keyword)
+    if not isinstance(value, (Sequence, type(None))):
+        raise ImageError(f"DICOM {keyword} is not a sequence")
+    return value[0] if value else None
+
+
+def _text(ds, keyword: str, default: str) -> str:
+    value = _value(ds, keyword)
+    return default if value is None else str(value).strip()
+
+
+def _numbers(ds, keyword: str, count: int = 1) -> list[float] | None:
+    """The first ``count`` values of ``keyword`` as finite numbers (``None`` when absent); ``ImageError`` naming
+    it otherwise."""
+    value = _value(ds, keyword)
+    if value is None:
+        return None
+    values = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+    try:
+        numbers = [float(v) for v in values[:count]]
+    except (TypeError, ValueError, OverflowError):
+        numbers = []
+    if len(numbers) < count or not all(math.isfinite(n) for n in numbers):
+        expected = "a finite number" if count == 1 else f"{count} finite numbers"
+        raise ImageError(f"DICOM {keyword} {str(value)[:64]!r} is not {expected}")
+    return numbers
+
+
+def _number(ds, keyword: str, default: float | None) -> float | None:
+    numbers = _numbers(ds, keyword)
+    return default if numbers is None else numbers[0]
+
+
+def _integer(ds, keyword: str, default: int) -> int:
+    number = _number(ds, keyword, default)
+    if not float(number).is_integer():
+        raise ImageError(f"DICOM {keyword} {number!r} is not an integer")
+    return int(number)
+
+
+def _positive(keyword: str, value: float) -> float:
+    if value <= 0:
+        raise ImageError(f"DICOM {keyword} {value!r} is not a positive spacing")
+    return value

@@ -1,12 +1,12 @@
 """MONAI Label's local datastore for 2D PNGs, with validated input, atomic writes and safe concurrency.
 
-Uploads must be 8-bit grayscale PNGs with safe ids; labels must match their image's size and are
-stored as 0/1 PNGs (MONAI Label's label-index convention). Files and ``datastore_v2.json`` are
-written to a temporary file and renamed, so a killed server never leaves half a label behind; on
-start, MONAI Label's reconciliation re-adds any file whose index entry the kill prevented.
+Uploads must be 8-bit grayscale PNGs with safe ids; labels must match their image's size and are stored as 0/1 PNGs
+(MONAI Label's label-index convention). An index entry is checked as a start-up reads it (``index.entry_json``) before
+any file is written; files are written to a temporary file and renamed, so a killed server never leaves half a label
+behind; on start, MONAI Label's reconciliation re-adds any file whose index entry the kill prevented.
 
-Requests run in a thread pool, so writers hold one lock (a thread lock plus the datastore's file
-lock) and replace the index entries copy-on-write: a reader iterating the index never sees it change.
+Requests run in a thread pool, so writers hold one lock (a thread lock plus the datastore's file lock) and replace the
+index entries copy-on-write: a reader iterating the index never sees it change.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 import copy
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -28,9 +26,9 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.datastore import DefaultLabelTag
 from PIL import Image
 
-from breastlab.data import Case, write_dataset
+from breastlab.data import Case
 from breastlab.formats.png import remove_stale_temp_files, write_png
-from breastlab.server import errors, index
+from breastlab.server import errors, export, index
 from breastlab.server.inputs import checked_id, checked_image_labels
 
 EXTENSION = ".png"
@@ -90,12 +88,13 @@ class BreastLabDatastore(LocalDatastore):
         old labels are deleted from disk as from the index (they were drawn on the old one)."""
         name = image_id + EXTENSION
         with self._writing():
-            old = self._datastore.objects.get(image_id)
+            info = {**info, "ts": int(time.time()), "name": name, "height": array.shape[0], "width": array.shape[1]}
+            obj = ImageLabelModel(image=DataModel(info=info, ext=EXTENSION))
+            text, old = index.entry_json(image_id, obj), self._datastore.objects.get(image_id)  # 422: nothing written
             for tag in old.labels if old else ():
                 Path(self.get_label_uri(image_id, tag)).unlink(missing_ok=True)
             write_png(array, Path(self._datastore.image_path()) / name)
-            info = {**info, "ts": int(time.time()), "name": name, "height": array.shape[0], "width": array.shape[1]}
-            self._put(image_id, ImageLabelModel(image=DataModel(info=info, ext=EXTENSION)))
+            self._put(image_id, obj, text)
         return image_id
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict) -> str:
@@ -107,13 +106,14 @@ class BreastLabDatastore(LocalDatastore):
         """The uploaded label as an (H, W) array; 404 for an unknown image, 422 for a size mismatch."""
         self._require_image(image_id)
         mask = errors.read_upload(label_filename, "label")
-        with Image.open(self.get_image_uri(image_id)) as image:  # header only, no decode
-            image_shape = image.size[::-1]
+        try:
+            with Image.open(self.get_image_uri(image_id)) as image:  # header only, no decode
+                image_shape = image.size[::-1]
+        except FileNotFoundError as e:  # deleted since the check above
+            raise errors.not_found(f"image {image_id!r} is not in the datastore") from e
         if mask.shape != image_shape:
-            raise errors.unprocessable(
-                f"label size {mask.shape[1]}x{mask.shape[0]} does not match image {image_id!r} "
-                f"({image_shape[1]}x{image_shape[0]})"
-            )
+            raise errors.unprocessable(f"label size {mask.shape[1]}x{mask.shape[0]} does not match image "
+                                       f"{image_id!r} ({image_shape[1]}x{image_shape[0]})")
         return mask
 
     def _store_label(self, image_id: str, tag: str, mask, label_info: dict | None) -> str:
@@ -122,10 +122,12 @@ class BreastLabDatastore(LocalDatastore):
         label_dir = Path(self._datastore.label_path(tag))
         with self._writing():
             obj = self._require_image(image_id)
+            label = DataModel(info={**(label_info or {}), "ts": int(time.time()), "name": name}, ext=EXTENSION)
+            obj = obj.model_copy(update={"labels": {**obj.labels, tag: label}})
+            text = index.entry_json(image_id, obj)  # 422: nothing written
             label_dir.mkdir(parents=True, exist_ok=True)
             write_png((mask > 0).astype("uint8"), label_dir / name)
-            label = DataModel(info={**(label_info or {}), "ts": int(time.time()), "name": name}, ext=EXTENSION)
-            self._put(image_id, obj.model_copy(update={"labels": {**obj.labels, tag: label}}))
+            self._put(image_id, obj, text)
         return image_id
 
     def remove_image(self, image_id: str) -> None:
@@ -159,25 +161,11 @@ class BreastLabDatastore(LocalDatastore):
 
     def get_dataset_archive(self, limit_cases: int | None = None) -> str:
         """A zip of the datastore as a dataset folder (images, final masks, classes) ``breastlab import`` reads."""
-        ids = sorted(self._datastore.objects)[: limit_cases or None]
-        if not ids:
-            raise errors.not_found("the datastore is empty: nothing to export")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = write_dataset(Path(tmp) / "dataset", [self._as_case(i) for i in ids])
-            with tempfile.NamedTemporaryFile(suffix=".zip", delete=False) as archive:
-                base = archive.name.removesuffix(".zip")
-            return shutil.make_archive(base, "zip", folder)
+        return export.dataset_archive(self._datastore, limit_cases)
 
     def final_cases(self) -> list[Case]:
         """The images with a final label, as dataset cases (mask, class), sorted by id: what trainers use."""
-        objects = self._datastore.objects
-        return [self._as_case(i) for i in sorted(objects) if DefaultLabelTag.FINAL.value in objects[i].labels]
-
-    def _as_case(self, image_id: str) -> Case:
-        info = self._datastore.objects[image_id].image.info
-        label = self.get_label_uri(image_id, DefaultLabelTag.FINAL.value)
-        return Case(image_id, Path(self.get_image_uri(image_id)), Path(label) if label else None, info.get("class"),
-                    None, {"birads": info.get("birads") or ""})
+        return export.final_cases(self._datastore)
 
     def status(self) -> dict:
         """Image and label counts, recomputed only after a write (each write replaces the index dict)."""
@@ -229,16 +217,17 @@ class BreastLabDatastore(LocalDatastore):
         with self._mutex, FileLock(self._lock_file):
             yield
 
-    def _put(self, image_id: str, obj: ImageLabelModel | None) -> None:
-        """Replace (or with ``None`` drop) one entry copy-on-write and journal the change: O(1) on disk; the
-        snapshot is rewritten every ``index.COMPACT_AFTER`` changes."""
+    def _put(self, image_id: str, obj: ImageLabelModel | None, text: str | None = None) -> None:
+        """Journal one entry's change (``text``: its ``index.entry_json``, a 422 before anything is stored), then
+        replace (``None``: drop) it copy-on-write. O(1) on disk; the snapshot is rewritten every ``COMPACT_AFTER``."""
+        text = text or (None if obj is None else index.entry_json(image_id, obj))
+        index.append(self._snapshot, image_id, text)
         objects = dict(self._datastore.objects)
         if obj is None:
             objects.pop(image_id, None)
         else:
-            objects[image_id] = obj
+            objects[image_id], self._entry_json[image_id] = obj, (obj, text)
         self._datastore.objects = objects
-        index.append(self._snapshot, image_id, None if obj is None else self._json_of(image_id, obj))
         self._journal_lines += 1
         if self._journal_lines >= index.COMPACT_AFTER:
             self._update_datastore_file(lock=False)

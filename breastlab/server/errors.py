@@ -54,9 +54,11 @@ def bad_gateway(message: str) -> HTTPException:
     return HTTPException(status_code=502, detail=message)
 
 
-def image_error(what: str, error: ImageError) -> HTTPException:
-    """415 for a well-formed but unsupported image, 400 for a corrupt one."""
-    return HTTPException(status_code=415 if error.kind == "unsupported" else 400, detail=f"{what}: {error}")
+def image_error(what: str, error: ImageError, path: str | None = None) -> HTTPException:
+    """415 for a well-formed but unsupported image, 400 for a corrupt one; the file's server ``path`` (which a
+    decoder's message may name) is left out."""
+    message = str(error).replace(str(path), "upload") if path else str(error)
+    return HTTPException(status_code=415 if error.kind == "unsupported" else 400, detail=f"{what}: {message}")
 
 
 def read_upload(path: str, what: str, read=read_gray_png) -> np.ndarray:
@@ -65,7 +67,7 @@ def read_upload(path: str, what: str, read=read_gray_png) -> np.ndarray:
         with DECODES:
             return read(path)
     except ImageError as e:
-        raise image_error(what, e) from e
+        raise image_error(what, e, path) from e
 
 
 def read_image_upload(path: str, modalities: tuple[str, ...] = DICOM_MODALITIES
@@ -77,5 +79,5 @@ def read_image_upload(path: str, modalities: tuple[str, ...] = DICOM_MODALITIES
         with DECODES:
             image = read_dicom_image(path, modalities)
     except ImageError as e:
-        raise image_error("image", e) from e
+        raise image_error("image", e, path) from e
     return image.pixels, image

@@ -3,7 +3,6 @@ uploads kept in a private folder of the datastore that nothing else reads and th
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -14,63 +13,47 @@ from pathlib import Path
 from fastapi import Request, UploadFile
 
 from breastlab.data import BIRADS, CLASS_NAMES, NO_CANCER
+from breastlab.engines.prompting import PROMPT_INPUTS
 from breastlab.formats.png import check_id
-from breastlab.server import errors
+from breastlab.server import bounded_json, errors
 
-MAX_JSON_BYTES = 64 * 1024
-MAX_JSON_DEPTH = 8
-MAX_JSON_ITEMS = 4096
 RESERVED_PARAMS = frozenset({
     "model", "image", "image_path", "label", "label_tag", "save_label", "session", "session_id", "device",
     "model_filename", "timeout", "logging", "cache_transforms", "description", "skip_writer",
 })  # set by the server from the path, the datastore and its own config; a client's params never override them
+PROMPT_OUTPUTS = frozenset(key for _, key in PROMPT_INPUTS)  # box, points, point_labels: computed from roi and clicks
 UPLOADS = ".breastlab/uploads"
 IMAGE_LABELS = {"class": CLASS_NAMES, "birads": BIRADS}  # image-level labels kept in the image info
 
 
 def json_object(text: str | None, what: str) -> dict:
-    """``text`` parsed as a JSON object of bounded size, depth and item count; a 400 that says what is wrong."""
+    """``text`` as a JSON object read by ``bounded_json.read`` (size, depth, values, digits, surrogates); a 400 that
+    says what is wrong."""
     if not text:
         return {}
-    if len(text) > MAX_JSON_BYTES:
-        raise errors.bad_request(f"{what} is {len(text)} characters; at most {MAX_JSON_BYTES} are accepted")
     try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise errors.bad_request(f"{what} is not valid JSON: {str(e)[:200]}") from e
+        value = bounded_json.read(text, what)
+    except bounded_json.JSONRefused as e:
+        raise errors.bad_request(str(e)) from e
     if not isinstance(value, dict):
         raise errors.bad_request(f"{what} must be a JSON object, not {type(value).__name__}")
-    check_bounds(value, what)
     return value
 
 
 async def json_body(request: Request) -> dict:
-    """A route's JSON object body (``{}`` when empty), read no further than ``MAX_JSON_BYTES`` (413 beyond)."""
+    """A route's JSON object body (``{}`` when empty), read no further than ``bounded_json.MAX_BYTES`` (413 beyond)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise errors.too_large(f"the body is {declared} bytes; at most {MAX_JSON_BYTES} are accepted")
+    if declared.isdigit() and int(declared) > bounded_json.MAX_BYTES:
+        raise errors.too_large(f"the body is {declared} bytes; at most {bounded_json.MAX_BYTES} are accepted")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_JSON_BYTES:
-            raise errors.too_large(f"the body is over {MAX_JSON_BYTES} bytes, the most accepted")
+        if len(body) > bounded_json.MAX_BYTES:
+            raise errors.too_large(f"the body is over {bounded_json.MAX_BYTES} bytes, the most accepted")
     try:
         return json_object(body.decode("utf-8"), "body")
     except UnicodeDecodeError as e:
         raise errors.bad_request(f"the body is not UTF-8 JSON: {e}") from e
-
-
-def check_bounds(value, what: str) -> None:
-    """400 when ``value`` nests deeper than ``MAX_JSON_DEPTH`` or holds more than ``MAX_JSON_ITEMS`` values."""
-    stack, items = [(value, 1)], 0
-    while stack:
-        node, depth = stack.pop()
-        items += 1
-        if depth > MAX_JSON_DEPTH or items > MAX_JSON_ITEMS:
-            raise errors.bad_request(f"{what} nests deeper than {MAX_JSON_DEPTH} levels or holds more than "
-                                     f"{MAX_JSON_ITEMS} values")
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack.extend((child, depth + 1) for child in children)
 
 
 def inference_params(text: str | None) -> dict:
@@ -80,6 +63,11 @@ def inference_params(text: str | None) -> dict:
     if reserved:
         raise errors.unprocessable(f"params may not set {', '.join(reserved)}: the model comes from the path, the "
                                    "image from ?image= (a datastore id) or the uploaded file")
+    computed = sorted(PROMPT_OUTPUTS & set(params))
+    if computed:
+        raise errors.unprocessable(f"params may not set {', '.join(computed)}: the server computes box, points and "
+                                   "point_labels (network pixels) from roi [x0, y0, x1, y1] and foreground/background "
+                                   "[[x, y], ...] (image pixels)")
     return params
 
 
@@ -90,12 +78,16 @@ TRAINING_LIMITS = {"max_epochs": (int, 1, 1000), "batch_size": (int, 1, 256), "l
 def training_params(params: dict | None) -> dict:
     """The ``params`` of a training request, checked now (422) rather than failing in the training process later."""
     params = dict(params or {})
-    check_bounds(params, "params")
+    try:
+        bounded_json.check(params, "params")
+    except bounded_json.JSONRefused as e:
+        raise errors.bad_request(str(e)) from e
     if "model" in params:
         raise errors.unprocessable("params may not set model: the model comes from the path")
     for key, (kind, low, high) in TRAINING_LIMITS.items():
         value = params.get(key, low)
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            isinstance(value, int) or math.isfinite(value))  # ints of any size are finite (and overflow a float)
         if not (number and low <= value <= high and (kind is float or float(value).is_integer())):
             raise errors.unprocessable(f"{key} must be {'an integer' if kind is int else 'a number'} from {low} "
                                        f"to {high}, got {value!r}")
@@ -164,7 +156,7 @@ def _checked_probabilities(info: dict) -> dict:
         raise errors.unprocessable(f"probabilities must map classes ({', '.join(CLASS_NAMES)}, {NO_CANCER}) to numbers")
     try:
         checked = {name: float(p) for name, p in probabilities.items()}
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise errors.unprocessable(f"probabilities must be numbers: {e}") from e
     if not all(0.0 <= p <= 1.0 for p in checked.values()):
         raise errors.unprocessable("probabilities must lie between 0 and 1")

@@ -6,6 +6,9 @@
   thread, not the event loop, and torch keeps one set of OpenMP threads (switching calling threads
   left the previous set spinning and halved CPU throughput);
 - clear 4xx errors for malformed JSON parameters, unknown models and strategies.
+
+Jobs (training, scoring) and the stock routes not offered: ``stock_routes``; weights: ``model_routes``; the body
+limit in front of every route: ``limits``.
 """
 
 from __future__ import annotations
@@ -13,29 +16,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from monailabel.config import RBAC_ADMIN, RBAC_ANNOTATOR, RBAC_USER, settings
-from monailabel.endpoints import datastore, infer, scoring, train
+from monailabel.endpoints import datastore, infer
 from monailabel.endpoints.user.auth import User
 from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.utils.app import app_instance
 from requests_toolbelt import MultipartEncoder
 
-from breastlab.server import errors, inputs, model_routes, tasks
+from breastlab.server import errors, inputs, limits, model_routes, stock_routes
 from breastlab.server.auth import ADMIN, ANNOTATOR, USER
-from breastlab.server.scoring import MAX_BUDGET
 
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
 
 router = APIRouter(prefix=settings.MONAI_LABEL_API_STR)
 JSON_BODY = Depends(inputs.json_body)
-SYNC_TRAINING = threading.Lock()  # one in-process training at a time
 
 
 def json_text(text: str | None, what: str) -> str:
@@ -94,46 +94,6 @@ def respond(result: dict, output: infer.ResultType | None) -> Response:
     encoder = MultipartEncoder(fields={"params": (None, json.dumps(summary), "application/json"),
                                        "image": ("result.png", content, "image/png")})
     return Response(encoder.to_string(), media_type=encoder.content_type)
-
-
-@router.post("/train/{model}", summary=f"{RBAC_ADMIN}Run Training Task for specific model")
-def train_model(
-    model: str,
-    params: dict = JSON_BODY,
-    run_sync: Optional[bool] = False,
-    enqueue: Optional[bool] = False,
-    user: User = ADMIN,
-):
-    trainers = app_instance().info()["trainers"]
-    if model not in trainers:
-        raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(trainers))}")
-    params = inputs.training_params(params)
-    if not run_sync:
-        with tasks.submitting("train"):
-            return train.run_model(model, params, run_sync, enqueue)
-    if not SYNC_TRAINING.acquire(blocking=False):
-        raise errors.conflict("a training started with run_sync is running in the server: wait for it")
-    try:
-        return train.run_model(model, params, run_sync, enqueue)
-    finally:
-        SYNC_TRAINING.release()
-
-
-@router.post("/scoring/{method}", summary=f"{RBAC_ANNOTATOR}Run Scoring Task for specific method")
-def run_scoring(method: str, params: dict = JSON_BODY, run_sync: Optional[bool] = False, user: User = ANNOTATOR):
-    """Score the unlabelled images (in a background process unless ``run_sync``); scores go to an index."""
-    info = app_instance().info()
-    if method not in info["scoring"]:
-        raise errors.not_found(f"unknown scoring method {method!r}; available: {', '.join(sorted(info['scoring']))}")
-    model = (params or {}).get("model")
-    if model is not None and (not isinstance(model, str) or model not in info["models"]):
-        raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(info['models']))}")
-    if "budget" in (params or {}):  # checked here too: a background job's error would not reach the client
-        errors.integer_param(params["budget"], "budget", MAX_BUDGET)
-    if run_sync:
-        return scoring.run_method(method, params, run_sync)
-    with tasks.submitting("scoring"):
-        return scoring.run_method(method, params, run_sync)
 
 
 @router.post("/activelearning/{strategy}", summary=f"{RBAC_USER}Run Active Learning strategy to get next sample")
@@ -276,23 +236,9 @@ def download_dataset(limit_cases: Optional[int] = None, user: User = ANNOTATOR):
                              headers={"Content-Disposition": 'attachment; filename="dataset.zip"'})
 
 
-NOT_OFFERED = [("POST", "/infer/wsi_v2/{model}"), ("POST", "/infer/wsi/{model}"), ("POST", "/batch/infer/{model}"),
-               ("GET", "/batch/infer"), ("DELETE", "/batch/infer"), ("PUT", "/session/"),
-               ("GET", "/session/{session_id}"), ("DELETE", "/session/{session_id}"), ("GET", "/logs/gpu"),
-               ("GET", "/proxy/dicom/{path:path}"), ("POST", "/proxy/dicom/{path:path}")]  # PACS pass-through
-
-
-def not_offered(request: Request):
-    """MONAI Label routes for what BreastLab does not do (whole slides, batch jobs, sessions, GPU logs, a DICOMweb
-    pass-through for web viewers that would let clients store into the PACS unchecked)."""
-    raise errors.not_found(f"{request.method} {request.url.path} is not offered by BreastLab")
-
-
-for method, path in NOT_OFFERED:
-    router.add_api_route(path, not_offered, methods=[method], include_in_schema=False)
-
-
 def install(app: FastAPI) -> None:
-    """Put BreastLab's routes in front of MONAI Label's (first match wins); idempotent."""
-    ours = [r for r in [*router.routes, *model_routes.router.routes] if r not in app.router.routes]
+    """Put BreastLab's routes in front of MONAI Label's (first match wins) and bound every request body; idempotent."""
+    routers = (router, model_routes.router, stock_routes.router)
+    ours = [r for r in [route for r in routers for route in r.routes] if r not in app.router.routes]
     app.router.routes[:0] = ours
+    limits.install(app)

@@ -3,7 +3,6 @@ image and write the diverse and hybrid hand-out orders."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -19,6 +18,7 @@ from breastlab.explain.uncertainty import lesion_uncertainty, predictive_entropy
 from breastlab.progress import progress
 from breastlab.server import errors
 from breastlab.server.scores import EmbeddingIndex, ScoreIndex
+from breastlab.server.weights import read_served
 
 FLUSH_EVERY = 50  # images between index writes, so a long job shows progress
 DEFAULT_BUDGET = 20  # images per labelling round: diversity clusters = labelled images + budget
@@ -44,11 +44,10 @@ class UncertaintyScoring(ScoringMethod):
         model = request.get("model") or next(iter(self.bundles), None)
         if model not in self.bundles:
             raise errors.not_found(f"no model {model!r}; available: {', '.join(self.bundles)}")
-        weights = [p for p in self.weights[model] if p.is_file()][-1]  # as the infer task: the last that exists
-        score = self.scorer(self.bundles[model], weights)
+        path, state, modified = read_served(self.weights[model])  # as the infer task: the last that exists
+        score = self.scorer(self.bundles[model], state)
         index = ScoreIndex.of(datastore.root, self.name)
-        meta = {"model": model, "measure": score.__name__, "weights": weights.name,
-                "weights_modified": os.stat(weights).st_mtime}
+        meta = {"model": model, "measure": score.__name__, "weights": path.name, "weights_modified": modified}
         scores: dict[str, float] = {}
         images = datastore.get_unlabeled_images()
         for n, image_id in enumerate(progress(images, f"{self.name} scores ({model})"), start=1):
@@ -58,11 +57,11 @@ class UncertaintyScoring(ScoringMethod):
         index.save(scores, **meta, complete=True, finished=time.time())
         write_orders(datastore)
         return {"method": self.name, "model": model, "measure": score.__name__, "scored": len(scores),
-                "index": str(index.path)}
+                "index": index.path.relative_to(datastore.root).as_posix()}  # no server path
 
     @staticmethod
-    def scorer(bundle: Bundle, weights: Path) -> Callable[[str], float]:
-        """image path → uncertainty, by the bundle's task."""
+    def scorer(bundle: Bundle, weights: Path | dict) -> Callable[[str], float]:
+        """image path → uncertainty, by the bundle's task, with ``weights`` (a file or a state dict)."""
         predictor = bundle.predictor(weights)
 
         def flip_disagreement(path: str) -> float:

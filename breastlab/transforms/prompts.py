@@ -28,11 +28,11 @@ def check_roi(roi, width: int, height: int) -> tuple[float, float, float, float]
         roi = roi.tolist()
     if not (isinstance(roi, (list, tuple)) and len(roi) in (4, 6) and all(_finite_number(v) for v in roi)):
         raise ValueError(f"roi: expected [x0, y0, x1, y1] (or a 3D client's [x0, y0, x1, y1, z0, z1]), got {roi!r}")
-    x0, y0, x1, y1 = (float(v) for v in roi[:4])
+    x0, y0, x1, y1 = roi[:4]  # compared as given: an int of any size is outside the image, not an OverflowError
     if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
         raise ValueError(f"roi {list(roi[:4])} is not a box inside the {width} x {height} image "
                          f"(0 <= x0 < x1 <= {width}, 0 <= y0 < y1 <= {height})")
-    return x0, y0, x1, y1
+    return float(x0), float(y0), float(x1), float(y1)
 
 
 def has_prompt(data: dict) -> bool:
