@@ -3,7 +3,8 @@
 It is made when the run starts and becomes ``TMPDIR`` and ``tempfile.tempdir`` for the run, the servers and the
 subprocesses it starts (pytest's own ``pytest-of-*`` folders go there too). At the end the run fails if anything
 else is left in it, and the folder is removed. Other programs writing to the machine's ``/tmp`` meanwhile do not
-matter, and the environment is restored when the run ends.
+matter, and the environment is restored when the run ends. A run killed before its end leaves its folder; the next
+run removes it (the folder's name carries the process id).
 """
 
 from __future__ import annotations
@@ -28,12 +29,31 @@ def private_temp_folder() -> Path:
 
 def pytest_configure(config):
     _saved.update({name: os.environ.get(name) for name in PRIVATE_VARIABLES})
-    folder = tempfile.mkdtemp(prefix="breastlab-tests-")
+    remove_abandoned_folders(Path(tempfile.gettempdir()))
+    folder = tempfile.mkdtemp(prefix=f"breastlab-tests-{os.getpid()}-")
     os.environ["TMPDIR"] = tempfile.tempdir = folder
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(folder) / RUN_OWN[1])
     # servers started by tests compute promptable models' embeddings when asked, not after every upload (2-3 s of
     # CPU each, competing with what a test measures); the tests of that prefetch turn it back on
     os.environ.setdefault("BREASTLAB_PREFETCH", "0")
+
+
+def remove_abandoned_folders(parent: Path) -> None:
+    """The private folders of runs that were killed before they could remove theirs (their process is gone)."""
+    for folder in parent.glob("breastlab-tests-*-*"):
+        pid = folder.name.split("-")[2]
+        if pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pytest_unconfigure(config):
