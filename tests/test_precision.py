@@ -1,4 +1,5 @@
-"""The mixed-precision switch: which dtype it picks where, bfloat16 training steps that learn, float32 results."""
+"""The mixed-precision switch: which dtype it picks where, a training step that descends and computes in bfloat16
+what float32 does, float32 results."""
 
 import copy
 import inspect
