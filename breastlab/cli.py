@@ -61,7 +61,10 @@ def cmd_train(args) -> int | None:
                    "-m", "breastlab.cli", *args.argv]
         return subprocess.run(command).returncode
     bundle = get_bundle(args.bundle)
-    overrides = {k: v for k, v in {"data_dir": args.data, "epochs": args.epochs, "ckpt_dir": args.out}.items() if v}
+    data = args.data[0] if args.data and len(args.data) == 1 else args.data
+    overrides = {k: v for k, v in {"data_dir": data, "epochs": args.epochs, "ckpt_dir": args.out}.items() if v}
+    if args.hold_out:
+        overrides["held_out"] = _held_out(bundle, args.hold_out)
     overrides.update(_parse_overrides(args.override))
     extra = [*args.extra, "multi_gpu_train"] if under_torchrun else args.extra
     parser = bundle.train(*extra, **overrides)
@@ -99,6 +102,15 @@ def cmd_al_study(args) -> None:
                      tuple(args.strategies or STRATEGIES), args.epochs, workers=args.workers)
     print_summary(rows, dataset_dicts(args.data, "train"))
     print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'learning_curve.png'}")
+
+
+def _held_out(bundle, rule: str) -> dict:
+    column, sep, prefix = rule.partition("=")
+    if not sep or not column or not prefix:
+        raise SystemExit(f"--hold-out {rule!r}: expected COLUMN=PREFIX, e.g. 'device=GE Logiq 5'")
+    if "held_out" not in json.loads((bundle.root / "configs" / "train.json").read_text()):
+        raise SystemExit(f"{bundle.name}: its configs/train.json has no held_out setting")
+    return {column: prefix}
 
 
 def _parse_overrides(pairs: list[str]) -> dict:
@@ -141,7 +153,10 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a bundle with its configs/train.json")
     s.add_argument("bundle", help="bundle name under bundles/ or a bundle folder")
-    s.add_argument("--data", help="dataset folder (default: the bundle's data_dir)")
+    s.add_argument("--data", nargs="+", help="dataset folder(s), each read with its own train and val split "
+                   "(default: the bundle's data_dir)")
+    s.add_argument("--hold-out", metavar="COLUMN=PREFIX", help="leave the cases whose manifest COLUMN starts with "
+                   "PREFIX out of training and validate on them alone, e.g. --hold-out 'device=GE Logiq 5'")
     s.add_argument("--epochs", type=int)
     s.add_argument("--out", help="checkpoint folder (default: the bundle's models/)")
     s.add_argument("--with", dest="extra", action="append", default=[], metavar="CONFIG",

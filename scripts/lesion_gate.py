@@ -18,12 +18,11 @@ import torch
 from breastlab.bundle import get_bundle
 from breastlab.data import read_dataset
 from breastlab.evaluation.evaluate import score_cases, summarize
+from breastlab.evaluation.gate_choice import FRACTIONS, PEAKS, choose_gate
 from breastlab.metrics import format_table
 from breastlab.progress import progress
 from breastlab.transforms import lesion_present
 
-PEAKS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
-FRACTIONS = [0.0, 0.001, 0.003, 0.01, 0.02]
 COLUMNS = ["min_peak", "min_fraction", "dice_all", "dice_benign", "dice_malignant", "missed", "normal_fp_area",
            "normals_clean"]
 
@@ -43,12 +42,6 @@ def gate_row(cases, outputs: dict, min_peak: float, min_fraction: float) -> dict
             "normals_clean": 1 - seg["normal"]["fp_rate"]}
 
 
-def choose(rows: list[dict], tolerance: float) -> dict:
-    base = next(r for r in rows if r["min_peak"] <= 0.5 and r["min_fraction"] == 0.0)
-    kept = [r for r in rows if r["dice_all"] >= base["dice_all"] - tolerance]
-    return min(kept, key=lambda r: (r["normal_fp_area"], -r["dice_all"]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle")
@@ -63,7 +56,7 @@ def main() -> None:
     cases = read_dataset(args.data, args.split)
     outputs = {case.image: predictor(case.image) for case in progress(cases, "predict")}
     rows = [gate_row(cases, outputs, p, f) for p in PEAKS for f in FRACTIONS]
-    best = choose(rows, args.dice_tolerance)
+    best = choose_gate(rows, args.dice_tolerance)
     print(format_table(rows, COLUMNS, f"Lesion-presence gate, {bundle.name} on {args.split}"))
     print(f"chosen: gate_min_peak={best['min_peak']} gate_min_fraction={best['min_fraction']}")
     if args.out:

@@ -170,3 +170,32 @@ def test_no_cancer_takes_normal_and_benign_cases(make_dataset):
     assert {i["case"] for i in dataset_dicts(root, with_masks=False, classes=["benign", "malignant"])} == {"b0", "m0"}
     with pytest.raises(DatasetError, match="unknown classes"):
         case_dicts(read_dataset(root), with_masks=False, classes=["cancer"])
+
+
+def test_busbra_scanners_and_splits(shared_data):
+    train, val = (read_dataset(shared_data / "busbra", split) for split in ("train", "val"))
+    assert (len(train), len(val)) == (852, 212)
+    assert Counter(c.label for c in train + val) == {"benign": 722, "malignant": 342}
+    devices = Counter(c.meta["device"].split(" @")[0] for c in train + val)
+    assert devices == {"GE Logiq 5": 490, "GE Logiq 7": 488, "Toshiba Aplio 300": 72, "U-Systems": 14}
+    assert all(c.mask is not None and c.image.suffix == ".jpg" for c in train + val)
+
+
+def test_several_folders_each_keep_their_own_split(make_dataset):
+    first = make_dataset({"a": IMG, "b": IMG}, splits={"a": "train", "b": "val"}, masks={"a": MASK, "b": MASK})
+    second = make_dataset({"c": IMG, "d": IMG}, splits={"c": "train", "d": "val"}, masks={"c": MASK, "d": MASK})
+    assert [i["case"] for i in dataset_dicts([first, second], "train")] == ["a", "c"]
+    assert [i["case"] for i in dataset_dicts([first, second], "val")] == ["b", "d"]
+    assert dataset_dicts([first], "val") == dataset_dicts(first, "val")
+
+
+def test_a_held_out_scanner_is_left_out_of_training_and_validated_on_alone(make_dataset):
+    rows = [{"case": c, "split": s, "device": d} for c, s, d in
+            [("a", "train", "GE Logiq 5 @10-12MHz"), ("b", "val", "GE Logiq 5 @10-12MHz"),
+             ("c", "train", "GE Logiq 7 @10-14MHz"), ("d", "val", "Toshiba Aplio 300")]]
+    root = make_dataset(dict.fromkeys("abcd", IMG), rows=rows, masks=dict.fromkeys("abcd", MASK))
+    held_out = {"device": "GE Logiq 5"}
+    assert [i["case"] for i in dataset_dicts(root, "train", without=held_out)] == ["c"]
+    assert [i["case"] for i in dataset_dicts(root, "val", without=held_out)] == ["d"]
+    assert [i["case"] for i in dataset_dicts(root, only=held_out)] == ["a", "b"]
+    assert [i["case"] for i in dataset_dicts(root, only={"device": "Philips"})] == []

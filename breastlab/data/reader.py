@@ -77,13 +77,23 @@ def to_monai_dicts(cases: list[Case], with_masks: bool = True) -> list[dict]:
     return items
 
 
-def dataset_dicts(root: str | Path, split: str | None = None, with_masks: bool = True,
-                  classes: list[str] | None = None, mask_fraction: float | None = None, seed: int = 0) -> list[dict]:
-    """``case_dicts(read_dataset(root, split), ...)``: the entry point bundle configs use."""
-    cases = read_dataset(root, split)
+def dataset_dicts(root: str | Path | list, split: str | None = None, with_masks: bool = True,
+                  classes: list[str] | None = None, mask_fraction: float | None = None, seed: int = 0,
+                  only: dict | None = None, without: dict | None = None) -> list[dict]:
+    """``case_dicts`` of one dataset folder or of a list of them (each read with its own ``split``): the entry point
+    bundle configs use. ``only`` / ``without`` (manifest column -> value prefix, e.g. ``{"device": "GE Logiq 5"}``)
+    keep only the matching cases / leave them out: a scanner held out of training and validated on alone."""
+    roots = root if isinstance(root, (list, tuple)) else [root]
+    cases = [c for r in roots for c in read_dataset(r, split) if _selected(c, only, without)]
     if classes is not None and not any(c.label in classes for c in cases):
-        raise DatasetError(f"{root}: no cases of classes {list(classes)} in split {split!r}")
+        raise DatasetError(f"{', '.join(map(str, roots))}: no cases of classes {list(classes)} in split {split!r}")
     return case_dicts(cases, with_masks, classes, mask_fraction, seed)
+
+
+def _selected(case: Case, only: dict | None, without: dict | None) -> bool:
+    def matches(rules: dict) -> bool:
+        return any(str(case.meta.get(column, "")).startswith(value) for column, value in rules.items())
+    return (not only or matches(only)) and not (without and matches(without))
 
 
 def case_dicts(cases: list[Case], with_masks: bool = True, classes: list[str] | None = None,

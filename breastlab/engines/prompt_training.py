@@ -4,7 +4,9 @@ computed once (the image encoder stays frozen), so that it trains on a CPU.
 Each training batch draws one prompt kind: a box (the lesion's box, each side jittered by up to ``box_jitter`` of
 its size), a box and clicks, or clicks alone (the first at the centre of the largest lesion); every further click
 goes to the centre of the largest error of the model's own prediction with the prompts so far (as the evaluation
-simulates an annotator). Validation scores a fixed 5 %-jittered box and three simulated clicks alone.
+simulates an annotator). With ``automatic_share`` > 0, that share of the batches has no prompt at all: the decoder
+learns the automatic mask, on every image (one without a lesion must decode to an empty mask). Validation scores a
+fixed 5 %-jittered box, three simulated clicks alone and, when trained, the automatic mask.
 """
 
 from __future__ import annotations
@@ -24,29 +26,37 @@ from breastlab.engines.prompting import encode_image
 from breastlab.evaluation.clicks import jittered_box
 from breastlab.transforms.clicks import next_click
 
-KINDS = ("box", "box+clicks", "clicks")
+PROMPTED = ("box", "box+clicks", "clicks")
+AUTOMATIC = "automatic"  # no prompt
 
 
 class EmbedImaged(MapTransform):
-    """Replaces the image path at ``keys`` by its embedding from the bundle's (frozen, pretrained) image encoder, kept
-    as float16 ``.npy`` in ``folder`` under a digest of the file's path, size and time and the encoder's precision:
-    computed once per image file, reused by later runs (any datalist works: a dataset folder's or the server's). Use
-    the precision the bundle serves with, so that the decoder trains on the embeddings it will see."""
+    """Replaces the image path at ``keys`` by its embedding from the bundle's (frozen) image encoder, kept as float16
+    ``.npy`` in ``folder`` under a digest of the image file's bytes, the encoder's weights and its precision: computed
+    once per image, reused by every later run (any datalist works: a dataset folder's or the server's). Use the
+    precision the bundle serves with, so that the decoder trains on the embeddings it will see. ``flip``: the
+    embedding of the horizontally flipped network input (test-time flips, ``breastlab.engines.prompting``)."""
 
-    def __init__(self, keys, bundle_root: str, folder: str, precision: str = "fp32"):
+    def __init__(self, keys, bundle_root: str, folder: str, precision: str = "fp32", flip: bool = False):
         super().__init__(keys)
-        self.bundle_root, self.folder, self.precision = bundle_root, Path(folder), precision
+        self.bundle_root, self.folder, self.precision, self.flip = bundle_root, Path(folder), precision, flip
         self._encoder: tuple | None = None
         self._lock = threading.Lock()
+
+    def encoder(self) -> tuple:
+        """(network, preprocessing, inferer, weights digest), loaded once."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = self._load_encoder()
+            return self._encoder
 
     def encode(self, image_path: str) -> np.ndarray:
         """The embedding of one image, one image at a time: the encoder's threads use every core, and two encodings
         at once (``CacheDataset`` workers) each ran 4x slower."""
+        network, pre, inferer, _ = self.encoder()
+        image = pre({"image": image_path})["image"]
         with self._lock:
-            if self._encoder is None:
-                self._encoder = self._load_encoder()
-            network, pre, inferer = self._encoder
-            return encode_image(network, inferer, pre({"image": image_path})["image"])[0].half().numpy()
+            return encode_image(network, inferer, image.flip(-1) if self.flip else image)[0].half().numpy()
 
     def _load_encoder(self) -> tuple:
         from monai.transforms import Compose
@@ -55,18 +65,24 @@ class EmbedImaged(MapTransform):
         from breastlab.engines.precision import MixedPrecisionInferer
 
         bundle = Bundle(self.bundle_root)
-        return (bundle.network().eval(), Compose(bundle.transforms("preprocessing")),
-                MixedPrecisionInferer(self.precision))
+        network = bundle.network().eval()
+        return (network, Compose(bundle.transforms("preprocessing")), MixedPrecisionInferer(self.precision),
+                weights_digest(network.image_encoder))
+
+    def path(self, image_path: str) -> Path:
+        """Where the embedding of ``image_path`` is cached: its name digests what the embedding depends on."""
+        content = hashlib.sha1(Path(image_path).read_bytes()).hexdigest()
+        key = f"{content}:{self.encoder()[3]}:{self.precision}" + (":flipped" if self.flip else "")
+        return self.folder / f"{hashlib.sha1(key.encode()).hexdigest()[:24]}.npy"
 
     def embedding(self, image_path: str) -> torch.Tensor:
-        stat = os.stat(image_path)
-        key = f"{Path(image_path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{self.precision}"
-        path = self.folder / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
+        path = self.path(image_path)
         if not path.is_file():
             embedding = self.encode(image_path)
             self.folder.mkdir(parents=True, exist_ok=True)
-            np.save(path.with_suffix(".tmp.npy"), embedding)
-            os.replace(path.with_suffix(".tmp.npy"), path)
+            temporary = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(temporary, embedding)
+            os.replace(temporary, path)
         return torch.from_numpy(np.load(path)).float()
 
     def __call__(self, data: dict) -> dict:
@@ -74,6 +90,15 @@ class EmbedImaged(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.embedding(str(d[key]))
         return d
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A digest of a module's parameters and buffers (names, shapes and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def unwrapped(network) -> torch.nn.Module:
@@ -109,8 +134,10 @@ class PromptSimulation:
     """``SupervisedTrainer`` / ``SupervisedEvaluator`` iteration for a network with ``decode(embedding, box, points,
     labels)``: batch ``image`` holds embeddings (B, C, h, w), ``label`` the masks in the network's frame."""
 
-    def __init__(self, loss=None, max_clicks: int = 4, box_jitter: float = 0.1, seed: int = 0):
+    def __init__(self, loss=None, max_clicks: int = 4, box_jitter: float = 0.1, seed: int = 0,
+                 automatic_share: float = 0.0):
         self.loss, self.max_clicks, self.box_jitter = loss, max_clicks, box_jitter
+        self.automatic_share = automatic_share
         self.rng = np.random.default_rng(seed)
 
     def boxes(self, truths: list[np.ndarray], jitter: float, rng: np.random.Generator) -> torch.Tensor:
@@ -138,37 +165,49 @@ class PromptSimulation:
         return inferer(embeddings, lambda e: unwrapped(network).decode(e, **prompts)[0])
 
     def __call__(self, engine, batch: dict) -> dict:
-        device = engine.state.device
         lesion = batch["label"].flatten(1).amax(1) > 0  # prompts point at a lesion: images without one are left out
-        embeddings = batch["image"][lesion].to(device).float()
-        targets = batch["label"][lesion].to(device).float()
-        truths = [t[0].cpu().numpy() > 0 for t in targets]
-        if not truths:
-            engine.state.output = {"pred": targets, "label": targets, "loss": 0.0}
-            return engine.state.output
-        network, inferer = engine.network, engine.inferer
-        if self.loss is None:  # validation: a fixed jittered box, and three clicks alone
-            network.eval()
-            with torch.no_grad():
-                seeded = np.random.default_rng(0)
-                by_box = self.decode(network, inferer, embeddings, self.boxes(truths, 0.05, seeded), [], [])
-                points, labels = self.clicks(network, inferer, embeddings, truths, None, 3)
-                by_clicks = self.decode(network, inferer, embeddings, None, points, labels)
-            # one item per image (the engine pairs outputs with batch items): box and clicks as two channels
-            engine.state.output = {"pred": torch.cat([by_box, by_clicks], 1), "label": torch.cat([targets, targets], 1)}
+        if self.loss is None:
+            output = self.validate(engine, batch["image"][lesion], batch["label"][lesion])
         else:
-            kind = KINDS[self.rng.integers(len(KINDS))]
-            box = self.boxes(truths, self.box_jitter, self.rng) if kind != "clicks" else None
-            count = 0 if kind == "box" else int(self.rng.integers(1, self.max_clicks + 1))
-            network.eval()
-            points, labels = self.clicks(network, inferer, embeddings, truths, box, count)
-            network.train()
-            engine.optimizer.zero_grad(set_to_none=True)
-            logits = self.decode(network, inferer, embeddings, box, points, labels)
-            loss = self.loss(logits.float(), targets)
-            loss.backward()
-            average_gradients([p for p in network.parameters() if p.requires_grad])  # under DDP (multi_gpu_train)
-            engine.optimizer.step()
-            engine.state.output = {"pred": logits.detach(), "label": targets, "loss": loss.item()}
+            automatic = self.automatic_share > 0 and self.rng.random() < self.automatic_share
+            kind = AUTOMATIC if automatic else PROMPTED[self.rng.integers(len(PROMPTED))]
+            chosen = slice(None) if automatic else lesion
+            output = self.train_step(engine, batch["image"][chosen], batch["label"][chosen], kind)
+        engine.state.output = output
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        return engine.state.output
+        return engine.state.output  # decollated and postprocessed by the event
+
+    def validate(self, engine, embeddings: torch.Tensor, targets: torch.Tensor) -> dict:
+        """A fixed jittered box, three clicks alone and (when trained) no prompt, as channels of one item per
+        lesion image (the engine pairs outputs with batch items)."""
+        embeddings, targets = embeddings.to(engine.state.device).float(), targets.to(engine.state.device).float()
+        if not len(targets):
+            return {"pred": targets, "label": targets}
+        network, inferer, truths = engine.network, engine.inferer, [t[0].cpu().numpy() > 0 for t in targets]
+        network.eval()
+        with torch.no_grad():
+            seeded = np.random.default_rng(0)
+            preds = [self.decode(network, inferer, embeddings, self.boxes(truths, 0.05, seeded), [], [])]
+            points, labels = self.clicks(network, inferer, embeddings, truths, None, 3)
+            preds.append(self.decode(network, inferer, embeddings, None, points, labels))
+            if self.automatic_share > 0:
+                preds.append(self.decode(network, inferer, embeddings, None, [], []))
+        return {"pred": torch.cat(preds, 1), "label": targets.expand(-1, len(preds), -1, -1)}
+
+    def train_step(self, engine, embeddings: torch.Tensor, targets: torch.Tensor, kind: str) -> dict:
+        embeddings, targets = embeddings.to(engine.state.device).float(), targets.to(engine.state.device).float()
+        if not len(targets):
+            return {"pred": targets, "label": targets, "loss": 0.0}
+        network, inferer, truths = engine.network, engine.inferer, [t[0].cpu().numpy() > 0 for t in targets]
+        box = self.boxes(truths, self.box_jitter, self.rng) if kind in ("box", "box+clicks") else None
+        count = 0 if kind in ("box", AUTOMATIC) else int(self.rng.integers(1, self.max_clicks + 1))
+        network.eval()
+        points, labels = self.clicks(network, inferer, embeddings, truths, box, count)
+        network.train()
+        engine.optimizer.zero_grad(set_to_none=True)
+        logits = self.decode(network, inferer, embeddings, box, points, labels)
+        loss = self.loss(logits.float(), targets)
+        loss.backward()
+        average_gradients([p for p in network.parameters() if p.requires_grad])  # under DDP (multi_gpu_train)
+        engine.optimizer.step()
+        return {"pred": logits.detach(), "label": targets, "loss": loss.item()}

@@ -3,12 +3,14 @@ what :class:`breastlab.transforms.PromptsToNetworkd` left in a data dict; shared
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from breastlab.bundle import Predictor, get_bundle, prediction_outputs
 from breastlab.explain.saliency import top_boxes
+from breastlab.transforms.gates import lesion_present
 
 PROMPT_INPUTS = (("box", "box"), ("points", "points"), ("labels", "point_labels"))  # decode argument, data key
 
@@ -42,33 +44,89 @@ def automatic_source(bundle) -> Predictor | None:
 def automatic_box(source: Predictor, image_path: str | Path) -> list[float] | None:
     """``[x0, y0, x1, y1]`` around the largest lesion region of ``source``'s mask (after its own gate), None
     without one."""
-    boxes = top_boxes(source(image_path)["mask"].astype("float32"), threshold=0.5, k=1)
+    return region_box(source(image_path)["mask"].astype("float32"))
+
+
+def region_box(probability, threshold: float = 0.5) -> list[float] | None:
+    """``[x0, y0, x1, y1]`` (max inclusive) around the most confident region of a 2D map, None without one."""
+    boxes = top_boxes(probability, threshold=threshold, k=1)
     if not boxes:
         return None
     x0, y0, x1, y1 = boxes[0]["box"]  # max exclusive
     return [x0, y0, max(x1 - 1, x0 + 1), max(y1 - 1, y0 + 1)]
 
 
+@dataclass(frozen=True)
+class Automatic:
+    """How a promptable network's own automatic mask is made (a bundle's inference config, keys ``automatic_*`` and
+    ``gate_*``): the unprompted decoder's mask, the mean with the horizontally flipped image's (``flip``); then
+    (``refine``) a box around its most confident region decoded as if the annotator had drawn it; an image whose
+    mask peaks below ``min_peak`` or covers less than ``min_fraction`` of the network input gets an empty mask."""
+
+    flip: bool = False
+    refine: bool = False
+    min_peak: float = 0.0
+    min_fraction: float = 0.0
+
+    @classmethod
+    def of(cls, bundle) -> Automatic:
+        config = bundle.inference
+        return cls(bool(config.get("automatic_flip", False)), bool(config.get("automatic_refine", False)),
+                   float(config.get("gate_min_peak", 0.0)), float(config.get("gate_min_fraction", 0.0)))
+
+    @torch.no_grad()
+    def __call__(self, network, inferer, embedding: torch.Tensor,
+                 flipped: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float] | None]:
+        """Logits (1, 1, H, W) of the automatic mask from an image's ``embedding`` (and, with ``flip``, the embedding
+        of the flipped image), and the box it refined (network pixels), if any."""
+        def decode(box=None) -> torch.Tensor:
+            logits = inferer(embedding, lambda e: network.decode(e, box=box)[0]).float()
+            if self.flip:
+                mirrored = None if box is None else box.clone()
+                if mirrored is not None:
+                    mirrored[:, [0, 2]] = logits.shape[-1] - 1 - box[:, [2, 0]]
+                logits = (logits + inferer(flipped, lambda e: network.decode(e, box=mirrored)[0]).float().flip(-1)) / 2
+            return logits
+
+        logits = decode()
+        probability = torch.sigmoid(logits)
+        if not lesion_present(probability, probability > 0.5, self.min_peak, self.min_fraction):
+            return torch.full_like(logits, -20.0), None
+        box = region_box(probability[0, 0].cpu().numpy()) if self.refine else None
+        if box is None:
+            return logits, None
+        return decode(torch.tensor([box], dtype=torch.float32, device=logits.device)), box
+
+
 class PromptedPredictor:
     """A promptable bundle's ``Predictor`` called with prompts; the last image's embedding is kept, so the prompts
-    of one image (a box, then clicks) cost one decoder pass each. Called without a prompt, it takes the box from
-    ``source`` (automatic mode; an empty mask when the source finds no lesion)."""
+    of one image (a box, then clicks) cost one decoder pass each. Called without a prompt, it gives the automatic
+    mask: a box from ``source`` where the bundle names one (an empty mask when the source finds no lesion), else
+    its own (``Automatic``)."""
 
     def __init__(self, predictor: Predictor, source: Predictor | None = None):
         self.predictor, self.source, self._image, self._embedding = predictor, source, None, None
+        self.automatic = Automatic.of(predictor.bundle)
 
     def __call__(self, image_path: str | Path, foreground=(), background=(), roi=None) -> dict:
         p = self.predictor
-        if roi is None and not foreground and not background and self.source is not None:
+        prompted = roi is not None or foreground or background
+        if not prompted and self.source is not None:
             roi = automatic_box(self.source, image_path)
             if roi is None:
                 return self._empty(image_path)
+            prompted = True
         data = p.pre({"image": str(image_path), "roi": roi, "foreground": list(foreground),
                       "background": list(background)})
         if self._image != str(image_path):
             self._embedding = encode_image(p.network, p.inferer, data["image"].to(p.device))
             self._image = str(image_path)
-        data["pred"] = decode_prompts(p.network, p.inferer, self._embedding, data)[0][0]
+        if prompted:
+            data["pred"] = decode_prompts(p.network, p.inferer, self._embedding, data)[0][0]
+        else:
+            flipped = (encode_image(p.network, p.inferer, data["image"].flip(-1).to(p.device))
+                       if self.automatic.flip else None)
+            data["pred"] = self.automatic(p.network, p.inferer, self._embedding, flipped)[0][0]
         return prediction_outputs(p.post(data), p.bundle.classes)
 
     def _empty(self, image_path: str | Path) -> dict:

@@ -76,9 +76,19 @@ def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | 
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Segmentation summaries, binary classification tasks and all-class scores of ``score_cases`` rows."""
-    return {"segmentation": summarize_segmentation([r for r in rows if "dice" in r]) if _has_masks(rows) else None,
+    """Segmentation summaries (per class, overall, and per scanner where the manifest names the ``device``),
+    binary classification tasks and all-class scores of ``score_cases`` rows."""
+    return {"segmentation": _segmentation(rows) if _has_masks(rows) else None,
             "classification": _classification(rows), "multiclass": _multiclass(rows)}
+
+
+def _segmentation(rows: list[dict]) -> dict:
+    scored = [r for r in rows if "dice" in r]
+    summary = summarize_segmentation(scored)
+    for device in sorted({r["device"] for r in scored if r.get("device")}):
+        summary[f"device: {device}"] = summarize_segmentation([r for r in scored if r.get("device") == device])[
+            "overall"]
+    return summary
 
 
 def cached_evaluation(bundle: Bundle, data_dir: str | Path, split: str | None, weights: str | Path, cache: Path,
@@ -121,6 +131,8 @@ def print_report(report: dict) -> None:
 
 def _score_case(case: Case, output: dict) -> dict:
     row = {"case": case.case, "label": case.label}
+    if case.meta.get("device"):
+        row["device"] = case.meta["device"]
     if "probability" in output:
         row["lesion_probability"] = float(output["probability"].max())
     if "class_probabilities" in output:

@@ -6,8 +6,14 @@ from __future__ import annotations
 import torch
 from monai.transforms import Compose
 
-from breastlab.engines.prompting import automatic_box, automatic_source, decode_prompts, empty_logits, encode_image
-from breastlab.server import errors
+from breastlab.engines.prompting import (
+    Automatic,
+    automatic_box,
+    automatic_source,
+    decode_prompts,
+    empty_logits,
+    encode_image,
+)
 from breastlab.server.embeddings import EmbeddingCache, file_key
 from breastlab.server.infer import BundleInferTask
 from breastlab.transforms.prompts import has_prompt
@@ -17,8 +23,8 @@ class PromptInferTask(BundleInferTask):
     """Serves a bundle whose network has ``encode(image)`` and ``decode(embedding, box, points, labels)``.
 
     Requests carry ``roi`` and/or ``foreground``/``background`` points (``breastlab.transforms.prompts``); one without
-    any prompt takes its box from the bundle's ``automatic_source`` (another bundle's largest lesion region), and
-    is refused (422) when the bundle names none. ``cache_size`` embeddings are kept."""
+    any prompt gets the automatic mask: the bundle's own (``Automatic``), or a box from its ``automatic_source``
+    (another bundle's largest lesion region) where it names one. ``cache_size`` embeddings are kept."""
 
     def __init__(self, bundle, weights, cache_size: int = 50):
         super().__init__(bundle, weights)
@@ -40,24 +46,39 @@ class PromptInferTask(BundleInferTask):
                                  lambda: self.encode(network, pre({"image": image_path})["image"]))
 
     def run_inferer(self, data, convert_to_batch=True, device="cpu"):
+        if not has_prompt(data) and self.bundle.inference.get("automatic_source") is None:
+            return self.own_automatic(data, device)
         if not has_prompt(data) and not self.automatic_prompt(data):
             data[self.output_label_key] = empty_logits(data["image"])  # the automatic source found no lesion
-            data["predicted_iou"], data["embedding"] = 0.0, "not needed"
+            data["predicted_iou"], data["embedding"] = None, "not needed"
             return data
         network = self._get_network(device, data)
-        key = self.embedding_key(data["image_path"])
-        data["embedding"] = "cached" if key in self.embeddings else "computed"
-        embedding = self.embeddings.get(key, lambda: self.encode(network, data["image"]))
+        embedding = self.cached_embedding(network, data, data["image"])
         logits, iou = decode_prompts(network, self.inferer(), embedding, data)
         data[self.output_label_key] = logits[0]
         data["predicted_iou"] = float(iou)
         return data
 
+    def cached_embedding(self, network, data: dict, image: torch.Tensor, variant: str = "") -> torch.Tensor:
+        key = (*self.embedding_key(data["image_path"]), variant)
+        data["embedding"] = "cached" if key in self.embeddings else "computed"
+        return self.embeddings.get(key, lambda: self.encode(network, image))
+
+    def own_automatic(self, data: dict, device: str) -> dict:
+        """The bundle's own automatic mask; with ``automatic_flip`` the flipped image's embedding is kept too."""
+        network, automatic = self._get_network(device, data), Automatic.of(self.bundle)
+        flipped = self.cached_embedding(network, data, data["image"].flip(-1), "flipped") if automatic.flip else None
+        embedding = self.cached_embedding(network, data, data["image"])
+        logits, box = automatic(network, self.inferer(), embedding, flipped)
+        data[self.output_label_key], data["predicted_iou"] = logits[0], None
+        if box is not None:
+            scale = data["image"].shape[-1] / max(data["image"].meta["spatial_shape"])
+            data["automatic_roi"] = [int(round(v / scale)) for v in box]
+        return data
+
     def automatic_prompt(self, data: dict) -> bool:
-        """Put the automatic box into ``data`` (network pixels); False when the source finds no lesion."""
-        if self.bundle.inference.get("automatic_source") is None:
-            raise errors.unprocessable(f"{self.bundle.name} needs a prompt: a box (roi [x0, y0, x1, y1]) and/or "
-                                       "foreground/background points [x, y]")
+        """Put the automatic box from ``automatic_source`` into ``data`` (network pixels); False when the source
+        finds no lesion."""
         self._source = self._source or automatic_source(self.bundle)
         roi = automatic_box(self._source, data["image_path"])
         if roi is None:
@@ -72,8 +93,9 @@ class PromptInferTask(BundleInferTask):
         automatic mode, the box it took (``automatic_roi``, image pixels)."""
         path, summary = super().writer(data, extension, dtype)
         automatic = {"automatic_roi": data["automatic_roi"]} if "automatic_roi" in data else {}
-        return path, {**summary, "predicted_iou": round(data["predicted_iou"], 4), "embedding": data["embedding"],
-                      **automatic}
+        iou = data["predicted_iou"]
+        return path, {**summary, "predicted_iou": None if iou is None else round(iou, 4),
+                      "embedding": data["embedding"], **automatic}
 
     def _device(self) -> str:
         return self._config.get("device", "cpu")
