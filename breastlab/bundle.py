@@ -131,12 +131,17 @@ class Bundle:
         with _PARSING:
             return self.inference.get_parsed_content("inferer")
 
-    def train(self, *extra: str, on_epoch: Callable | None = None, **overrides) -> ConfigParser:
+    def train(self, *extra: str, on_epoch: Callable | None = None, resume: bool = False,
+              **overrides) -> ConfigParser:
         """Run ``train.json`` merged with the ``extra`` configs (e.g. ``distill``) in this process, as
         ``monai.bundle run`` does, showing progress (``breastlab.progress``) from the first process;
-        ``on_epoch(trainer)`` is called after every epoch's validation."""
+        ``on_epoch(trainer)`` is called after every epoch's validation. The run is saved after every epoch
+        (``breastlab.engines.resume``); ``resume`` goes on from the saved run."""
+        from breastlab.engines.resume import make_resumable  # engines import this module
+
         parser = self.parser("train", *extra, **overrides)
         parser.get_parsed_content("initialize")
+        make_resumable(parser, resume)
         if int(os.environ.get("RANK", 0)) == 0:
             self._show_progress(parser)
         if on_epoch is not None:

@@ -67,7 +67,7 @@ def cmd_train(args) -> int | None:
         overrides["held_out"] = _held_out(bundle, args.hold_out)
     overrides.update(_parse_overrides(args.override))
     extra = [*args.extra, "multi_gpu_train"] if under_torchrun else args.extra
-    parser = bundle.train(*extra, **overrides)
+    parser = bundle.train(*extra, resume=args.resume, **overrides)
     state = parser.get_parsed_content("validate#evaluator").state
     metric = next(iter(parser["validate"]["key_metric"]))
     if int(os.environ.get("RANK", 0)) == 0:
@@ -159,6 +159,8 @@ def _parser() -> argparse.ArgumentParser:
                    "PREFIX out of training and validate on them alone, e.g. --hold-out 'device=GE Logiq 5'")
     s.add_argument("--epochs", type=int)
     s.add_argument("--out", help="checkpoint folder (default: the bundle's models/)")
+    s.add_argument("--resume", action="store_true", help="go on from the run saved after every epoch in the "
+                   "checkpoint folder (resume.pt), with the same options")
     s.add_argument("--with", dest="extra", action="append", default=[], metavar="CONFIG",
                    help="merge configs/CONFIG.json after train.json, e.g. --with distill (repeatable)")
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",

@@ -67,8 +67,7 @@ def test_missing_weights_wheel_is_a_clear_error(monkeypatch):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    # float32 whatever the CPU: the automatic mode's box comes from the T2KD student, which ``auto`` runs in bfloat16
-    # on CPUs with bfloat16 units
+    # float32 whatever the CPU, as the library's predictor the automatic mode is compared with
     with sample_server(tmp_path_factory.mktemp("medsam"), {"BREASTLAB_PREFETCH": "1", **FLOAT32}) as srv:
         yield srv
 
@@ -128,15 +127,21 @@ def test_malformed_prompts_get_422(server, prompts, message):
 
 
 @pytest.mark.slow
-def test_without_a_prompt_the_box_comes_from_the_t2kd_student(server):
-    """The automatic mode (inference config ``automatic_source``): the T2KD student's largest lesion region gives
-    the box, which the JSON result names."""
-    truth, _ = truth_box("case007")  # one of the samples where the student's largest region is the lesion
+@pytest.mark.usefixtures("float32")
+def test_without_a_prompt_the_server_gives_the_bundles_own_automatic_mask(server):
+    """The automatic mode (``Automatic``: the unprompted decoder, its gate, the cascade where configured) served is
+    the library's; a refined box comes back as ``automatic_roi``, inside the image."""
+    from breastlab.bundle import get_bundle
+    from breastlab.engines.prompting import PromptedPredictor
+
+    expected = PromptedPredictor(get_bundle(MODEL).predictor())(SAMPLES / "images" / "case007.png")["mask"] > 0
     response = prompt(server, "case007")
     assert response.status_code == 200, response.text
-    x0, y0, x1, y1 = response.json()["automatic_roi"]
-    assert 0 <= x0 < x1 < truth.shape[1] and 0 <= y0 < y1 < truth.shape[0]
-    assert dice(mask_of(server, "case007"), truth) > 0.75
+    assert response.json()["predicted_iou"] is None
+    if "automatic_roi" in response.json():
+        x0, y0, x1, y1 = response.json()["automatic_roi"]
+        assert 0 <= x0 < x1 < expected.shape[1] and 0 <= y0 < y1 < expected.shape[0]
+    assert (mask_of(server, "case007") == expected).mean() > 0.999
 
 
 @pytest.mark.slow
