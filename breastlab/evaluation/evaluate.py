@@ -39,14 +39,13 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
     ``grad_cam_layer``, score Grad-CAM of the classifier at that layer (of its most probable finding class, not
     normal or no_cancer) as its lesion map. A click model (``deepedit``) is scored without clicks and with
     simulated clicks (``evaluate_clicks``); a promptable one on simulated boxes and clicks, and on its automatic
-    mode where it has one (a box from another bundle)."""
+    mode (no prompt)."""
     base = predictor = bundle.predictor(weights)
     cases = read_dataset(data_dir, split)
     if grad_cam_layer:
         predictor = GradCamPredictor(base, grad_cam_layer, lesion_class=True)
-    if bundle.prompts:  # scored on its automatic mode, where it has one
-        source = automatic_source(bundle)
-        predictor, cases = PromptedPredictor(base, source), cases if source else []
+    if bundle.prompts:  # scored on its automatic mode
+        predictor = PromptedPredictor(base, automatic_source(bundle))
     rows = score_cases(predictor, cases, bundle.name, save_masks)
     return {
         "bundle": bundle.name,
