@@ -20,7 +20,7 @@ from breastlab.bundle import get_bundle, prediction_outputs
 from breastlab.data import read_dataset
 from breastlab.engines.prompt_training import EmbedImaged
 from breastlab.engines.prompting import Automatic
-from breastlab.evaluation.evaluate import score_cases, summarize
+from breastlab.evaluation.evaluate import case_truth, score_cases, summarize
 from breastlab.evaluation.gate_choice import FRACTIONS, PEAKS, choose_gate
 from breastlab.metrics import format_table
 from breastlab.progress import progress
@@ -57,26 +57,34 @@ def predict(bundle, weights: str, cases: list, folder: str, flip: bool) -> tuple
         embedding = embed.embedding(str(case.image))[None]
         mirror = flipped.embedding(str(case.image))[None] if flipped else None
         data = predictor.pre({"image": str(case.image)})
+        unprompted = {}  # one unprompted pass per flip setting, shared by the decoder and the cascade
         for name, automatic in variants(flip).items():
-            ungated = Automatic(flip=automatic.flip)
-            probability = torch.sigmoid(ungated(network, inferer, embedding, mirror)[0])
+            if automatic.flip not in unprompted:
+                unprompted[automatic.flip] = automatic.unprompted(network, inferer, embedding, mirror)
+            probability = torch.sigmoid(unprompted[automatic.flip])
             evidence[(name, case.image)] = (float(probability.max()), float((probability > 0.5).float().mean()))
-            logits, _ = automatic(network, inferer, embedding, mirror)
+            logits, _ = automatic.refined(network, inferer, embedding, mirror, unprompted[automatic.flip])
             outputs[name][case.image] = prediction_outputs(predictor.post({**data, "pred": logits[0]}), [])
     return outputs, evidence
 
 
 def gated_rows(cases, outputs: dict, evidence: dict, name: str) -> list[dict]:
-    def gate(min_peak: float, min_fraction: float):
-        def output(image):
-            peak, fraction = evidence[(name, image)]
-            kept = peak >= min_peak and fraction >= min_fraction
-            return outputs[image] if kept else {**outputs[image], "mask": np.zeros_like(outputs[image]["mask"])}
-        seg = summarize(score_cases(output, cases))["segmentation"]
-        normal = seg.get("normal", {})
-        return {"min_peak": min_peak, "min_fraction": min_fraction, "dice_all": seg["overall"]["dice_mean"],
-                "missed": seg["overall"]["n_missed"], "normal_fp_area": normal.get("mean_fp_fraction", 0.0),
-                "normals_clean": 1 - normal.get("fp_rate", 0.0)}
+    """Every gate of the grid, scored on lesion Dice and false-positive area (the two it trades) at the image size."""
+    truths = {c.image: case_truth(c, outputs[c.image]["mask"].shape) for c in cases}
+
+    def gate(min_peak: float, min_fraction: float) -> dict:
+        dices, false_positive = [], []
+        for case in cases:
+            peak, fraction = evidence[(name, case.image)]
+            mask = (outputs[case.image]["mask"] > 0) & (peak >= min_peak and fraction >= min_fraction)
+            truth = truths[case.image]
+            if truth.any():
+                dices.append(2 * (mask & truth).sum() / (mask.sum() + truth.sum()))
+            else:
+                false_positive.append(mask.mean())
+        return {"min_peak": min_peak, "min_fraction": min_fraction, "dice_all": float(np.mean(dices)),
+                "missed": int(np.sum(np.array(dices) == 0)), "normal_fp_area": float(np.mean(false_positive)),
+                "normals_clean": float(np.mean(np.array(false_positive) == 0))}
     return [gate(p, f) for p in PEAKS for f in FRACTIONS]
 
 

@@ -72,14 +72,19 @@ def test_automatic_batches_train_on_every_image_prompted_ones_on_lesions_only(un
     prompted = PromptSimulation(DiceCELoss(sigmoid=True), max_clicks=1)(engine(untrained), data)
     assert automatic["pred"].shape[0] == 3 and prompted["pred"].shape[0] == 2
     assert torch.equal(automatic["label"], data["label"])
+    nothing = PromptSimulation(DiceCELoss(sigmoid=True))(engine(untrained), batch([False, False]))
+    assert nothing["loss"] == 0.0 and nothing["pred"].shape[0] == 2 and not nothing["pred"].any()
 
 
-def test_validation_adds_the_automatic_mask_as_a_third_channel_when_trained(untrained):
+def test_validation_scores_prompts_on_lesions_and_the_unprompted_mask_on_every_image(untrained):
     data = batch([True, False])
+    with torch.no_grad():
+        unprompted = untrained.decode(data["image"])[0]
     for share, channels in ((0.0, 2), (0.5, 3)):
         output = PromptSimulation(automatic_share=share)(engine(untrained), data)
-        assert output["pred"].shape == (1, channels, 256, 256) and output["label"].shape == output["pred"].shape
-        assert torch.equal(output["pred"][0, -1], untrained.decode(data["image"][:1])[0][0, 0]) == (channels == 3)
+        assert output["pred"].shape == (2, channels, 256, 256) and output["label"].shape == output["pred"].shape
+        assert all(torch.equal(output["pred"][1, c], unprompted[1, 0]) for c in range(channels))  # no lesion
+        assert torch.equal(output["pred"][0, -1], unprompted[0, 0]) == (channels == 3)
 
 
 @pytest.fixture(scope="module")

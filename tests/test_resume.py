@@ -27,9 +27,11 @@ def test_a_resumed_run_trains_only_the_epochs_left_from_the_saved_state(tmp_path
     seen, parser = train(tmp_path, 1)
     saved = torch.load(tmp_path / "models" / "resume.pt", weights_only=False)
     assert seen == [1] and set(saved) == {"network", "optimizer", "trainer", "lr_scheduler", "best"}
-    assert saved["trainer"]["epoch"] == 1 and saved["best"]["best_metric_epoch"] == 1
+    assert saved["trainer"]["iteration"] == saved["trainer"]["epoch_length"] == 2  # one epoch of 6 images, batch 3
+    assert saved["best"]["best_metric_epoch"] == 1
     network = parser.get_parsed_content("network")
     assert all(torch.equal(v, saved["network"][k]) for k, v in network.state_dict().items())
     seen, parser = train(tmp_path, 2, resume=True)
-    assert seen == [2] and torch.load(tmp_path / "models" / "resume.pt", weights_only=False)["trainer"]["epoch"] == 2
+    resumed = torch.load(tmp_path / "models" / "resume.pt", weights_only=False)["trainer"]
+    assert seen == [2] and resumed["iteration"] == 2 * resumed["epoch_length"]
     assert parser.get_parsed_content("validate#evaluator").state.best_metric >= saved["best"]["best_metric"]

@@ -165,39 +165,40 @@ class PromptSimulation:
         return inferer(embeddings, lambda e: unwrapped(network).decode(e, **prompts)[0])
 
     def __call__(self, engine, batch: dict) -> dict:
-        lesion = batch["label"].flatten(1).amax(1) > 0  # prompts point at a lesion: images without one are left out
+        images, labels = batch["image"].to(engine.state.device).float(), batch["label"].to(engine.state.device).float()
+        lesion = labels.flatten(1).amax(1) > 0  # prompts point at a lesion: images without one get no prompt
         if self.loss is None:
-            output = self.validate(engine, batch["image"][lesion], batch["label"][lesion])
-        else:
-            automatic = self.automatic_share > 0 and self.rng.random() < self.automatic_share
-            kind = AUTOMATIC if automatic else PROMPTED[self.rng.integers(len(PROMPTED))]
-            chosen = slice(None) if automatic else lesion
-            output = self.train_step(engine, batch["image"][chosen], batch["label"][chosen], kind)
+            output = self.validate(engine, images, labels, lesion)
+        elif self.automatic_share > 0 and self.rng.random() < self.automatic_share:
+            output = self.train_step(engine, images, labels, AUTOMATIC)
+        elif lesion.any():
+            output = self.train_step(engine, images[lesion], labels[lesion], PROMPTED[self.rng.integers(len(PROMPTED))])
+        else:  # nothing to prompt in this batch: no step
+            output = {"pred": torch.zeros_like(labels), "label": labels, "loss": 0.0}
         engine.state.output = output
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output  # decollated and postprocessed by the event
 
-    def validate(self, engine, embeddings: torch.Tensor, targets: torch.Tensor) -> dict:
-        """A fixed jittered box, three clicks alone and (when trained) no prompt, as channels of one item per
-        lesion image (the engine pairs outputs with batch items)."""
-        embeddings, targets = embeddings.to(engine.state.device).float(), targets.to(engine.state.device).float()
-        if not len(targets):
-            return {"pred": targets, "label": targets}
-        network, inferer, truths = engine.network, engine.inferer, [t[0].cpu().numpy() > 0 for t in targets]
+    def validate(self, engine, embeddings: torch.Tensor, targets: torch.Tensor, lesion: torch.Tensor) -> dict:
+        """A fixed jittered box, three clicks alone and (when trained) no prompt, as channels of one item per image
+        (the engine pairs outputs with batch items). An image without a lesion has nothing to prompt: every channel
+        is its unprompted mask (its Dice is undefined, so metrics leave it out)."""
+        network, inferer = engine.network, engine.inferer
         network.eval()
+        channels = 3 if self.automatic_share > 0 else 2
         with torch.no_grad():
-            seeded = np.random.default_rng(0)
-            preds = [self.decode(network, inferer, embeddings, self.boxes(truths, 0.05, seeded), [], [])]
-            points, labels = self.clicks(network, inferer, embeddings, truths, None, 3)
-            preds.append(self.decode(network, inferer, embeddings, None, points, labels))
-            if self.automatic_share > 0:
-                preds.append(self.decode(network, inferer, embeddings, None, [], []))
-        return {"pred": torch.cat(preds, 1), "label": targets.expand(-1, len(preds), -1, -1)}
+            unprompted = self.decode(network, inferer, embeddings, None, [], [])
+            preds = unprompted.expand(-1, channels, -1, -1).clone()
+            if lesion.any():
+                inside, truths = embeddings[lesion], [t[0].cpu().numpy() > 0 for t in targets[lesion]]
+                by_box = self.decode(network, inferer, inside, self.boxes(truths, 0.05, np.random.default_rng(0)),
+                                     [], [])
+                points, labels = self.clicks(network, inferer, inside, truths, None, 3)
+                preds[lesion, :2] = torch.cat([by_box, self.decode(network, inferer, inside, None, points, labels)],
+                                              1).to(preds.dtype)
+        return {"pred": preds, "label": targets.expand(-1, channels, -1, -1)}
 
     def train_step(self, engine, embeddings: torch.Tensor, targets: torch.Tensor, kind: str) -> dict:
-        embeddings, targets = embeddings.to(engine.state.device).float(), targets.to(engine.state.device).float()
-        if not len(targets):
-            return {"pred": targets, "label": targets, "loss": 0.0}
         network, inferer, truths = engine.network, engine.inferer, [t[0].cpu().numpy() > 0 for t in targets]
         box = self.boxes(truths, self.box_jitter, self.rng) if kind in ("box", "box+clicks") else None
         count = 0 if kind in ("box", AUTOMATIC) else int(self.rng.integers(1, self.max_clicks + 1))

@@ -79,23 +79,35 @@ class Automatic:
                  flipped: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float] | None]:
         """Logits (1, 1, H, W) of the automatic mask from an image's ``embedding`` (and, with ``flip``, the embedding
         of the flipped image), and the box it refined (network pixels), if any."""
-        def decode(box=None) -> torch.Tensor:
-            logits = inferer(embedding, lambda e: network.decode(e, box=box)[0]).float()
-            if self.flip:
-                mirrored = None if box is None else box.clone()
-                if mirrored is not None:
-                    mirrored[:, [0, 2]] = logits.shape[-1] - 1 - box[:, [2, 0]]
-                logits = (logits + inferer(flipped, lambda e: network.decode(e, box=mirrored)[0]).float().flip(-1)) / 2
-            return logits
-
-        logits = decode()
-        probability = torch.sigmoid(logits)
-        if not lesion_present(probability, probability > 0.5, self.min_peak, self.min_fraction):
+        logits = self.unprompted(network, inferer, embedding, flipped)
+        if not self.present(logits):
             return torch.full_like(logits, -20.0), None
-        box = region_box(probability[0, 0].cpu().numpy()) if self.refine else None
+        return self.refined(network, inferer, embedding, flipped, logits)
+
+    @torch.no_grad()
+    def unprompted(self, network, inferer, embedding, flipped=None, box: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's logits without a prompt (or with ``box``), averaged with the flipped image's with ``flip``."""
+        logits = inferer(embedding, lambda e: network.decode(e, box=box)[0]).float()
+        if self.flip:
+            mirrored = None if box is None else box.clone()
+            if mirrored is not None:
+                mirrored[:, [0, 2]] = logits.shape[-1] - 1 - box[:, [2, 0]]
+            logits = (logits + inferer(flipped, lambda e: network.decode(e, box=mirrored)[0]).float().flip(-1)) / 2
+        return logits
+
+    def present(self, logits: torch.Tensor) -> bool:
+        """The gate: the unprompted mask peaks at ``min_peak`` or more and covers ``min_fraction`` of the input."""
+        probability = torch.sigmoid(logits)
+        return lesion_present(probability, probability > 0.5, self.min_peak, self.min_fraction)
+
+    @torch.no_grad()
+    def refined(self, network, inferer, embedding, flipped, logits) -> tuple[torch.Tensor, list[float] | None]:
+        """With ``refine``, the box of the unprompted mask's most confident region decoded as a drawn box."""
+        box = region_box(torch.sigmoid(logits)[0, 0].cpu().numpy()) if self.refine else None
         if box is None:
             return logits, None
-        return decode(torch.tensor([box], dtype=torch.float32, device=logits.device)), box
+        box_tensor = torch.tensor([box], dtype=torch.float32, device=logits.device)
+        return self.unprompted(network, inferer, embedding, flipped, box_tensor), box
 
 
 class PromptedPredictor:

@@ -31,9 +31,10 @@ class PromptInferTask(BundleInferTask):
         self.embeddings = EmbeddingCache(cache_size)
         self._source = None
 
-    def embedding_key(self, image_path: str) -> tuple:
+    def embedding_key(self, image_path: str, variant: str = "") -> tuple:
+        """The image file, the weights and the variant of the input (``flipped`` for test-time flips)."""
         weights = self.get_path()
-        return file_key(image_path), file_key(weights) if weights else None
+        return file_key(image_path), file_key(weights) if weights else None, variant
 
     def encode(self, network, image: torch.Tensor) -> torch.Tensor:
         return encode_image(network, self.inferer(), image.to(self._device()))
@@ -60,7 +61,7 @@ class PromptInferTask(BundleInferTask):
         return data
 
     def cached_embedding(self, network, data: dict, image: torch.Tensor, variant: str = "") -> torch.Tensor:
-        key = (*self.embedding_key(data["image_path"]), variant)
+        key = self.embedding_key(data["image_path"], variant)
         data["embedding"] = "cached" if key in self.embeddings else "computed"
         return self.embeddings.get(key, lambda: self.encode(network, image))
 
