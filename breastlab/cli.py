@@ -105,12 +105,15 @@ def cmd_al_study(args) -> None:
 
 
 def _held_out(bundle, rule: str) -> dict:
-    column, sep, prefix = rule.partition("=")
-    if not sep or not column or not prefix:
-        raise SystemExit(f"--hold-out {rule!r}: expected COLUMN=PREFIX, e.g. 'device=GE Logiq 5'")
+    from breastlab.data import DatasetError, column_rule
+
+    try:
+        held_out = column_rule(rule)
+    except DatasetError as e:
+        raise SystemExit(f"--hold-out {e}") from e
     if "held_out" not in json.loads((bundle.root / "configs" / "train.json").read_text()):
         raise SystemExit(f"{bundle.name}: its configs/train.json has no held_out setting")
-    return {column: prefix}
+    return held_out
 
 
 def _parse_overrides(pairs: list[str]) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from breastlab.bundle import get_bundle, prediction_outputs
-from breastlab.data import read_dataset
+from breastlab.data import column_rule, read_dataset, select_cases
 from breastlab.engines.prompt_training import EmbedImaged
 from breastlab.engines.prompting import Automatic
 from breastlab.evaluation.evaluate import case_truth, score_cases, summarize
@@ -39,10 +39,7 @@ def variants(flip: bool) -> dict[str, Automatic]:
 
 def read_cases(folders: list[str], split: str | None, hold_out: str | None) -> list:
     cases = [c for folder in folders for c in read_dataset(folder, None if hold_out else split)]
-    if hold_out:
-        column, _, prefix = hold_out.partition("=")
-        cases = [c for c in cases if str(c.meta.get(column, "")).startswith(prefix)]
-    return cases
+    return select_cases(cases, column_rule(hold_out)) if hold_out else cases
 
 
 def predict(bundle, weights: str, cases: list, folder: str, flip: bool) -> tuple[dict, dict]:

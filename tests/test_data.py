@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from breastlab.data import CLASS_NAMES, Case, DatasetError, case_dicts, dataset_dicts, read_dataset, to_monai_dicts
+from breastlab.data import (
+    CLASS_NAMES,
+    Case,
+    DatasetError,
+    case_dicts,
+    column_rule,
+    dataset_dicts,
+    read_dataset,
+    to_monai_dicts,
+)
 
 IMG = np.full((20, 24), 100, dtype=np.uint8)
 MASK = np.zeros((20, 24), dtype=np.uint8)
@@ -199,3 +208,10 @@ def test_a_held_out_scanner_is_left_out_of_training_and_validated_on_alone(make_
     assert [i["case"] for i in dataset_dicts(root, "val", without=held_out)] == ["d"]
     assert [i["case"] for i in dataset_dicts(root, only=held_out)] == ["a", "b"]
     assert [i["case"] for i in dataset_dicts(root, only={"device": "Philips"})] == []
+
+
+@pytest.mark.parametrize("text", ["device", "=GE", "device=", ""])
+def test_a_hold_out_rule_without_column_or_prefix_is_a_clear_error(text):
+    with pytest.raises(DatasetError, match="expected COLUMN=PREFIX"):
+        column_rule(text)
+    assert column_rule("device=GE Logiq 5") == {"device": "GE Logiq 5"}

@@ -9,12 +9,15 @@ from .reader import (
     DatasetError,
     case_dicts,
     class_index,
+    column_rule,
     dataset_dicts,
     read_dataset,
+    select_cases,
     to_monai_dicts,
 )
 from .writer import write_dataset
 
-__all__ = ["BIRADS", "CLASS_NAMES", "NO_CANCER", "Case", "DatasetError", "case_dicts", "class_index", "dataset_dicts",
-           "fold_split", "lesion_circles", "lesion_mask", "pair_folds", "read_dataset", "to_monai_dicts",
+__all__ = ["BIRADS", "CLASS_NAMES", "NO_CANCER", "Case", "DatasetError", "case_dicts", "class_index", "column_rule",
+           "dataset_dicts", "fold_split", "lesion_circles", "lesion_mask", "pair_folds", "read_dataset", "select_cases",
+           "to_monai_dicts",
            "write_dataset"]

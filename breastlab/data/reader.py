@@ -84,16 +84,26 @@ def dataset_dicts(root: str | Path | list, split: str | None = None, with_masks:
     bundle configs use. ``only`` / ``without`` (manifest column -> value prefix, e.g. ``{"device": "GE Logiq 5"}``)
     keep only the matching cases / leave them out: a scanner held out of training and validated on alone."""
     roots = root if isinstance(root, (list, tuple)) else [root]
-    cases = [c for r in roots for c in read_dataset(r, split) if _selected(c, only, without)]
+    cases = select_cases([c for r in roots for c in read_dataset(r, split)], only, without)
     if classes is not None and not any(c.label in classes for c in cases):
         raise DatasetError(f"{', '.join(map(str, roots))}: no cases of classes {list(classes)} in split {split!r}")
     return case_dicts(cases, with_masks, classes, mask_fraction, seed)
 
 
-def _selected(case: Case, only: dict | None, without: dict | None) -> bool:
-    def matches(rules: dict) -> bool:
+def select_cases(cases: list[Case], only: dict | None = None, without: dict | None = None) -> list[Case]:
+    """The cases whose manifest columns start with ``only``'s values (all when None), less those matching
+    ``without``."""
+    def matches(case: Case, rules: dict) -> bool:
         return any(str(case.meta.get(column, "")).startswith(value) for column, value in rules.items())
-    return (not only or matches(only)) and not (without and matches(without))
+    return [c for c in cases if (not only or matches(c, only)) and not (without and matches(c, without))]
+
+
+def column_rule(text: str) -> dict:
+    """``COLUMN=PREFIX`` (e.g. ``device=GE Logiq 5``) as ``{column: prefix}`` for ``select_cases``."""
+    column, sep, prefix = text.partition("=")
+    if not sep or not column.strip() or not prefix:
+        raise DatasetError(f"{text!r}: expected COLUMN=PREFIX, e.g. 'device=GE Logiq 5'")
+    return {column.strip(): prefix}
 
 
 def case_dicts(cases: list[Case], with_masks: bool = True, classes: list[str] | None = None,

@@ -12,6 +12,7 @@ from breastlab.bundle import Predictor, get_bundle, prediction_outputs
 from breastlab.explain.saliency import top_boxes
 from breastlab.transforms.gates import lesion_present
 
+EMPTY_LOGIT = -20.0  # "no lesion here"
 PROMPT_INPUTS = (("box", "box"), ("points", "points"), ("labels", "point_labels"))  # decode argument, data key
 
 
@@ -31,7 +32,7 @@ def decode_prompts(network, inferer, embedding: torch.Tensor, data: dict) -> tup
 def empty_logits(image: torch.Tensor) -> torch.Tensor:
     """Logits of "no lesion anywhere" for one preprocessed image (C, H, W): what an automatic prompt without a box
     decodes to."""
-    return torch.full((1, *image.shape[1:]), -20.0)
+    return torch.full((1, *image.shape[1:]), EMPTY_LOGIT)
 
 
 def automatic_source(bundle) -> Predictor | None:
@@ -81,7 +82,7 @@ class Automatic:
         of the flipped image), and the box it refined (network pixels), if any."""
         logits = self.unprompted(network, inferer, embedding, flipped)
         if not self.present(logits):
-            return torch.full_like(logits, -20.0), None
+            return torch.full_like(logits, EMPTY_LOGIT), None
         return self.refined(network, inferer, embedding, flipped, logits)
 
     @torch.no_grad()
@@ -89,9 +90,8 @@ class Automatic:
         """The decoder's logits without a prompt (or with ``box``), averaged with the flipped image's with ``flip``."""
         logits = inferer(embedding, lambda e: network.decode(e, box=box)[0]).float()
         if self.flip:
-            mirrored = None if box is None else box.clone()
-            if mirrored is not None:
-                mirrored[:, [0, 2]] = logits.shape[-1] - 1 - box[:, [2, 0]]
+            mirrored = None if box is None else torch.stack(
+                [logits.shape[-1] - 1 - box[:, 2], box[:, 1], logits.shape[-1] - 1 - box[:, 0], box[:, 3]], 1)
             logits = (logits + inferer(flipped, lambda e: network.decode(e, box=mirrored)[0]).float().flip(-1)) / 2
         return logits
 
