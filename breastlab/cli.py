@@ -76,6 +76,7 @@ def cmd_train(args) -> int | None:
 
 def cmd_evaluate(args) -> None:
     from breastlab.evaluation.evaluate import evaluate, print_report
+    from breastlab.evaluation.plots import plot_click_curves
 
     bundle = get_bundle(args.bundle, args.recipe, **_parse_overrides(args.override))
     report = evaluate(bundle, args.data, args.split, args.weights, args.save_masks, args.grad_cam)
@@ -83,6 +84,11 @@ def cmd_evaluate(args) -> None:
     out = Path(args.out or f"{bundle.name}_evaluation.json")
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
+    if report["clicks"] and report["clicks"]["summary"]["n"]:
+        summary = report["clicks"]["summary"]
+        title = f"{bundle.name}: simulated clicks ({args.split or 'all'}, {summary['n']} lesions)"
+        figure = plot_click_curves({bundle.name: summary}, out.with_name(f"{out.stem}_clicks.png"), title)
+        print(f"wrote {figure}")
 
 
 def cmd_publish(args) -> None:

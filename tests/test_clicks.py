@@ -1,4 +1,4 @@
-"""breast_us_interactive: click channels, point checks, click simulation, NoC and the bundle."""
+"""breast_us_interactive: click channels, point checks, click simulation, NoC, Dice drops and the bundle."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 from breastlab.bundle import as_image_array, get_bundle
 from breastlab.engines import ClickInteraction
-from breastlab.evaluation.clicks import clicks_to_reach, dice, predict_with_clicks, simulate_clicks
+from breastlab.evaluation.clicks import clicks_to_reach, dice, largest_drop, predict_with_clicks, simulate_clicks
 from breastlab.evaluation.evaluate import evaluate
 from breastlab.transforms.clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, next_click
 
@@ -234,11 +234,40 @@ def test_simulate_clicks_background_then_foreground():
     assert clicks_to_reach(dices, 0.85) == 3 and clicks_to_reach(dices, 0.6) == 2
 
 
-def test_clicks_to_reach_caps_at_the_limit():
-    assert clicks_to_reach([0.2, 0.5, 0.86, 0.95], 0.85) == 3
-    assert clicks_to_reach([0.2, 0.5, 0.86, 0.95], 0.90) == 4
-    assert clicks_to_reach([0.5] * 20, 0.85) == 20
-    assert clicks_to_reach([], 0.9) == 20
+def _lesion(rows=slice(10, 30), columns=slice(10, 50)):
+    truth = np.zeros((40, 60), bool)
+    truth[rows, columns] = True
+    return truth
+
+
+def _grows(truth, width=10, after=1):
+    """A predictor that segments the first ``width`` columns of the lesion per click from click ``after`` on."""
+    def predict(image, foreground, background):
+        mask, n = np.zeros_like(truth), len(foreground) + len(background) - after + 1
+        mask[10:30, 10:10 + width * max(n, 0)] = truth[10:30, 10:10 + width * max(n, 0)]
+        return mask
+    return predict
+
+
+def test_monotone_clicks_reach_the_targets():
+    dices = simulate_clicks(_grows(_lesion()), "image", _lesion())
+    assert dices[:4] == pytest.approx([0.4, 2 / 3, 6 / 7, 1.0]) and dices[4:] == [1.0] * 16
+    assert clicks_to_reach(dices, 0.85) == 3 and clicks_to_reach(dices, 0.90) == 4 and largest_drop(dices) is None
+
+
+def test_never_reaching_counts_20_and_a_failure_but_reaching_at_click_20_does_not():
+    never = simulate_clicks(lambda image, fg, bg: _lesion(columns=slice(10, 30)), "image", _lesion())
+    late = simulate_clicks(_grows(_lesion(), width=40, after=20), "image", _lesion())
+    assert never == pytest.approx([2 / 3] * 20) and late == [0.0] * 19 + [1.0]
+    assert [clicks_to_reach(d, t) for d in (never, late) for t in (0.85, 0.90)] == [20] * 4
+    assert max(never) < 0.85 and max(late) >= 0.90  # what the summary's fail85 / fail90 count (test_evaluate.py)
+    assert clicks_to_reach([], 0.9) == 20 and clicks_to_reach([0.2, 0.5, 0.86, 0.95], 0.90) == 4
+
+
+def test_largest_drop_of_the_mean_dice_names_its_click():
+    assert largest_drop([0.5, 0.7, 0.65, 0.8, 0.6, 0.9]) == {"click": 5, "drop": pytest.approx(0.2)}
+    assert largest_drop([0.9, 0.85, 0.95], first=0) == {"click": 1, "drop": pytest.approx(0.05)}  # the box, then +1
+    assert largest_drop([0.5, 0.5, 0.7]) is None and largest_drop([0.3]) is None
 
 
 def test_dice():

@@ -1,7 +1,13 @@
-"""Which classification tasks ``breastlab evaluate`` scores, from per-case rows."""
+"""Which classification tasks ``breastlab evaluate`` scores, from per-case rows; the click simulation's calls,
+summary, tables and figure."""
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
+from breastlab.evaluation.clicks import _mean_rows, click_tables, clicks_to_reach
 from breastlab.evaluation.evaluate import _classification, _multiclass
 
 
@@ -82,3 +88,86 @@ def test_a_mask_of_the_wrong_size_is_named(tmp_path):
     assert case_truth(case, (20, 30)).shape == (20, 30)
     with pytest.raises(DatasetError, match=r"m.png: mask size \(30, 20\) differs from its image \(31, 20\)"):
         case_truth(case, (20, 31))
+
+
+def _lesion_masks():
+    a, b = np.zeros((40, 60), np.uint8), np.zeros((40, 60), np.uint8)
+    a[10:30, 10:50], b[5:20, 30:55] = 255, 255
+    return {"a": a, "b": b, "n": np.zeros((40, 60), np.uint8)}
+
+
+@pytest.mark.parametrize("prompts", [["roi", "foreground", "background"], []], ids=["promptable", "clicks"])
+def test_evaluate_clicks_prompts_one_image_at_a_time(make_dataset, monkeypatch, prompts):
+    """Per image: 20 clicks alone (``roi=None``, all clicks so far), then the box alone and 10 clicks added to it,
+    every call with that same box; without prompts the automatic call instead. Normal images are left out."""
+    from breastlab.evaluation import clicks
+
+    masks, calls = _lesion_masks(), []
+    data = make_dataset({c: np.full((40, 60), 90, np.uint8) for c in masks}, masks=masks,
+                        labels={"a": "benign", "b": "malignant", "n": "normal"})
+
+    def predict(image, foreground=(), background=(), roi=None):
+        calls.append((Path(image).stem, None if roi is None else tuple(roi), len(foreground) + len(background)))
+        half = masks[Path(image).stem].copy()
+        half[:, :35] = 0
+        return {"mask": half if roi is not None else np.zeros_like(half)}  # clicks never help
+
+    monkeypatch.setattr(clicks, "PromptedPredictor", lambda predictor: predict)
+    monkeypatch.setattr(clicks, "predict_with_clicks", lambda predictor, *args: predict(*args))
+    bundle = SimpleNamespace(name="fake", prompts=prompts)
+    report = clicks.evaluate_clicks(SimpleNamespace(bundle=bundle), data)
+    assert [r["case"] for r in report["cases"]] == ["a", "b"]
+    for case, row in zip("ab", report["cases"]):
+        mine = [c for c in calls if c[0] == case]
+        assert calls[calls.index(mine[0]):][:len(mine)] == mine  # one image at a time
+        assert mine[:20] == [(case, None, k) for k in range(1, 21)]
+        if prompts:
+            assert mine[20:] == [(case, tuple(row["box"]), k) for k in range(11)]
+        else:
+            assert mine[20:] == [(case, None, 0)]
+    summary = report["summary"]
+    assert len(summary["dice_after_clicks"]) == 20 and summary["noc85"] == 20 and summary["fail90"] == 1.0
+    assert len(summary["box_click_dice"]) == 10 if prompts else "automatic_dice" in summary
+
+
+def _rows(box: bool) -> list[dict]:
+    rows = [{"dices": [0.6, 0.9] + [0.8] * 18, "automatic_dice": 0.5}, {"dices": [0.2] * 19 + [0.95]},
+            {"dices": [0.3] * 20}]
+    for row, box_dice in zip(rows, (0.9, 0.8, 0.7)):
+        row.update(noc85=clicks_to_reach(row["dices"], 0.85), noc90=clicks_to_reach(row["dices"], 0.90))
+        if box:
+            row.update(box_dice=box_dice, box_click_dice=[box_dice - 0.1] + [box_dice] * 9)
+        row.setdefault("automatic_dice", 0.5)
+    return rows
+
+
+def test_click_summary_keys_and_what_holds_by_construction():
+    clicks = _mean_rows(_rows(box=False))
+    assert set(clicks) == {"n", "automatic_dice", "noc85", "noc90", "dice_after_clicks", "largest_drop", "fail85",
+                           "fail90"}
+    assert clicks["noc85"] == clicks["noc90"] == pytest.approx((2 + 20 + 20) / 3)  # reaching at 20 is no failure
+    assert clicks["fail85"] == clicks["fail90"] == pytest.approx(1 / 3)
+    assert clicks["largest_drop"] == {"click": 3, "drop": pytest.approx(0.1 / 3)}
+    rows = [{k: v for k, v in r.items() if k != "automatic_dice"} for r in _rows(box=True)]
+    boxed = _mean_rows(rows)
+    assert set(boxed) - set(clicks) == {"box_dice", "box_click_dice", "box_largest_drop"}
+    assert boxed["box_dice"] == pytest.approx(0.8) and len(boxed["box_click_dice"]) == 10
+    assert boxed["box_largest_drop"] == {"click": 1, "drop": pytest.approx(0.1)}
+
+
+def test_click_tables_and_figure(tmp_path, capsys):
+    from breastlab.evaluation.evaluate import print_report
+    from breastlab.evaluation.plots import plot_click_curves
+
+    clicks = _mean_rows(_rows(box=False))
+    boxed = _mean_rows([{k: v for k, v in r.items() if k != "automatic_dice"} for r in _rows(box=True)])
+    text = click_tables({"interactive": clicks, "medsam": boxed})
+    for column in ("@1", "@2", "@3", "@5", "@10", "@20", "NoC@85", "NoC@90", "fail85", "fail90", "box+1", "box+10"):
+        assert column in text
+    assert "0.033 at click 3" in text and "0.100 at click 1" in text
+    report = {"bundle": "medsam", "data": "d", "split": "val", "n_images": 3, "segmentation": None,
+              "classification": {}, "clicks": {"summary": boxed}}
+    print_report(report)
+    assert "Jittered box, then clicks" in capsys.readouterr().out
+    png = plot_click_curves({"interactive": clicks, "medsam": boxed}, tmp_path / "clicks.png")
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

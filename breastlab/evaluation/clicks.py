@@ -1,5 +1,6 @@
-"""Click simulation on a dataset: the Dice after each simulated click and the number of clicks to reach a Dice (NoC);
-for promptable (box) models also the Dice from a jittered box around the lesion, then after each click added to it.
+"""Click simulation on a dataset: the Dice after each simulated click, the number of clicks to reach a Dice (NoC), the
+share of lesions that never reach it and the largest fall of the mean Dice from one click to the next; for promptable
+(box) models also the Dice from a jittered box around the lesion, then after each click added to it.
 
 Masks are PIL's ``(rows, columns)``; clicks are ``[x, y]`` (x = column, y = row); boxes ``[x0, y0, x1, y1]``.
 """
@@ -18,6 +19,7 @@ from breastlab.bundle import Predictor, prediction_outputs
 from breastlab.data import read_dataset
 from breastlab.engines.prompting import PromptedPredictor
 from breastlab.formats.png import read_gray_png
+from breastlab.metrics import format_table
 from breastlab.progress import progress
 from breastlab.transforms.clicks import next_click
 
@@ -78,11 +80,10 @@ def jittered_box(truth: np.ndarray, rng: np.random.Generator, jitter: float = 0.
 
 
 def evaluate_clicks(predictor: Predictor, data_dir: str | Path, split: str | None = None, max_clicks: int = 20,
-                    box_clicks: int = 2, seed: int = 0) -> dict:
-    """Click simulation at the original image size on every case of ``data_dir`` with a lesion in its mask: per case
-    the Dice after each click and NoC@85/90, and the automatic Dice (no clicks) of a model that has an automatic
-    mode, or for a promptable model the Dice from a jittered box (``box_dice``, seeded per case) and after each of
-    ``box_clicks`` clicks added to it (``box_click_dice``); their means under ``summary``."""
+                    box_clicks: int = 10, seed: int = 0) -> dict:
+    """Click simulation at the original image size on every case of ``data_dir`` with a lesion in its mask, one
+    image at a time (:func:`click_case`; a promptable model's box seeded per case); per-case rows and their
+    :func:`_mean_rows` ``summary``."""
     promptable = bool(predictor.bundle.prompts)
     prompted = PromptedPredictor(predictor) if promptable else None
 
@@ -96,26 +97,83 @@ def evaluate_clicks(predictor: Predictor, data_dir: str | Path, split: str | Non
         truth = read_gray_png(case.mask) > 0 if case.mask else None
         if truth is None or not truth.any():
             continue
-        dices = simulate_clicks(predict, case.image, truth, max_clicks)
-        row = {"case": case.case, "label": case.label, "dices": dices,
-               "noc85": clicks_to_reach(dices, 0.85, max_clicks), "noc90": clicks_to_reach(dices, 0.90, max_clicks)}
-        if promptable:
-            box = jittered_box(truth, np.random.default_rng([seed, zlib.crc32(case.case.encode())]))
-            box_mask = predict(case.image, [], [], box)
-            row.update(box=box, box_dice=dice(box_mask, truth), box_click_dice=simulate_clicks(
-                lambda image, fg, bg: predict(image, fg, bg, box), case.image, truth, box_clicks, start=box_mask))
-        else:
-            row["automatic_dice"] = dice(predict(case.image, [], []), truth)
-        rows.append(row)
+        box = jittered_box(truth, np.random.default_rng([seed, zlib.crc32(case.case.encode())])) if promptable else None
+        rows.append({"case": case.case, "label": case.label,
+                     **click_case(predict, case.image, truth, box, max_clicks, box_clicks)})
     return {"summary": _mean_rows(rows), "cases": rows}
 
 
+def click_case(predict: Callable, image, truth: np.ndarray, box: list[float] | None = None, max_clicks: int = 20,
+               box_clicks: int = 10) -> dict:
+    """One image's scores from ``predict(image, foreground, background, roi) -> mask``: the Dice after each of
+    ``max_clicks`` clicks alone (``dices``, every call with ``roi=None``) and NoC@85/90; then with a ``box`` the
+    Dice from the box alone (``box_dice``) and after each of ``box_clicks`` clicks added to it (``box_click_dice``,
+    every call with that same ``roi``), or without one the automatic Dice (no prompt)."""
+    dices = simulate_clicks(lambda im, fg, bg: predict(im, fg, bg, None), image, truth, max_clicks)
+    row = {"dices": dices, "noc85": clicks_to_reach(dices, 0.85, max_clicks),
+           "noc90": clicks_to_reach(dices, 0.90, max_clicks)}
+    if box is None:
+        row["automatic_dice"] = dice(predict(image, [], [], None), truth)
+        return row
+    box_mask = predict(image, [], [], box)
+    return {**row, "box": box, "box_dice": dice(box_mask, truth), "box_click_dice": simulate_clicks(
+        lambda im, fg, bg: predict(im, fg, bg, box), image, truth, box_clicks, start=box_mask)}
+
+
+def largest_drop(curve: Sequence[float], first: int = 1) -> dict | None:
+    """The largest fall of ``curve`` (``curve[0]`` after ``first`` clicks) from one click to the next:
+    ``{"click": k, "drop": Dice after k - 1 clicks minus Dice after k}``; ``None`` when it never falls."""
+    falls = -np.diff(np.asarray(curve, float))
+    if not falls.size or falls.max() <= 0:
+        return None
+    return {"click": first + int(falls.argmax()) + 1, "drop": float(falls.max())}
+
+
 def _mean_rows(rows: list[dict]) -> dict:
+    """Means over :func:`click_case` rows: ``automatic_dice`` or ``box_dice``; ``dice_after_clicks`` (per click),
+    ``noc85`` / ``noc90``, ``fail85`` / ``fail90`` (the share of lesions that never reach 0.85 / 0.90 within the
+    clicks) and ``largest_drop`` of the mean Dice per click; for boxes ``box_click_dice`` and ``box_largest_drop``
+    (click 1: the first after the box)."""
     if not rows:
         return {"n": 0}
     keys = [k for k in ("automatic_dice", "box_dice", "noc85", "noc90") if k in rows[0]]
     summary = {"n": len(rows), **{key: float(np.mean([r[key] for r in rows])) for key in keys}}
-    for key, name in (("dices", "dice_after_clicks"), ("box_click_dice", "box_click_dice")):
-        if key in rows[0]:
-            summary[name] = np.mean([r[key] for r in rows], axis=0).tolist()
+    curve = np.mean([r["dices"] for r in rows], axis=0)
+    summary.update(dice_after_clicks=curve.tolist(), largest_drop=largest_drop(curve), **{
+        f"fail{round(100 * t)}": float(np.mean([max(r["dices"]) < t for r in rows])) for t in (0.85, 0.90)})
+    if "box_click_dice" in rows[0]:
+        box = np.mean([r["box_click_dice"] for r in rows], axis=0)
+        summary.update(box_click_dice=box.tolist(),
+                       box_largest_drop=largest_drop([summary["box_dice"], *box], first=0))
     return summary
+
+
+def click_tables(summaries: dict[str, dict]) -> str:
+    """``evaluate_clicks`` summaries ({model: summary}) as text tables: clicks alone, then box + clicks where a
+    summary has a box."""
+    def drop(summary: dict, key: str) -> str | None:
+        if key not in summary:
+            return None
+        return "none" if summary[key] is None else f"{summary[key]['drop']:.3f} at click {summary[key]['click']}"
+
+    alone, boxed = [], []
+    for model, s in summaries.items():
+        dices = s.get("dice_after_clicks", [])
+        alone.append({"model": model, "n": s["n"], "automatic": s.get("automatic_dice"),
+                      **{f"@{k}": dices[k - 1] for k in (1, 2, 3, 5, 10, 20) if len(dices) >= k},
+                      "NoC@85": s.get("noc85"), "NoC@90": s.get("noc90"), "fail85": s.get("fail85"),
+                      "fail90": s.get("fail90"), "largest drop": drop(s, "largest_drop")})
+        if "box_dice" in s:
+            box = s["box_click_dice"]
+            boxed.append({"model": model, "n": s["n"], "box": s["box_dice"],
+                          **{f"box+{k}": box[k - 1] for k in (1, 2, 5, 10) if len(box) >= k},
+                          "largest drop": drop(s, "box_largest_drop")})
+    n = max((len(s.get("dice_after_clicks", [])) for s in summaries.values()), default=0) or 20
+    tables = [format_table(alone, ["model", "n", "automatic", "@1", "@2", "@3", "@5", "@10", "@20", "NoC@85",
+                                   "NoC@90", "fail85", "fail90", "largest drop"],
+                           f"Clicks alone (lesion images): mean Dice after @k clicks; NoC@85/90: clicks to reach Dice "
+                           f"0.85/0.90 ({n} if never); fail85/90: share never reaching it in {n} clicks")]
+    if boxed:
+        tables.append(format_table(boxed, ["model", "n", "box", "box+1", "box+2", "box+5", "box+10",
+                                           "largest drop"], "Jittered box, then clicks added to it: mean Dice"))
+    return "\n\n".join(tables)

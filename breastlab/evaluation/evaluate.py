@@ -11,7 +11,7 @@ from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, class_index, read_dataset
 from breastlab.data.mammo import lesion_circles, lesion_mask
 from breastlab.engines.prompting import PromptedPredictor, automatic_source
-from breastlab.evaluation.clicks import evaluate_clicks
+from breastlab.evaluation.clicks import click_tables, evaluate_clicks
 from breastlab.explain.saliency import GradCamPredictor
 from breastlab.formats.png import ImageError, read_gray_png, write_png
 from breastlab.metrics import (
@@ -29,8 +29,6 @@ SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "
 CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "sensitivity_at_90_specificity", "accuracy", "sensitivity",
                           "specificity", "f1"]
 MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
-CLICK_COLUMNS = ["n", "automatic_dice", "box_dice", "box_1_click", "box_2_clicks", "dice_1_click", "dice_3_clicks",
-                 "dice_5_clicks", "noc85", "noc90"]
 
 
 def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, weights: str | Path | None = None,
@@ -119,13 +117,7 @@ def print_report(report: dict) -> None:
     if report.get("multiclass"):
         print(format_table([report["multiclass"]], MULTICLASS_COLUMNS, "All classes (bootstrap 95% CI)"), end="\n\n")
     if report.get("clicks"):
-        summary = report["clicks"]["summary"]
-        dices = summary.get("dice_after_clicks", [])
-        box = summary.get("box_click_dice", [])
-        row = {**summary, **{f"dice_{k}_click{'s' * (k > 1)}": dices[k - 1] for k in (1, 3, 5) if len(dices) >= k},
-               **{f"box_{k}_click{'s' * (k > 1)}": box[k - 1] for k in (1, 2) if len(box) >= k}}
-        print(format_table([row], CLICK_COLUMNS, "Simulated clicks (lesion images; NoC: clicks to reach Dice "
-                                                 "0.85 / 0.90, 20 if never)"), end="\n\n")
+        print(click_tables({report["bundle"]: report["clicks"]["summary"]}), end="\n\n")
 
 
 def _score_case(case: Case, output: dict) -> dict:

@@ -62,26 +62,28 @@ def plot_metric_curves(logs: dict[str, str | Path], metric: str, out: str | Path
 
 
 def plot_click_curves(summaries: dict[str, dict], out: str | Path, title: str = "") -> Path:
-    """Save a PNG of mean Dice against the number of simulated clicks (0: automatic mode, where the model has one),
-    one line per ``evaluate_clicks`` summary ({label: summary}), a dotted one from its box (0: the box alone) for a
-    promptable model, and the NoC@85 / NoC@90 targets as dashed lines."""
+    """Save a PNG of mean Dice against the number of simulated clicks, one line per ``evaluate_clicks`` summary
+    ({label: summary}) for clicks alone (0: automatic mode, where the model has one; its NoC@85 / NoC@90 in the
+    legend), a dotted one from its box (0: the box alone) for a promptable model, and the 0.85 / 0.90 targets
+    dashed."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
     for label, summary in summaries.items():
         start = 0 if "automatic_dice" in summary else 1
         dices = ([summary["automatic_dice"]] if start == 0 else []) + summary["dice_after_clicks"]
-        ax.plot(range(start, start + len(dices)), dices, marker=".", label=label)
+        noc = f" (NoC@85 {summary['noc85']:.2f}, NoC@90 {summary['noc90']:.2f})" if "noc85" in summary else ""
+        ax.plot(range(start, start + len(dices)), dices, marker=".", label=f"{label}, clicks only{noc}")
         if "box_dice" in summary:
             box = [summary["box_dice"], *summary["box_click_dice"]]
             ax.plot(range(len(box)), box, marker="s", linestyle=":", label=f"{label}, box + clicks")
         ax.set_xticks(range(0, start + len(dices), 2))
     for target in (0.85, 0.90):
         ax.axhline(target, color="gray", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("clicks (0 = automatic mode)")
+    ax.set_xlabel("clicks (0 = automatic mode or box alone)")
     ax.set_ylabel("mean Dice")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7)
     ax.set_title(title or "Dice after each simulated click")
     return save_figure(fig, out)
 
