@@ -30,7 +30,8 @@ class BreastLab(ScriptedLoadableModule):
         parent.contributors = ["BreastLab contributors"]
         parent.helpText = (
             "Connect to a BreastLab server, get the next image to annotate, run segmentation, click-based, "
-            "classification and saliency models, set the class and BI-RADS, save the label and train."
+            "classification and saliency models (Ctrl+Z undoes the last AI step, never a manual edit), set the class "
+            "and BI-RADS, save the label and train."
         )
         parent.acknowledgementText = "Built on MONAI and MONAI Label. Research use only; not a medical device."
 
@@ -54,6 +55,8 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for place in (self.ui.foregroundPlaceWidget, self.ui.backgroundPlaceWidget):
             place.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
         self.training_timer.connect("timeout()", self.on_training_timer)
+        self.undo_shortcut = qt.QShortcut(qt.QKeySequence("Ctrl+Z"), slicer.util.mainWindow())
+        self.undo_shortcut.connect("activated()", self.on_undo)
         for button, handler in (
             (self.ui.connectButton, self.on_connect),
             (self.ui.nextSampleButton, self.on_next_sample),
@@ -61,6 +64,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.loadImageButton, self.on_load_image),
             (self.ui.segmentButton, self.on_segment),
             (self.ui.clearPointsButton, self.on_clear_points),
+            (self.ui.undoButton, self.on_undo),
             (self.ui.classifyButton, self.on_classify),
             (self.ui.saliencyButton, self.on_saliency),
             (self.ui.saveButton, self.on_save),
@@ -74,6 +78,13 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         self.training_timer.stop()
         self.removeObservers()
+        self.undo_shortcut.setParent(None)
+
+    def enter(self):
+        self.undo_shortcut.enabled = True  # Ctrl+Z on the main window while the module is shown, as Segment Editor's
+
+    def exit(self):
+        self.undo_shortcut.enabled = False
 
     def on_connect(self):
         with slicer.util.tryWithErrorDisplay("Cannot connect to the BreastLab server.", waitCursor=True):
@@ -134,6 +145,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.showStatusMessage(f"Lesion: {result['lesion_pixels']} pixels", 3000)
             if "probabilities" in result:
                 self.ui.probabilitiesLabel.text = probabilities_text(result["probabilities"])
+        self.update_buttons()
 
     def on_point_placed(self, caller=None, event=None):
         model = self.ui.interactiveModelComboBox.currentText
@@ -141,9 +153,18 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay("The click model failed.", waitCursor=True):
             self.logic.session.refine(model)
+        self.update_buttons()
 
     def on_clear_points(self):
         self.logic.session.clear_points()
+        self.update_buttons()
+
+    def on_undo(self):
+        with slicer.util.tryWithErrorDisplay("Undo failed.", waitCursor=True):
+            pixels = self.logic.session.undo() if self.logic.session else None
+            message = "No AI step to undo" if pixels is None else f"AI step undone: lesion {pixels} pixels"
+            slicer.util.showStatusMessage(message, 3000)
+        self.update_buttons()
 
     def on_classify(self):
         with slicer.util.tryWithErrorDisplay("Classification failed.", waitCursor=True):
@@ -199,6 +220,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                (self.ui.saliencyButton, self.ui.saliencyModelComboBox)):
             button.enabled = loaded and models.count > 0
         self.ui.saveButton.enabled = self.ui.clearPointsButton.enabled = loaded
+        self.ui.undoButton.enabled = loaded and len(self.logic.session.steps) > 0
 
 
 def fill(combo_box, names):

@@ -25,6 +25,24 @@ def red_view(scene):
     return scene.GetFirstNodeByClass("vtkMRMLSliceCompositeNode")
 
 
+def edit_by_hand(session, rows: slice, columns: slice, value: int) -> np.ndarray:
+    """What an annotator does with the Segment Editor: set a block of the lesion segment; the edited mask."""
+    mask = session.mask()
+    mask[rows, columns] = value
+    mrml.set_segment_mask(session.segmentation, session.segment_id, mask, session.volume)
+    return mask
+
+
+def lesion_box(session, samples, image_id: str) -> list[int]:
+    """Draw the box around the image's true lesion; the box in pixels ``[x0, y0, x1, y1]``."""
+    rows, columns = np.nonzero(np.asarray(Image.open(samples / "masks" / f"{image_id}.png")))
+    (r0, a0, _), (r1, a1, _) = (mrml.pixel_to_ras(session.volume, columns.min(), rows.min()),
+                                mrml.pixel_to_ras(session.volume, columns.max(), rows.max()))
+    session.box.SetXYZ((r0 + r1) / 2, (a0 + a1) / 2, 0)
+    session.box.SetRadiusXYZ(abs(r1 - r0) / 2, abs(a1 - a0) / 2, 0.5)
+    return [int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())]
+
+
 def test_loaded_image_is_shown_with_an_empty_lesion_segment(session, scene, samples):
     volume = session.load("case002")
     np.testing.assert_array_equal(mrml.image_of(volume), np.asarray(Image.open(samples / "images" / "case002.png")))
@@ -106,15 +124,10 @@ def test_actions_before_an_image_is_loaded_say_so(session):
 def test_a_box_then_clicks_go_to_the_box_model_as_image_pixels(session, server, samples):
     volume = session.load("case002")  # 761 columns x 572 rows: a swapped x and y would miss the lesion
     truth = np.asarray(Image.open(samples / "masks" / "case002.png")) > 0
-    rows, columns = np.nonzero(truth)
-    (r0, a0, _), (r1, a1, _) = (mrml.pixel_to_ras(volume, columns.min(), rows.min()),
-                                mrml.pixel_to_ras(volume, columns.max(), rows.max()))
-    session.box.SetXYZ((r0 + r1) / 2, (a0 + a1) / 2, 0)
-    session.box.SetRadiusXYZ(abs(r1 - r0) / 2, abs(a1 - a0) / 2, 0.5)
+    box = lesion_box(session, samples, "case002")
     assert session.refine("breast_us_medsam") > 0
     mask = session.mask() > 0
     assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.85
-    box = [int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())]
     assert f"'roi': {box}" in Path(server["log"]).read_text()
     session.clear_points()
     assert mrml.pixel_box(session.box, volume) is None
@@ -127,3 +140,82 @@ def test_an_ended_session_leaves_no_node_in_the_scene(session, scene):
     session.end()
     for kind in ("vtkMRMLMarkupsNode", "vtkMRMLDisplayNode", "vtkMRMLVolumeNode", "vtkMRMLSegmentationNode"):
         assert scene.GetNodesByClass(kind).GetNumberOfItems() == 0, kind
+
+
+def test_undoing_a_second_ai_step_keeps_the_edit_made_before_it_and_then_the_first_step_keeps_it_too(session):
+    session.load("case002")
+    session.segment(MODEL)
+    first = session.mask()
+    edited = edit_by_hand(session, slice(0, 30), slice(0, 50), 1)  # outside the lesion: a manual addition
+    assert not first[:30, :50].any()
+    session.segment("breast_us_acsnet")
+    assert not np.array_equal(session.mask(), edited)
+    assert session.undo() == int(edited.sum())
+    np.testing.assert_array_equal(session.mask(), edited)  # the first step's mask, with the manual edit
+    assert session.undo() == 30 * 50
+    np.testing.assert_array_equal(session.mask(), np.where(first > 0, 0, edited))  # no AI step, the edit kept
+
+
+def test_undo_restores_the_mask_before_the_ai_step_plus_the_manual_edits_made_since(session):
+    session.load("case002")
+    before = edit_by_hand(session, slice(0, 40), slice(0, 60), 1)  # an outline drawn before asking the AI
+    session.segment(MODEL)
+    rows, columns = np.nonzero(session.mask())
+    row, column = int(rows[len(rows) // 2]), int(columns[len(rows) // 2])
+    assert not session.mask()[500:520, 700:740].any() and not before[row, column]
+    edit_by_hand(session, slice(row, row + 1), slice(column, column + 1), 0)  # erased in the AI mask
+    edit_by_hand(session, slice(500, 520), slice(700, 740), 1)  # painted outside it
+    expected = before.copy()
+    expected[500:520, 700:740] = 1
+    assert session.undo() == int(expected.sum())
+    np.testing.assert_array_equal(session.mask(), expected)
+
+
+def test_undo_with_no_ai_step_changes_nothing(session):
+    assert session.undo() is None  # no image
+    session.load("case002")
+    edited = edit_by_hand(session, slice(10, 20), slice(10, 20), 1)
+    assert session.undo() is None
+    np.testing.assert_array_equal(session.mask(), edited)
+    session.segment(MODEL)
+    segmented = session.mask()
+    session.clear_points()  # forgets the steps
+    assert session.undo() is None
+    np.testing.assert_array_equal(session.mask(), segmented)
+    session.segment(MODEL)
+    session.load("case001")  # a new image starts with no step
+    assert not session.steps and session.undo() is None
+
+
+def test_undo_removes_the_click_that_made_the_step(session):
+    volume = session.load("case001")
+    session.foreground.AddControlPointWorld(mrml.pixel_to_ras(volume, 240, 100))
+    session.refine(MODEL)
+    session.background.AddControlPointWorld(mrml.pixel_to_ras(volume, 10, 500))
+    session.refine(MODEL)
+    session.segment(MODEL)  # an automatic step adds no prompt
+    session.undo()
+    assert (session.foreground.GetNumberOfControlPoints(), session.background.GetNumberOfControlPoints()) == (1, 1)
+    session.undo()
+    assert (session.foreground.GetNumberOfControlPoints(), session.background.GetNumberOfControlPoints()) == (1, 0)
+    assert not any(step.synced for step in session.steps)  # breast_us_t2kd keeps no history on the server
+
+
+def test_undo_of_a_click_on_the_box_model_steps_the_server_history_back_too(session, samples):
+    session.load("case002")
+    lesion_box(session, samples, "case002")
+    session.refine("breast_us_medsam")
+    after_box = session.mask()
+    rows, columns = np.nonzero(after_box)
+    session.foreground.AddControlPointWorld(mrml.pixel_to_ras(session.volume, int(columns.mean()), int(rows.max())))
+    session.refine("breast_us_medsam")
+    after_click = session.mask()
+    session.background.AddControlPointWorld(mrml.pixel_to_ras(session.volume, int(columns.mean()), int(rows.mean())))
+    session.refine("breast_us_medsam")
+    assert all(step.synced for step in session.steps)
+    assert session.undo() == int(after_click.sum())
+    np.testing.assert_array_equal(session.mask(), after_click)
+    assert session.background.GetNumberOfControlPoints() == 0 and session.foreground.GetNumberOfControlPoints() == 1
+    mask, result = session.client.undo("breast_us_medsam", "case002")  # the server kept box and first click
+    assert result["history"] == 1
+    np.testing.assert_array_equal(mask, after_box)

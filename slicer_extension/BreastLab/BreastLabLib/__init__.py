@@ -1,5 +1,5 @@
 """Pure-Python logic of the BreastLab Slicer module: the server client, image codecs, results and MRML helpers.
 
-``client``, ``images`` and ``results`` need only numpy, Pillow and requests (all shipped with 3D Slicer);
+``client``, ``history``, ``images`` and ``results`` need only numpy, Pillow and requests (all shipped with 3D Slicer);
 ``mrml`` and ``session`` also need Slicer's ``slicer``/``vtk`` modules and are imported on their own.
 """

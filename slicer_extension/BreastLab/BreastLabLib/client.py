@@ -86,22 +86,31 @@ class BreastLabClient:
     def image(self, image_id: str) -> np.ndarray:
         return decode_png(self._call("GET", "/datastore/image", params={"image": image_id}).content)
 
-    def segment(self, model: str, image_id: str, foreground=(), background=(), box=None) -> np.ndarray:
+    def segment(self, model: str, image_id: str, foreground=(), background=(), box=None,
+                reset: bool = False) -> np.ndarray:
         """The model's 0/1 mask at image size; points ``[x, y]`` (column, row) go to click models, a ``box``
-        ``[x0, y0, x1, y1]`` (MONAI Label's ``roi``) to promptable ones."""
-        return self.segment_and_summarize(model, image_id, foreground, background, box)[0]
+        ``[x0, y0, x1, y1]`` (MONAI Label's ``roi``) to promptable ones; ``reset`` starts a promptable model's
+        history of answers for the image afresh (its last answer is the previous mask of the next click)."""
+        return self.segment_and_summarize(model, image_id, foreground, background, box, reset)[0]
 
-    def segment_and_summarize(self, model: str, image_id: str, foreground=(), background=(),
-                              box=None) -> tuple[np.ndarray, dict]:
+    def segment_and_summarize(self, model: str, image_id: str, foreground=(), background=(), box=None,
+                              reset: bool = False) -> tuple[np.ndarray, dict]:
         """The mask and the model's JSON result (``probabilities`` from models that also classify) in one call."""
         points = {"foreground": [list(p) for p in foreground], "background": [list(p) for p in background]}
         params = points if foreground or background else {}
         if box is not None:
             params = {**params, "roi": [int(v) for v in box]}
-        parts = multipart_fields(self._infer(model, image_id, "all", params))
-        if "image" not in parts:
-            raise ServerError(200, f"model {model!r} returned no mask")
-        return decode_png(parts["image"]), json.loads(parts.get("params") or "{}")
+        return self._mask_and_result(model, image_id, {**params, "reset": True} if reset else params)
+
+    def undo(self, model: str, image_id: str) -> tuple[np.ndarray, dict] | None:
+        """Have a promptable model drop its last answer for the image (and this user) and return the one before: its
+        mask and JSON result (``history``: the answers still kept); None when there is nothing to undo (409)."""
+        try:
+            return self._mask_and_result(model, image_id, {"undo": True})
+        except ServerError as e:
+            if e.status == 409:
+                return None
+            raise
 
     def summary(self, model: str, image_id: str) -> dict:
         """The model's JSON result for the image (sizes, scores, ``probabilities`` for classifiers)."""
@@ -148,6 +157,12 @@ class BreastLabClient:
             if e.status == 404:
                 return None
             raise
+
+    def _mask_and_result(self, model: str, image_id: str, params: dict) -> tuple[np.ndarray, dict]:
+        parts = multipart_fields(self._infer(model, image_id, "all", params))
+        if "image" not in parts:
+            raise ServerError(200, f"model {model!r} returned no mask")
+        return decode_png(parts["image"]), json.loads(parts.get("params") or "{}")
 
     def _infer(self, model: str, image_id: str, output: str, params: dict) -> requests.Response:
         return self._call("POST", f"/infer/{model}", params={"image": image_id, "output": output},

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from . import mrml
-from .client import BreastLabClient
+from .client import BreastLabClient, ServerError
+from .history import MAX_STEPS, AIStep, Prompts, keeps_history, undo_mask
 
 FOREGROUND_COLOR = (0.2, 0.9, 0.3)
 BACKGROUND_COLOR = (0.9, 0.2, 0.2)
@@ -13,7 +16,8 @@ BOX_COLOR = (0.3, 0.6, 1.0)
 
 
 class AnnotationSession:
-    """The current image's volume, lesion segment, box, click lists and saliency overlay, kept in ``scene``."""
+    """The current image's volume, lesion segment, box, click lists and saliency overlay, kept in ``scene``, and the
+    AI steps on it (``steps``, the latest last) for ``undo``."""
 
     def __init__(self, client: BreastLabClient, scene):
         self.client = client
@@ -23,6 +27,8 @@ class AnnotationSession:
         self.foreground = mrml.add_point_list(scene, "BreastLab foreground", FOREGROUND_COLOR)
         self.background = mrml.add_point_list(scene, "BreastLab background", BACKGROUND_COLOR)
         self.box = mrml.add_box(scene, "BreastLab box", BOX_COLOR)
+        self.steps: deque[AIStep] = deque(maxlen=MAX_STEPS)
+        self.reset_server = True  # the next promptable request starts the server's history of answers afresh
 
     def load(self, image_id: str):
         """Download the image, show it with an empty lesion segment; replaces the previous image's nodes."""
@@ -43,19 +49,46 @@ class AnnotationSession:
         return sample["id"]
 
     def segment(self, model: str) -> dict:
-        """Run a segmentation model on the image; the lesion segment becomes its mask. The model's JSON result:
-        ``lesion_pixels``, and ``probabilities`` from a model that also classifies."""
+        """Run a segmentation model on the image; the lesion segment becomes its mask (an AI step). The model's JSON
+        result: ``lesion_pixels``, and ``probabilities`` from a model that also classifies."""
         mask, result = self.client.segment_and_summarize(model, self._loaded())
-        return {**result, "lesion_pixels": self._set_mask(mask)}
+        prompts = self._prompts(mrml.pixel_box(self.box, self.volume))
+        return {**result, "lesion_pixels": self._apply(model, mask, result, prompts, prompts)}
 
     def refine(self, model: str) -> int:
         """Run an interactive model with the box drawn around the lesion (promptable models) and the
-        foreground/background points placed on the image. Lesion pixels."""
+        foreground/background points placed on the image; its mask replaces the segment (an AI step). Lesion pixels."""
         image_id = self._loaded()
         foreground = mrml.pixel_points(self.foreground, self.volume)
         background = mrml.pixel_points(self.background, self.volume)
         box = mrml.pixel_box(self.box, self.volume)
-        return self._set_mask(self.client.segment(model, image_id, foreground, background, box))
+        reset = self.reset_server or not any(step.synced for step in self.steps)
+        mask, result = self.client.segment_and_summarize(model, image_id, foreground, background, box, reset)
+        self.reset_server = False
+        before = self.steps[-1].prompts if self.steps else Prompts()
+        return self._apply(model, mask, result, before, self._prompts(box))
+
+    def undo(self) -> int | None:
+        """Undo the last AI step: the segment goes back to what it was before the step, except the pixels edited by
+        hand since, which keep their value; the click or box the step added is removed and a promptable model's
+        server drops its answer too. Lesion pixels; None (nothing changes) when there is no AI step to undo."""
+        if self.image_id is None or not self.steps:
+            return None
+        step = self.steps.pop()
+        pixels = self._set_mask(undo_mask(step, self.mask()))
+        foreground, background, box = step.added_prompts()
+        for points, count in ((self.foreground, foreground), (self.background, background)):
+            for _ in range(min(count, points.GetNumberOfControlPoints())):
+                points.RemoveNthControlPoint(points.GetNumberOfControlPoints() - 1)
+        if box:
+            self.box.RemoveAllControlPoints()
+        if step.synced:
+            try:
+                self.client.undo(step.model, self.image_id)
+            except ServerError:
+                self.reset_server = True  # the server's history is out of step: the next click starts it afresh
+                raise
+        return pixels
 
     def classify(self, model: str) -> dict[str, float]:
         return self.client.classify(model, self._loaded())
@@ -85,10 +118,12 @@ class AnnotationSession:
         return info
 
     def clear_points(self) -> None:
-        """Remove the clicks and the box."""
+        """Remove the clicks and the box, and forget the AI steps (nothing left to undo)."""
         self.foreground.RemoveAllControlPoints()
         self.background.RemoveAllControlPoints()
         self.box.RemoveAllControlPoints()
+        self.steps.clear()
+        self.reset_server = True
 
     def close(self) -> None:
         """Remove the current image's nodes (the point lists and the box stay, emptied)."""
@@ -103,6 +138,17 @@ class AnnotationSession:
         self.close()
         for node in (self.foreground, self.background, self.box):
             mrml.remove_node(node)
+
+    def _apply(self, model: str, mask: np.ndarray, result: dict, prompts_before: Prompts, prompts: Prompts) -> int:
+        """Replace the segment with an AI result's ``mask`` and keep the step for undo."""
+        before = self.mask() > 0
+        pixels = self._set_mask(mask)
+        self.steps.append(AIStep(model, before, mask > 0, prompts_before, prompts, keeps_history(result)))
+        return pixels
+
+    def _prompts(self, box: list[int] | None) -> Prompts:
+        return Prompts(self.foreground.GetNumberOfControlPoints(), self.background.GetNumberOfControlPoints(),
+                       None if box is None else tuple(box))
 
     def _set_mask(self, mask: np.ndarray) -> int:
         mrml.set_segment_mask(self.segmentation, self.segment_id, mask, self.volume)
