@@ -1,4 +1,4 @@
-"""``breastlab`` command line: serve, import, train, evaluate, publish, al-study."""
+"""``breastlab`` command line: serve, import, train, evaluate, publish, al-study, effort."""
 
 from __future__ import annotations
 
@@ -110,6 +110,15 @@ def cmd_al_study(args) -> None:
     print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'learning_curve.png'}")
 
 
+def cmd_effort(args) -> None:
+    from breastlab.server.effort import EffortStore, plot, summary, table
+
+    report = summary(EffortStore.of(args.studies, create=False).rows())
+    print(table(report))
+    if args.plot:
+        print(f"wrote {plot(report, args.plot)}")
+
+
 def _held_out(bundle, rule: str) -> dict:
     from breastlab.data import DatasetError, column_rule
 
@@ -216,6 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. a teacher's --set 'network_def#channels=[24,48,96,192,384]'")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("effort", help="annotation effort per model and annotator, from a studies folder")
+    s.add_argument("studies", help="studies folder the server recorded into (<studies>/.breastlab/effort.sqlite)")
+    s.add_argument("--plot", metavar="PNG", help="also write seconds per image and share kept per model here")
+    s.set_defaults(func=cmd_effort)
     return p
 
 

@@ -10,8 +10,9 @@ from PIL import Image
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.formats.png import write_png
-from breastlab.server import auth, dicomweb, errors, image_kind, inputs, routes, scratch, weights
+from breastlab.server import auth, dicomweb, effort, errors, image_kind, inputs, routes, scratch, weights
 from breastlab.server.datastore import BreastLabDatastore
+from breastlab.server.effort import EffortStore
 from breastlab.server.infer import BundleInferTask
 from breastlab.server.predictions import PredictionStore
 from breastlab.server.prompt_infer import PromptInferTask
@@ -39,6 +40,7 @@ class MyApp(MONAILabelApp):
         )
         self._auto_update_scoring = False  # scoring runs when asked (POST /scoring/...), not after every request
         self.predictions = PredictionStore.of(self.datastore().root)
+        self.effort = EffortStore.of(self.datastore().root)
 
     def on_init_complete(self):
         """In the server (not its job processes): remove what a killed server left (temp files, uploads), keep temp
@@ -142,9 +144,12 @@ class MyApp(MONAILabelApp):
             note = image_kind.checked_kind(bundle, path, dicom.get("modality"))
             if any(request.get(key) is not None for key in ("roi", "foreground", "background")):
                 check_prompts(request, *read_size(path))
+            client = request.get("client_id")
+            annotator = None if client is None else effort.checked_annotator(client)
             result = with_note(super().infer(request, datastore), note)
             if datastore.get_image_uri(image):  # not deleted while the model ran
                 self.predictions.put(image, model, result["params"])
+                self.record_effort(annotator, request, result)
             return result
         array, dicom = errors.read_image_upload(image)
         note = image_kind.checked_kind(bundle, array, dicom.modality if dicom else None)
@@ -154,6 +159,15 @@ class MyApp(MONAILabelApp):
             return with_note(super().infer({**request, "image": str(converted)}, datastore), note)
         finally:
             converted.unlink(missing_ok=True)
+
+    def record_effort(self, annotator: str | None, request: dict, result: dict) -> None:
+        """A datastore image's inference in its annotator's effort session (none without a client id); the mask of a
+        segmentation model (not a classifier's map) may be the session's first proposal."""
+        if annotator is None:
+            return
+        model = request["model"]
+        mask = self._infers[model].bundle.task != "classification" and "lesion_pixels" in result["params"]
+        self.effort.inferred(request["image"], annotator, model, request, result.get("file") if mask else None)
 
 
 def with_note(result: dict, note: dict) -> dict:

@@ -29,6 +29,7 @@ from PIL import Image
 from breastlab.data import Case
 from breastlab.formats.png import remove_stale_temp_files, write_png
 from breastlab.server import errors, export, index
+from breastlab.server.effort import EffortStore
 from breastlab.server.inputs import checked_id, checked_image_labels
 
 EXTENSION = ".png"
@@ -160,8 +161,10 @@ class BreastLabDatastore(LocalDatastore):
             self._put(label_id, obj.model_copy(update={"labels": {**obj.labels, label_tag: label}}))
 
     def get_dataset_archive(self, limit_cases: int | None = None) -> str:
-        """A zip of the datastore as a dataset folder (images, final masks, classes) ``breastlab import`` reads."""
-        return export.dataset_archive(self._datastore, limit_cases)
+        """A zip of the datastore as a dataset folder (images, final masks, classes) ``breastlab import`` reads, with
+        the annotation effort of its labels (``effort.csv``)."""
+        effort = EffortStore.of(self.root)
+        return export.dataset_archive(self._datastore, limit_cases, lambda ids: {"effort.csv": effort.csv(ids)})
 
     def final_cases(self) -> list[Case]:
         """The images with a final label, as dataset cases (mask, class), sorted by id: what trainers use."""

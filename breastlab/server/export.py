@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from monailabel.datastore.local import ImageLabelModel, LocalDatastoreModel
@@ -14,15 +15,19 @@ from breastlab.data import Case, write_dataset
 from breastlab.server import errors
 
 
-def dataset_archive(index: LocalDatastoreModel, limit_cases: int | None = None) -> str:
+def dataset_archive(index: LocalDatastoreModel, limit_cases: int | None = None,
+                    extra: Callable[[list[str]], dict[str, str]] | None = None) -> str:
     """A zip of the index's images, final masks and classes, from one snapshot of it (writes replace the index, so
-    a delete meanwhile cannot pull an entry; a case whose files are gone since is left out)."""
+    a delete meanwhile cannot pull an entry; a case whose files are gone since is left out); ``extra(ids)`` gives
+    further text files of the exported ids (name: text), written next to the manifest."""
     objects = index.objects
     ids = sorted(objects)[: limit_cases or None]
     if not ids:
         raise errors.not_found("the datastore is empty: nothing to export")
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_dataset(Path(tmp) / "dataset", [as_case(index, i, objects[i]) for i in ids])
+        for name, text in (extra(ids) if extra else {}).items():
+            (folder / name).write_text(text, encoding="utf-8")
         with tempfile.NamedTemporaryFile(suffix=".zip", delete=False) as archive:
             base = archive.name.removesuffix(".zip")
         return shutil.make_archive(base, "zip", folder)

@@ -29,7 +29,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.utils.app import app_instance
 from requests_toolbelt import MultipartEncoder
 
-from breastlab.server import errors, inputs, limits, model_routes, stock_routes
+from breastlab.server import effort, errors, inputs, limits, model_routes, stock_routes
 from breastlab.server.auth import ADMIN, ANNOTATOR, USER
 
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
@@ -98,12 +98,14 @@ def respond(result: dict, output: infer.ResultType | None) -> Response:
 
 @router.post("/activelearning/{strategy}", summary=f"{RBAC_USER}Run Active Learning strategy to get next sample")
 def next_sample(strategy: str, params: dict = JSON_BODY, user: User = USER):
-    """The next image to label, with its info; ``{}`` when every image has a final label."""
-    instance = app_instance()
-    result = instance.next_sample({**(params or {}), "strategy": strategy, "client_id": user.username})
+    """The next image to label, with its info; ``{}`` when every image has a final label. The hand-out starts the
+    annotator's effort session (``effort``)."""
+    instance, annotator = app_instance(), effort.annotator_of(params or {}, user.username)
+    result = instance.next_sample({**(params or {}), "strategy": strategy, "client_id": annotator})
     if not result:
         return {}
     result = {key: value for key, value in result.items() if key != "path"}  # clients fetch images by id
+    instance.effort.handed_out(result["id"], annotator)
     instance.prefetch(result["id"])
     return {**instance.datastore().get_image_info(result["id"]), **result}
 
@@ -135,6 +137,7 @@ def add_image(
     with inputs.saved_upload(file, instance.datastore().root) as path:
         image = instance.datastore().add_image(image, str(path), info)
     instance.predictions.remove(image)  # of the image this id named before
+    instance.effort.remove(image)
     instance.prefetch(image)
     return {"image": image}
 
@@ -144,6 +147,7 @@ def add_image(
 def remove_image(id: str, user: User = ADMIN):
     removed = datastore.remove_image(id, user.username)
     app_instance().predictions.remove(id)
+    app_instance().effort.remove(id)
     return removed
 
 
@@ -157,6 +161,13 @@ def list_predictions(image: Optional[str] = None, model: Optional[str] = None, u
     if model is not None and model not in models:
         raise errors.not_found(f"unknown model {model!r}; available: {', '.join(sorted(models))}")
     return instance.predictions.list(image, model)
+
+
+@router.get("/datastore/effort", summary=f"{RBAC_USER}Annotation effort per model and annotator")
+def annotation_effort(detail: bool = False, user: User = USER):
+    """Per model and per annotator: images, median seconds and prompts per image, share kept as proposed, mean
+    Dice of first proposal vs saved label; ``detail=true`` adds every saved label's row."""
+    return effort.summary(app_instance().effort.rows(), detail)
 
 
 @router.get("/datastore/image/info", summary=f"{RBAC_USER}Get Image Info")
@@ -180,11 +191,15 @@ def save_label(
     label: UploadFile = File(...),
     user: User = ANNOTATOR,
 ):
-    """The upload is read from the private uploads folder and removed, saved or not."""
+    """The upload is read from the private uploads folder and removed, saved or not; a final label writes its
+    annotator's effort row (``effort``)."""
     info = inputs.json_object(params, "params")
-    instance = app_instance()
+    instance, annotator = app_instance(), effort.annotator_of(info, user.username)
+    tag = tag or DefaultLabelTag.FINAL.value
     with inputs.saved_upload(label, instance.datastore().root) as path:
-        label_id = instance.datastore().save_label(image, str(path), tag or DefaultLabelTag.FINAL.value, info)
+        label_id = instance.datastore().save_label(image, str(path), tag, info)
+        if tag == DefaultLabelTag.FINAL.value:
+            instance.effort.saved(image, annotator, errors.read_upload(str(path), "label"))
     return {**(instance.on_save_label(image, label_id) or {}), "image": image, "label": label_id}
 
 
