@@ -1,5 +1,5 @@
-"""LiteMedSAM's own automatic mask (no prompt): the embedding cache it trains on, the training kind that teaches it,
-and how the mask is made at inference (gate, cascade, test-time flips)."""
+"""LiteMedSAM's training on cached embeddings (the cache, the automatic kind, the simulated annotation with its
+previous masks) and how its own automatic mask is made at inference (gate, cascade, test-time flips)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from monai.losses import DiceCELoss
 from breastlab.engines.prompt_training import EmbedImaged, PromptSimulation, weights_digest
 from breastlab.engines.prompting import Automatic, region_box
 from breastlab.networks.medsam import LiteMedSAM
+from breastlab.transforms.prompts import mask_prompt
 
 from helpers import SAMPLES
 
@@ -69,7 +70,7 @@ def batch(lesions: list[bool]) -> dict:
 def test_automatic_batches_train_on_every_image_prompted_ones_on_lesions_only(untrained):
     data = batch([True, False, True])
     automatic = PromptSimulation(DiceCELoss(sigmoid=True), automatic_share=1.0)(engine(untrained), data)
-    prompted = PromptSimulation(DiceCELoss(sigmoid=True), max_clicks=1)(engine(untrained), data)
+    prompted = PromptSimulation(DiceCELoss(sigmoid=True), max_rounds=1)(engine(untrained), data)
     assert automatic["pred"].shape[0] == 3 and prompted["pred"].shape[0] == 2
     assert torch.equal(automatic["label"], data["label"])
     nothing = PromptSimulation(DiceCELoss(sigmoid=True))(engine(untrained), batch([False, False]))
@@ -80,12 +81,31 @@ def test_validation_scores_prompts_on_lesions_and_the_unprompted_mask_on_every_i
     data = batch([True, False])
     with torch.no_grad():
         unprompted = untrained.decode(data["image"])[0]
-    for share, channels in ((0.0, 2), (0.5, 3)):
+    for share, channels in ((0.0, 3), (0.5, 4)):
         output = PromptSimulation(automatic_share=share)(engine(untrained), data)
         assert output["pred"].shape == (2, channels, 256, 256) and output["label"].shape == output["pred"].shape
         assert all(torch.equal(output["pred"][1, c], unprompted[1, 0]) for c in range(channels))  # no lesion
-        if channels == 3:
+        if channels == 4:
             assert torch.equal(output["pred"][0, -1], unprompted[0, 0])
+
+
+def test_each_simulated_click_sees_the_answer_to_the_clicks_before_it_as_its_previous_mask(untrained):
+    data = batch([True, True])
+    truths = [t[0].numpy() > 0 for t in data["label"]]
+    simulation, inferer = PromptSimulation(), lambda x, f: f(x)
+    points, labels, previous = simulation.annotate(untrained, inferer, data["image"], truths, None, "clicks", 3)
+    assert len(points[0]) == len(labels[1]) == 3 and labels[0][0] == 1  # the first click is on the lesion
+    with torch.no_grad():
+        two_clicks = simulation.decode(untrained, inferer, data["image"], None, [p[:2] for p in points],
+                                       [label[:2] for label in labels], simulation.annotate(
+                                           untrained, inferer, data["image"], truths, None, "clicks", 2)[2])
+    assert torch.equal(previous, mask_prompt(two_clicks > 0))
+    assert simulation.annotate(untrained, inferer, data["image"], truths, None, "clicks", 1)[2] is None
+    box = simulation.boxes(truths, 0.0, np.random.default_rng(0))
+    with torch.no_grad():
+        by_box = simulation.decode(untrained, inferer, data["image"], box, [], [])
+    assert torch.equal(simulation.annotate(untrained, inferer, data["image"], truths, box, "box", 1)[2],
+                       mask_prompt(by_box > 0))
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from breastlab.server.scoring import DiversityScoring, UncertaintyScoring
 from breastlab.server.strategies import HandOuts, RandomUnlabeled, TopScored
 from breastlab.server.train import BundleTrainTask
 from breastlab.transforms import check_points, check_roi
+from breastlab.transforms.prompts import check_mask
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class MyApp(MONAILabelApp):
                 raise errors.not_found(f"image {image!r} is not in the datastore")
             dicom = datastore.get_image_info(image).get("dicom") or {}
             note = image_kind.checked_kind(bundle, path, dicom.get("modality"))
-            if any(request.get(key) is not None for key in ("roi", "foreground", "background")):
+            if any(request.get(key) is not None for key in ("roi", "foreground", "background", "mask")):
                 check_prompts(request, *read_size(path))
             client = request.get("client_id")
             annotator = None if client is None else effort.checked_annotator(client)
@@ -186,6 +187,8 @@ def check_prompts(request: dict, width: int, height: int) -> None:
     otherwise."""
     try:
         check_roi(request.get("roi"), width, height)
+        if request.get("mask") is not None:
+            check_mask(request["mask"], width, height)
         for key in ("foreground", "background"):
             check_points(request.get(key), width, height, key)
     except ValueError as e:

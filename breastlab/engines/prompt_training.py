@@ -1,12 +1,14 @@
-"""Fine-tuning a promptable network's prompt encoder and mask decoder with simulated prompts, on image embeddings
+"""Fine-tuning a promptable network's prompt encoder and mask decoder with simulated annotation, on image embeddings
 computed once (the image encoder stays frozen), so that it trains on a CPU.
 
-Each training batch draws one prompt kind: a box (the lesion's box, each side jittered by up to ``box_jitter`` of
-its size), a box and clicks, or clicks alone (the first at the centre of the largest lesion); every further click
-goes to the centre of the largest error of the model's own prediction with the prompts so far (as the evaluation
-simulates an annotator). With ``automatic_share`` > 0, that share of the batches has no prompt at all: the decoder
-learns the automatic mask, on every image (one without a lesion must decode to an empty mask). Validation scores a
-fixed 5 %-jittered box, three simulated clicks alone and, when trained, the automatic mask.
+Each training batch simulates one annotation (as RITM / SimpleClick train): it starts from a box (the lesion's box,
+each side jittered by up to ``box_jitter`` of its size), from clicks alone (the first at the centre of the largest
+lesion) or from the automatic mask; 0 to ``max_rounds`` clicks follow without gradient, each at the centre of the
+largest error of the model's own previous answer, which is an input of the next step (the previous mask, SAM's dense
+prompt); the step with gradient learns the next click. With ``automatic_share`` > 0, that share of the batches has
+no prompt at all: the decoder learns the automatic mask, on every image (one without a lesion must decode to an
+empty mask). Validation scores a fixed 5 %-jittered box, the box and two clicks, three clicks alone and, when
+trained, the automatic mask.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from breastlab.engines.distributed import average_gradients
 from breastlab.engines.prompting import encode_image
 from breastlab.evaluation.clicks import jittered_box
 from breastlab.transforms.clicks import next_click
+from breastlab.transforms.prompts import mask_prompt
 
-PROMPTED = ("box", "box+clicks", "clicks")
-AUTOMATIC = "automatic"  # no prompt
+STARTS = ("box", "clicks", "automatic mask")  # where a simulated annotation starts
+AUTOMATIC = "automatic"  # no prompt: the automatic mask is learnt
 
 
 class EmbedImaged(MapTransform):
@@ -56,7 +59,7 @@ class EmbedImaged(MapTransform):
         network, pre, inferer, _ = self.encoder()
         image = pre({"image": image_path})["image"]
         with self._lock:
-            return encode_image(network, inferer, image.flip(-1) if self.flip else image)[0].half().numpy()
+            return encode_image(network, inferer, image.flip(-1) if self.flip else image)[0].numpy()
 
     def _load_encoder(self) -> tuple:
         from monai.transforms import Compose
@@ -132,34 +135,42 @@ def _error_click(truth: np.ndarray, mask: np.ndarray) -> tuple[list[float], int]
 
 class PromptSimulation:
     """``SupervisedTrainer`` / ``SupervisedEvaluator`` iteration for a network with ``decode(embedding, box, points,
-    labels)``: batch ``image`` holds embeddings (B, C, h, w), ``label`` the masks in the network's frame."""
+    labels, mask)``: batch ``image`` holds embeddings (B, C, h, w), ``label`` the masks in the network's frame."""
 
-    def __init__(self, loss=None, max_clicks: int = 4, box_jitter: float = 0.1, seed: int = 0,
+    def __init__(self, loss=None, max_rounds: int = 10, box_jitter: float = 0.1, seed: int = 0,
                  automatic_share: float = 0.0):
-        self.loss, self.max_clicks, self.box_jitter = loss, max_clicks, box_jitter
+        self.loss, self.max_rounds, self.box_jitter = loss, max_rounds, box_jitter
         self.automatic_share = automatic_share
         self.rng = np.random.default_rng(seed)
 
     def boxes(self, truths: list[np.ndarray], jitter: float, rng: np.random.Generator) -> torch.Tensor:
         return torch.tensor([jittered_box(t, rng, jitter) for t in truths], dtype=torch.float32)
 
-    def clicks(self, network, inferer, embeddings, truths, box, count: int):
-        """``count`` simulated clicks per image on top of ``box`` (or alone): points (B, n, 2), labels (B, n). An
-        image left without errors repeats its last click, so that every image has as many."""
+    @torch.no_grad()
+    def annotate(self, network, inferer, embeddings, truths, box, start: str, count: int):
+        """An annotator's ``count`` clicks after the ``start`` (the box's mask, the automatic mask, or nothing for
+        clicks alone), each at the centre of the largest error of the mask decoded with the clicks before it and its
+        previous mask. Returns the prompts of the last step: points (B, n, 2), labels (B, n) and the previous mask
+        (or None). An image left without errors repeats its last click, so that every image has as many."""
+        if count == 0:
+            return [[] for _ in truths], [[] for _ in truths], None
+        previous, masks = None, [np.zeros_like(t) for t in truths]
+        if start != "clicks":
+            logits = self.decode(network, inferer, embeddings, box, [], [])
+            masks, previous = list((logits[:, 0] > 0).cpu().numpy()), mask_prompt(logits > 0)
         clicks: list[list] = [[] for _ in truths]
-        for _ in range(count):
-            masks = [np.zeros_like(t) for t in truths]
-            if box is not None or clicks[0]:
-                with torch.no_grad():
-                    logits = self.decode(network, inferer, embeddings, box, *_split(clicks))
-                masks = list((logits[:, 0] > 0).cpu().numpy())
-            for truth, mask, previous in zip(truths, masks, clicks):
-                previous.append(_error_click(truth, mask) or (previous[-1] if previous else _centre_click(truth)))
-        return _split(clicks)
+        for n in range(count):
+            for truth, mask, previous_clicks in zip(truths, masks, clicks):
+                click = _error_click(truth, mask)
+                previous_clicks.append(click or (previous_clicks[-1] if previous_clicks else _centre_click(truth)))
+            if n < count - 1:
+                logits = self.decode(network, inferer, embeddings, box, *_split(clicks), previous)
+                masks, previous = list((logits[:, 0] > 0).cpu().numpy()), mask_prompt(logits > 0)
+        return (*_split(clicks), previous)
 
     @staticmethod
-    def decode(network, inferer, embeddings, box, points, labels) -> torch.Tensor:
-        prompts = {"box": box}
+    def decode(network, inferer, embeddings, box, points, labels, previous=None) -> torch.Tensor:
+        prompts = {"box": box, "mask": previous}
         if points and points[0]:
             prompts["points"], prompts["labels"] = torch.tensor(points), torch.tensor(labels)
         return inferer(embeddings, lambda e: unwrapped(network).decode(e, **prompts)[0])
@@ -172,7 +183,7 @@ class PromptSimulation:
         elif self.automatic_share > 0 and self.rng.random() < self.automatic_share:
             output = self.train_step(engine, images, labels, AUTOMATIC)
         elif lesion.any():
-            output = self.train_step(engine, images[lesion], labels[lesion], PROMPTED[self.rng.integers(len(PROMPTED))])
+            output = self.train_step(engine, images[lesion], labels[lesion], STARTS[self.rng.integers(len(STARTS))])
         else:  # nothing to prompt in this batch: no step
             output = {"pred": torch.zeros_like(labels), "label": labels, "loss": 0.0}
         engine.state.output = output
@@ -180,33 +191,38 @@ class PromptSimulation:
         return engine.state.output  # decollated and postprocessed by the event
 
     def validate(self, engine, embeddings: torch.Tensor, targets: torch.Tensor, lesion: torch.Tensor) -> dict:
-        """A fixed jittered box, three clicks alone and (when trained) no prompt, as channels of one item per image
-        (the engine pairs outputs with batch items). An image without a lesion has nothing to prompt: every channel
-        is its unprompted mask (its Dice is undefined, so metrics leave it out)."""
+        """A fixed jittered box, the box and two clicks, three clicks alone and (when trained) no prompt, as channels
+        of one item per image (the engine pairs outputs with batch items). An image without a lesion has nothing to
+        prompt: every channel is its unprompted mask (its Dice is undefined, so metrics leave it out)."""
         network, inferer = engine.network, engine.inferer
         network.eval()
-        channels = 3 if self.automatic_share > 0 else 2
-        with torch.no_grad():
-            unprompted = self.decode(network, inferer, embeddings, None, [], [])
-            preds = unprompted.expand(-1, channels, -1, -1).clone()
-            if lesion.any():
-                inside, truths = embeddings[lesion], [t[0].cpu().numpy() > 0 for t in targets[lesion]]
-                by_box = self.decode(network, inferer, inside, self.boxes(truths, 0.05, np.random.default_rng(0)),
-                                     [], [])
-                points, labels = self.clicks(network, inferer, inside, truths, None, 3)
-                preds[lesion, :2] = torch.cat([by_box, self.decode(network, inferer, inside, None, points, labels)],
-                                              1).to(preds.dtype)
+        channels = 4 if self.automatic_share > 0 else 3
+        unprompted = self.decode(network, inferer, embeddings, None, [], [])
+        preds = unprompted.expand(-1, channels, -1, -1).clone()
+        if lesion.any():
+            inside, truths = embeddings[lesion], [t[0].cpu().numpy() > 0 for t in targets[lesion]]
+            box = self.boxes(truths, 0.05, np.random.default_rng(0))
+            steps = [(box, "box", 0), (box, "box", 2), (None, "clicks", 3)]
+            with torch.no_grad():
+                answers = [self.decode(network, inferer, inside, b, *self.annotate(
+                    network, inferer, inside, truths, b, start, count)) for b, start, count in steps]
+            preds[lesion, :3] = torch.cat(answers, 1).to(preds.dtype)
         return {"pred": preds, "label": targets.expand(-1, channels, -1, -1)}
 
     def train_step(self, engine, embeddings: torch.Tensor, targets: torch.Tensor, kind: str) -> dict:
+        """One step of ``kind``: no prompt (``AUTOMATIC``), or an annotation from one of ``STARTS`` with 0 to
+        ``max_rounds`` earlier clicks simulated without gradient, the step learning the next one (a box start may
+        also be trained alone)."""
         network, inferer, truths = engine.network, engine.inferer, [t[0].cpu().numpy() > 0 for t in targets]
-        box = self.boxes(truths, self.box_jitter, self.rng) if kind in ("box", "box+clicks") else None
-        count = 0 if kind in ("box", AUTOMATIC) else int(self.rng.integers(1, self.max_clicks + 1))
-        network.eval()
-        points, labels = self.clicks(network, inferer, embeddings, truths, box, count)
+        box = self.boxes(truths, self.box_jitter, self.rng) if kind == "box" else None
+        points, labels, previous = [], [], None
+        if kind != AUTOMATIC:
+            count = int(self.rng.integers(0 if kind == "box" else 1, self.max_rounds + 2))
+            network.eval()
+            points, labels, previous = self.annotate(network, inferer, embeddings, truths, box, kind, count)
         network.train()
         engine.optimizer.zero_grad(set_to_none=True)
-        logits = self.decode(network, inferer, embeddings, box, points, labels)
+        logits = self.decode(network, inferer, embeddings, box, points, labels, previous)
         loss = self.loss(logits.float(), targets)
         loss.backward()
         average_gradients([p for p in network.parameters() if p.requires_grad])  # under DDP (multi_gpu_train)

@@ -3,7 +3,8 @@ what :class:`breastlab.transforms.PromptsToNetworkd` left in a data dict; shared
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -11,22 +12,25 @@ import torch
 from breastlab.bundle import Predictor, get_bundle, prediction_outputs
 from breastlab.explain.saliency import top_boxes
 from breastlab.transforms.gates import lesion_present
+from breastlab.transforms.prompts import mask_prompt
 
 EMPTY_LOGIT = -20.0  # "no lesion here"
-PROMPT_INPUTS = (("box", "box"), ("points", "points"), ("labels", "point_labels"))  # decode argument, data key
+PROMPT_INPUTS = (("box", "box"), ("points", "points"), ("labels", "point_labels"),
+                 ("mask", "previous_mask"))  # decode argument, data key
 
 
 @torch.no_grad()
 def encode_image(network, inferer, image: torch.Tensor) -> torch.Tensor:
-    """The embedding of one preprocessed image (C, H, W), run by ``inferer`` (its precision)."""
-    return inferer(image[None], network.encode)
+    """The embedding of one preprocessed image (C, H, W), run by ``inferer`` (its precision), as float16: half the
+    memory in a cache, and what the decoder is trained on (``EmbedImaged``)."""
+    return inferer(image[None], network.encode).half()
 
 
 @torch.no_grad()
 def decode_prompts(network, inferer, embedding: torch.Tensor, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (1, 1, H, W) and predicted IoU (1, 1) for the prompts in ``data``."""
     prompts = {arg: data[key][None].to(embedding.device) if key in data else None for arg, key in PROMPT_INPUTS}
-    return inferer(embedding, lambda e: network.decode(e, **prompts))
+    return inferer(embedding.float(), lambda e: network.decode(e, **prompts))
 
 
 def empty_logits(image: torch.Tensor) -> torch.Tensor:
@@ -88,11 +92,12 @@ class Automatic:
     @torch.no_grad()
     def unprompted(self, network, inferer, embedding, flipped=None, box: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's logits without a prompt (or with ``box``), averaged with the flipped image's with ``flip``."""
-        logits = inferer(embedding, lambda e: network.decode(e, box=box)[0]).float()
+        logits = inferer(embedding.float(), lambda e: network.decode(e, box=box)[0]).float()
         if self.flip:
             mirrored = None if box is None else torch.stack(
                 [logits.shape[-1] - 1 - box[:, 2], box[:, 1], logits.shape[-1] - 1 - box[:, 0], box[:, 3]], 1)
-            logits = (logits + inferer(flipped, lambda e: network.decode(e, box=mirrored)[0]).float().flip(-1)) / 2
+            mirror = inferer(flipped.float(), lambda e: network.decode(e, box=mirrored)[0]).float()
+            logits = (logits + mirror.flip(-1)) / 2
         return logits
 
     def present(self, logits: torch.Tensor) -> bool:
@@ -110,35 +115,91 @@ class Automatic:
         return self.unprompted(network, inferer, embedding, flipped, box_tensor), box
 
 
+@dataclass
+class Answer:
+    """One answer of an annotation: the decoder's logits (1, H, W) in the network's frame (float16) and the clicks
+    of the request, so that undo gives back exactly what was answered."""
+
+    logits: torch.Tensor
+    foreground: list = field(default_factory=list)
+    background: list = field(default_factory=list)
+
+
+class AnnotationHistory:
+    """The answers of one annotation (one image, one annotator), newest last, at most ``depth``: the last is the
+    previous-mask input of the next click; ``undo`` goes back one. A request without clicks (a box alone, the
+    automatic mask), with another box, or with a mask of its own starts a new annotation."""
+
+    def __init__(self, depth: int = 8):
+        self.answers: deque[Answer] = deque(maxlen=depth)
+        self.roi: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def previous(self, roi, clicked: bool, sent: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The previous-mask input (1, H, W) of a request with the box ``roi`` (as the client sent it) and clicks
+        (``clicked``): ``sent`` (a client's own mask, already a mask prompt) or the last answer of this annotation."""
+        roi = None if roi is None else tuple(float(v) for v in roi)
+        if sent is not None or not clicked or roi != self.roi:
+            self.answers.clear()
+        self.roi = roi
+        if sent is not None or not self.answers:
+            return sent
+        return mask_prompt(self.answers[-1].logits[None] > 0)[0]
+
+    def push(self, logits: torch.Tensor, foreground=(), background=()) -> None:
+        self.answers.append(Answer(logits.detach().half().cpu(), list(foreground), list(background)))
+
+    def undo(self) -> Answer | None:
+        """Forget the last answer and return the one before it (None: the annotation is back to its start);
+        ``LookupError`` when there is nothing to undo."""
+        if not self.answers:
+            raise LookupError("nothing to undo: no AI answer kept for this image")
+        self.answers.pop()
+        return self.answers[-1] if self.answers else None
+
+
 class PromptedPredictor:
-    """A promptable bundle's ``Predictor`` called with prompts; the last image's embedding is kept, so the prompts
-    of one image (a box, then clicks) cost one decoder pass each. Called without a prompt, it gives the automatic
-    mask: a box from ``source`` where the bundle names one (an empty mask when the source finds no lesion), else
-    its own (``Automatic``)."""
+    """A promptable bundle's ``Predictor`` called with prompts; the last image's embedding and its annotation
+    (``AnnotationHistory``) are kept, so the prompts of one image (a box, then clicks) cost one decoder pass each and
+    each click refines the previous answer. Called without a prompt, it gives the automatic mask: a box from
+    ``source`` where the bundle names one (an empty mask when the source finds no lesion), else its own
+    (``Automatic``). ``mask`` (the image's size, rows x columns) starts the clicks from a mask of the caller's."""
 
     def __init__(self, predictor: Predictor, source: Predictor | None = None):
         self.predictor, self.source, self._image, self._embedding = predictor, source, None, None
         self.automatic = Automatic.of(predictor.bundle)
+        self.history = AnnotationHistory()
 
-    def __call__(self, image_path: str | Path, foreground=(), background=(), roi=None) -> dict:
+    def reset(self) -> None:
+        """Start a new annotation of the current image (the next click has no previous mask)."""
+        self.history = AnnotationHistory()
+
+    def __call__(self, image_path: str | Path, foreground=(), background=(), roi=None, mask=None) -> dict:
         p = self.predictor
         prompted = roi is not None or foreground or background
-        if not prompted and self.source is not None:
-            roi = automatic_box(self.source, image_path)
-            if roi is None:
+        box = roi
+        if not prompted and mask is None and self.source is not None:
+            box = automatic_box(self.source, image_path)
+            if box is None:
+                self.reset()
                 return self._empty(image_path)
-            prompted = True
-        data = p.pre({"image": str(image_path), "roi": roi, "foreground": list(foreground),
-                      "background": list(background)})
+        data = p.pre({"image": str(image_path), "roi": box, "foreground": list(foreground),
+                      "background": list(background), "mask": mask})
         if self._image != str(image_path):
             self._embedding = encode_image(p.network, p.inferer, data["image"].to(p.device))
-            self._image = str(image_path)
-        if prompted:
+            self._image, self.history = str(image_path), AnnotationHistory()
+        previous = self.history.previous(roi, bool(foreground or background), data.get("previous_mask"))
+        if previous is not None:
+            data["previous_mask"] = previous
+        if box is not None or foreground or background or previous is not None:
             data["pred"] = decode_prompts(p.network, p.inferer, self._embedding, data)[0][0]
         else:
             flipped = (encode_image(p.network, p.inferer, data["image"].flip(-1).to(p.device))
                        if self.automatic.flip else None)
             data["pred"] = self.automatic(p.network, p.inferer, self._embedding, flipped)[0][0]
+        self.history.push(data["pred"], foreground, background)
         return prediction_outputs(p.post(data), p.bundle.classes)
 
     def _empty(self, image_path: str | Path) -> dict:

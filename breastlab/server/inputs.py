@@ -68,6 +68,9 @@ def inference_params(text: str | None) -> dict:
         raise errors.unprocessable(f"params may not set {', '.join(computed)}: the server computes box, points and "
                                    "point_labels (network pixels) from roi [x0, y0, x1, y1] and foreground/background "
                                    "[[x, y], ...] (image pixels)")
+    if "mask" in params:
+        raise errors.unprocessable("params may not carry a mask: send the mask the clicks refine as the label= file "
+                                   "(a PNG of the image's size, nonzero = lesion)")
     return params
 
 

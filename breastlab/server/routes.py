@@ -60,22 +60,36 @@ def run_inference(
     user: User = USER,
 ):
     """The model on a datastore image (``?image=`` id) or an uploaded file, never on a path a client names; the
-    result is sent from memory and its file removed before the response leaves."""
-    request = inputs.inference_params(params)
-    if session_id or label is not None:
-        raise errors.unprocessable("sessions and label uploads are not used by BreastLab models: give ?image= "
-                                   "(a datastore id) or upload the image as file=")
+    result is sent from memory and its file removed before the response leaves. ``label``: a mask (PNG of the
+    image's size) that a promptable model's clicks refine. Answers are kept per ``client_id`` (params, else the
+    user)."""
+    request = {**inputs.inference_params(params), "model": model}
+    request["client_id"] = effort.annotator_of(request, user.username)
+    if session_id:
+        raise errors.unprocessable("sessions are not used by BreastLab models: give ?image= (a datastore id) or "
+                                   "upload the image as file=")
     instance = app_instance()
     if output == infer.ResultType.dicom_seg:
         raise errors.unprocessable("output=dicom_seg is not offered: a final label saved to a PACS datastore is "
                                    "stored as DICOM SEG")
+    if label is not None:
+        request["mask"] = refined_mask(instance, model, label)
     if file is None:
         if not image or not instance.datastore().get_image_uri(image):
             raise errors.not_found(f"image {image!r} is not in the datastore")  # never a server-side path
-        return respond(INFERENCE.submit(instance.infer, {**request, "model": model, "image": image}).result(), output)
+        return respond(INFERENCE.submit(instance.infer, {**request, "image": image}).result(), output)
     with inputs.saved_upload(file, instance.datastore().root) as path:
-        result = INFERENCE.submit(instance.infer, {**request, "model": model, "image": str(path)}).result()
+        result = INFERENCE.submit(instance.infer, {**request, "image": str(path)}).result()
     return respond(result, output)
+
+
+def refined_mask(instance, model: str, label: UploadFile):
+    """The uploaded mask a promptable model refines, as a boolean array (its size is checked against the image)."""
+    bundle = instance.bundles.get(model)
+    if bundle is None or not bundle.prompts:
+        raise errors.unprocessable(f"label= (a mask to refine) is only taken by promptable models, not {model!r}")
+    with inputs.saved_upload(label, instance.datastore().root) as path:
+        return errors.read_upload(str(path), "label") > 0
 
 
 def respond(result: dict, output: infer.ResultType | None) -> Response:

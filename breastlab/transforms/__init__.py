@@ -5,7 +5,7 @@ from .clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, ne
 from .gates import LesionGated, lesion_present
 from .mammo import CropBreastd, MaskBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd, UninvertMammogramd
 from .outputs import UnpackOutputsd
-from .prompts import PromptsToNetworkd, check_roi
+from .prompts import HonourClicksd, PromptsToNetworkd, check_roi
 from .scanner import RandScreenMarksd, scanner_augmentation
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "AddClickd",
     "ClickSignald",
     "CropBreastd",
+    "HonourClicksd",
     "LesionGated",
     "MaskBreastd",
     "OrientBreastd",

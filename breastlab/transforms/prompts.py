@@ -5,7 +5,9 @@ Request keys, in pixels of the original image (x = column, y = row, as for the c
 2D image has one slice), ``foreground`` and ``background`` lists of ``[x, y]``. :class:`PromptsToNetworkd` checks
 them against the image and maps them onto the network input, the image's longest side resized to ``size`` and the
 rest padded at the end (LiteMedSAM's convention): ``box`` (4,), ``points`` (N, 2), ``point_labels`` (N,) with 1 for
-lesion and 0 for background.
+lesion and 0 for background. A ``mask`` (rows x columns, the image's size: an earlier mask the clicks refine)
+becomes ``previous_mask`` (1, size, size), the decoder's dense prompt. :class:`HonourClicksd` makes the final mask
+agree with every click.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from monai.transforms import MapTransform
 from breastlab.transforms.clicks import _finite_number, check_points
 
 PROMPT_KEYS = ("roi", "foreground", "background")
+MASK_PROMPT_LOGIT = 10.0  # a previous mask enters the decoder as logits of this size, + inside, - outside
+
+
+def mask_prompt(mask: torch.Tensor) -> torch.Tensor:
+    """A binary mask (B, 1, H, W) in the network's frame as the decoder's previous-mask input: every previous mask
+    (the model's last answer, or one a client sends) enters as a binary mask, so training and serving agree."""
+    return torch.where(mask.bool(), MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT).float()
 
 
 def check_roi(roi, width: int, height: int) -> tuple[float, float, float, float] | None:
@@ -60,4 +69,50 @@ class PromptsToNetworkd(MapTransform):
         if clicks:
             d["points"] = torch.tensor([p for p, _ in clicks], dtype=torch.float32) * scale
             d["point_labels"] = torch.tensor([label for _, label in clicks])
+        d.pop("previous_mask", None)  # only ever made here, from a checked mask
+        if d.get("mask") is not None:
+            d["previous_mask"] = mask_prompt(self.to_network(check_mask(d["mask"], width, height))[None])[0]
+        return d
+
+    def to_network(self, mask: np.ndarray) -> torch.Tensor:
+        """A (rows, columns) mask in the network's frame (1, size, size): longest side resized, padded at the end."""
+        scale = self.size / max(mask.shape)
+        shape = [int(round(s * scale)) for s in mask.shape]  # as MONAI's Resized(size_mode="longest")
+        resized = torch.nn.functional.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], shape,
+                                                  mode="nearest")[0]
+        return torch.nn.functional.pad(resized, (0, self.size - shape[1], 0, self.size - shape[0])) > 0.5
+
+
+def check_mask(mask, width: int, height: int) -> np.ndarray:
+    """A client's mask as a boolean (rows, columns) array of the image's size (nonzero = lesion); ``ValueError``
+    otherwise."""
+    mask = np.asarray(mask) if isinstance(mask, (np.ndarray, torch.Tensor)) else None
+    if mask is None or mask.shape != (height, width):
+        raise ValueError(f"mask: expected a {width} x {height} mask (the image's size), got "
+                         f"{'no array' if mask is None else 'shape ' + str(tuple(mask.shape))}")
+    return mask > 0
+
+
+class HonourClicksd(MapTransform):
+    """Every click is honoured in the final mask at ``keys`` (``[channel, x, y]``, the image's size, after
+    ``Invertd``): a lesion click's pixel ends inside the mask and a background click's outside. A click the
+    network's mask contradicts gets a disc of ``radius`` pixels (its own pixel always), later clicks last."""
+
+    def __init__(self, keys="pred", radius: int = 3):
+        super().__init__(keys)
+        self.radius = radius
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        clicks = [(p, value) for name, value in (("foreground", 1), ("background", 0)) for p in d.get(name) or []]
+        for key in self.key_iterator(d):
+            mask = d[key]
+            width, height = mask.shape[-2:]
+            x, y = np.ogrid[:width, :height]
+            for (px, py), value in clicks:
+                px, py = round(px), round(py)
+                if mask[0, px, py] != value:
+                    mask[0, torch.as_tensor((x - px) ** 2 + (y - py) ** 2 <= self.radius ** 2)] = value
+            for (px, py), value in clicks:
+                mask[0, round(px), round(py)] = value
         return d
