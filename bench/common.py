@@ -1,7 +1,8 @@
-"""Helpers shared by the bench scripts: a server on the samples, percentiles, peak RSS."""
+"""Helpers shared by the bench scripts: a server on the samples, percentiles, RSS, PNG bytes."""
 
 from __future__ import annotations
 
+import io
 import statistics
 import tempfile
 import time
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.formats.png import write_png
@@ -47,6 +49,21 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process now (Linux ``VmRSS``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG bytes of a 2D uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def synthetic_mammogram_folder(root: Path, n: int = 10, side: int = 512) -> Path:
