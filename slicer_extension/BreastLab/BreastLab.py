@@ -185,8 +185,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.showStatusMessage(f"Saved label of {self.logic.session.image_id} {info}", 3000)
 
     def on_score(self):
-        """Queue the diversity job and, with a segmentation model chosen, its uncertainty job (both run on the
-        server in the background)."""
+        """Queue the diversity job and, with a segmentation model chosen, its uncertainty job (server background)."""
         with slicer.util.tryWithErrorDisplay("Cannot start scoring.", waitCursor=True):
             model = self.ui.segmentationModelComboBox.currentText
             started = self.logic.session.client.start_scoring(model or None)

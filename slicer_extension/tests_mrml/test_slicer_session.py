@@ -219,3 +219,46 @@ def test_undo_of_a_click_on_the_box_model_steps_the_server_history_back_too(sess
     mask, result = session.client.undo("breast_us_medsam", "case002")  # the server kept box and first click
     assert result["history"] == 1
     np.testing.assert_array_equal(mask, after_box)
+
+
+
+
+def click_inside(session, points, mask: np.ndarray) -> None:
+    """Place a point on a pixel of ``mask`` (the middle one in row order)."""
+    rows, columns = np.nonzero(mask)
+    points.AddControlPointWorld(mrml.pixel_to_ras(session.volume, int(columns[len(rows) // 2]),
+                                                  int(rows[len(rows) // 2])))
+
+
+def refine_uploads_the_segment(session, server, model: str) -> bool:
+    """Refine with ``model``; whether the request carried the segment as its mask to refine (the server logs it)."""
+    log = Path(server["log"])
+    start = log.stat().st_size
+    session.refine(model)
+    with log.open("rb") as file:
+        file.seek(start)
+        return "'mask': array(" in file.read().decode(errors="replace")
+
+
+def test_a_click_after_a_manual_edit_refines_the_edited_segment_not_the_servers_last_answer(session, server, samples):
+    session.load("case002")
+    lesion_box(session, samples, "case002")
+    assert not refine_uploads_the_segment(session, server, "breast_us_medsam")  # a box: a new annotation
+    by_box = session.mask()
+    click_inside(session, session.foreground, by_box)
+    assert not refine_uploads_the_segment(session, server, "breast_us_medsam")  # the server's answer: not sent
+    assert not session.mask()[480:540, 620:720].any()
+    edit_by_hand(session, slice(480, 540), slice(620, 720), 1)  # a blob far from the lesion
+    click_inside(session, session.foreground, by_box)
+    assert refine_uploads_the_segment(session, server, "breast_us_medsam")
+    _, result = session.client.undo("breast_us_medsam", "case002")
+    assert result["history"] == 0  # the server's history restarted from the edited segment
+
+
+def test_a_click_refines_another_models_segment_and_a_click_model_gets_its_clicks_alone(session, server):
+    session.load("case002")
+    session.segment(MODEL)
+    click_inside(session, session.foreground, session.mask())
+    session.refine(MODEL)  # the segment goes with the click, is refused (not promptable) and the click goes alone
+    assert session.takes_no_mask == {MODEL} and not session.steps[-1].synced
+    assert refine_uploads_the_segment(session, server, "breast_us_medsam")  # t2kd's segment goes with the click

@@ -86,21 +86,23 @@ class BreastLabClient:
     def image(self, image_id: str) -> np.ndarray:
         return decode_png(self._call("GET", "/datastore/image", params={"image": image_id}).content)
 
-    def segment(self, model: str, image_id: str, foreground=(), background=(), box=None,
-                reset: bool = False) -> np.ndarray:
+    def segment(self, model: str, image_id: str, foreground=(), background=(), box=None, reset: bool = False,
+                mask: np.ndarray | None = None) -> np.ndarray:
         """The model's 0/1 mask at image size; points ``[x, y]`` (column, row) go to click models, a ``box``
         ``[x0, y0, x1, y1]`` (MONAI Label's ``roi``) to promptable ones; ``reset`` starts a promptable model's
-        history of answers for the image afresh (its last answer is the previous mask of the next click)."""
-        return self.segment_and_summarize(model, image_id, foreground, background, box, reset)[0]
+        history of answers for the image afresh (its last answer is the previous mask of the next click); ``mask``
+        (image size, non-zero = lesion), uploaded as ``label``, is the one a promptable model's clicks refine
+        instead, and its history restarts from it."""
+        return self.segment_and_summarize(model, image_id, foreground, background, box, reset, mask)[0]
 
     def segment_and_summarize(self, model: str, image_id: str, foreground=(), background=(), box=None,
-                              reset: bool = False) -> tuple[np.ndarray, dict]:
+                              reset: bool = False, mask: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
         """The mask and the model's JSON result (``probabilities`` from models that also classify) in one call."""
         points = {"foreground": [list(p) for p in foreground], "background": [list(p) for p in background]}
         params = points if foreground or background else {}
         if box is not None:
             params = {**params, "roi": [int(v) for v in box]}
-        return self._mask_and_result(model, image_id, {**params, "reset": True} if reset else params)
+        return self._mask_and_result(model, image_id, {**params, "reset": True} if reset else params, mask)
 
     def undo(self, model: str, image_id: str) -> tuple[np.ndarray, dict] | None:
         """Have a promptable model drop its last answer for the image (and this user) and return the one before: its
@@ -158,15 +160,18 @@ class BreastLabClient:
                 return None
             raise
 
-    def _mask_and_result(self, model: str, image_id: str, params: dict) -> tuple[np.ndarray, dict]:
-        parts = multipart_fields(self._infer(model, image_id, "all", params))
+    def _mask_and_result(self, model: str, image_id: str, params: dict,
+                         mask: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+        parts = multipart_fields(self._infer(model, image_id, "all", params, mask))
         if "image" not in parts:
             raise ServerError(200, f"model {model!r} returned no mask")
         return decode_png(parts["image"]), json.loads(parts.get("params") or "{}")
 
-    def _infer(self, model: str, image_id: str, output: str, params: dict) -> requests.Response:
+    def _infer(self, model: str, image_id: str, output: str, params: dict,
+               mask: np.ndarray | None = None) -> requests.Response:
+        files = None if mask is None else {"label": ("label.png", mask_png(mask), "image/png")}
         return self._call("POST", f"/infer/{model}", params={"image": image_id, "output": output},
-                          data={"params": json.dumps(params)})
+                          data={"params": json.dumps(params)}, files=files)
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         try:

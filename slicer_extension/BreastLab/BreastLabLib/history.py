@@ -2,6 +2,7 @@
 
 Pure numpy (no Slicer). Undoing a step restores the mask before it except where the annotator edited the segment
 since, so that undo never takes back a manual edit (MONAI Label's own Slicer plugin overwrites them, MONAILabel#780).
+Clicks refine the segment as it is, manual edits included: ``mask_to_send`` says when it has to go to the server.
 """
 
 from __future__ import annotations
@@ -54,3 +55,13 @@ def keeps_history(result: dict) -> bool:
     """Whether the model's JSON result comes from a promptable model, whose server keeps its answers for undo: those
     carry ``history`` (the answers kept) and the decoder's ``predicted_iou``."""
     return "history" in result or "predicted_iou" in result
+
+
+def mask_to_send(current: np.ndarray, server_answer: np.ndarray | None) -> np.ndarray | None:
+    """The mask a click request to a promptable model sends for its clicks to refine (``label=``), as a boolean
+    array: the segment ``current``, unless it is the server's last answer (``server_answer``, None when the server
+    keeps none), which the clicks refine anyway, or empty (the clicks start afresh); None then."""
+    current = np.asarray(current) > 0
+    if not current.any() or (server_answer is not None and np.array_equal(current, server_answer)):
+        return None
+    return current

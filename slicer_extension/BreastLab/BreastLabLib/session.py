@@ -8,7 +8,7 @@ import numpy as np
 
 from . import mrml
 from .client import BreastLabClient, ServerError
-from .history import MAX_STEPS, AIStep, Prompts, keeps_history, undo_mask
+from .history import MAX_STEPS, AIStep, Prompts, keeps_history, mask_to_send, undo_mask
 
 FOREGROUND_COLOR = (0.2, 0.9, 0.3)
 BACKGROUND_COLOR = (0.9, 0.2, 0.2)
@@ -16,8 +16,9 @@ BOX_COLOR = (0.3, 0.6, 1.0)
 
 
 class AnnotationSession:
-    """The current image's volume, lesion segment, box, click lists and saliency overlay, kept in ``scene``, and the
-    AI steps on it (``steps``, the latest last) for ``undo``."""
+    """The current image's volume, lesion segment, box, click lists and saliency overlay, kept in ``scene``, the
+    AI steps on it (``steps``, the latest last) for ``undo``, and the promptable model's last answer that its server
+    keeps (``server_answer``: model and mask; None: the next request starts the server's history afresh)."""
 
     def __init__(self, client: BreastLabClient, scene):
         self.client = client
@@ -28,7 +29,8 @@ class AnnotationSession:
         self.background = mrml.add_point_list(scene, "BreastLab background", BACKGROUND_COLOR)
         self.box = mrml.add_box(scene, "BreastLab box", BOX_COLOR)
         self.steps: deque[AIStep] = deque(maxlen=MAX_STEPS)
-        self.reset_server = True  # the next promptable request starts the server's history of answers afresh
+        self.server_answer: tuple[str, np.ndarray] | None = None
+        self.takes_no_mask: set[str] = set()  # interactive models that refused a mask to refine: not promptable
 
     def load(self, image_id: str):
         """Download the image, show it with an empty lesion segment; replaces the previous image's nodes."""
@@ -57,14 +59,23 @@ class AnnotationSession:
 
     def refine(self, model: str) -> int:
         """Run an interactive model with the box drawn around the lesion (promptable models) and the
-        foreground/background points placed on the image; its mask replaces the segment (an AI step). Lesion pixels."""
+        foreground/background points placed on the image; its mask replaces the segment (an AI step). Clicks refine
+        the segment as it is: where it is not the server's last answer (edited by hand, or another model's) it goes
+        with them. Lesion pixels."""
         image_id = self._loaded()
-        foreground = mrml.pixel_points(self.foreground, self.volume)
-        background = mrml.pixel_points(self.background, self.volume)
+        points = mrml.pixel_points(self.foreground, self.volume), mrml.pixel_points(self.background, self.volume)
         box = mrml.pixel_box(self.box, self.volume)
-        reset = self.reset_server or not any(step.synced for step in self.steps)
-        mask, result = self.client.segment_and_summarize(model, image_id, foreground, background, box, reset)
-        self.reset_server = False
+        current = self.mask() > 0
+        answer = self.server_answer[1] if self.server_answer and self.server_answer[0] == model else None
+        sent = None if model in self.takes_no_mask or not any(points) else mask_to_send(current, answer)
+        reset = sent is None and (answer is None or not np.array_equal(current, answer))
+        try:
+            mask, result = self.client.segment_and_summarize(model, image_id, *points, box, reset, sent)
+        except ServerError as e:
+            if sent is None or e.status != 422 or "promptable" not in e.detail:
+                raise
+            self.takes_no_mask.add(model)  # a click model: its clicks go alone
+            mask, result = self.client.segment_and_summarize(model, image_id, *points, box, True)
         before = self.steps[-1].prompts if self.steps else Prompts()
         return self._apply(model, mask, result, before, self._prompts(box))
 
@@ -83,11 +94,10 @@ class AnnotationSession:
         if box:
             self.box.RemoveAllControlPoints()
         if step.synced:
-            try:
-                self.client.undo(step.model, self.image_id)
-            except ServerError:
-                self.reset_server = True  # the server's history is out of step: the next click starts it afresh
-                raise
+            self.server_answer = None  # unless the server gives the answer before back: the next click starts afresh
+            answer = self.client.undo(step.model, self.image_id)
+            if answer is not None and answer[1].get("history"):
+                self.server_answer = step.model, answer[0] > 0
         return pixels
 
     def classify(self, model: str) -> dict[str, float]:
@@ -123,7 +133,7 @@ class AnnotationSession:
         self.background.RemoveAllControlPoints()
         self.box.RemoveAllControlPoints()
         self.steps.clear()
-        self.reset_server = True
+        self.server_answer = None
 
     def close(self) -> None:
         """Remove the current image's nodes (the point lists and the box stay, emptied)."""
@@ -141,9 +151,11 @@ class AnnotationSession:
 
     def _apply(self, model: str, mask: np.ndarray, result: dict, prompts_before: Prompts, prompts: Prompts) -> int:
         """Replace the segment with an AI result's ``mask`` and keep the step for undo."""
-        before = self.mask() > 0
+        before, synced = self.mask() > 0, keeps_history(result)
         pixels = self._set_mask(mask)
-        self.steps.append(AIStep(model, before, mask > 0, prompts_before, prompts, keeps_history(result)))
+        self.steps.append(AIStep(model, before, mask > 0, prompts_before, prompts, synced))
+        if synced:
+            self.server_answer = model, mask > 0
         return pixels
 
     def _prompts(self, box: list[int] | None) -> Prompts:
