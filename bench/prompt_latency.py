@@ -27,8 +27,8 @@ from PIL import Image
 from breastlab.bundle import PROJECT_ROOT, get_bundle
 from breastlab.data import read_dataset
 from breastlab.engines.prompting import decode_prompts
-from breastlab.evaluation.clicks import dice
 from breastlab.metrics import format_table
+from breastlab.metrics.segmentation import dice
 from breastlab.transforms.prompts import PromptsToNetworkd
 
 from common import SAMPLES, png_bytes, rss_mb, sample_server, timed

@@ -14,8 +14,9 @@ from PIL import Image
 
 from breastlab.bundle import as_image_array, get_bundle
 from breastlab.engines import ClickInteraction
-from breastlab.evaluation.clicks import clicks_to_reach, dice, largest_drop, predict_with_clicks, simulate_clicks
+from breastlab.evaluation.clicks import clicks_to_reach, largest_drop, predict_with_clicks, simulate_clicks
 from breastlab.evaluation.evaluate import evaluate
+from breastlab.metrics.segmentation import dice
 from breastlab.transforms.clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, next_click
 
 BUNDLE = "breast_us_interactive"

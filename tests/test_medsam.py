@@ -98,6 +98,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_served_as_an_interactive_model_that_segments_from_a_box_then_from_its_cached_embedding(server):
     info = requests.get(f"{server.url}/info/", timeout=30).json()
     assert info["models"][MODEL]["type"] == "deepedit" and MODEL in info["trainers"]
+    assert info["models"][MODEL]["prompts"] == ["roi", "foreground", "background"]
+    assert info["models"]["breast_us_interactive"]["prompts"] == []
     truth, box = truth_box("case008")
     first = prompt(server, "case008", roi=box).json()
     assert first["embedding"] == "computed" and first["height"], first

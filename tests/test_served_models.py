@@ -12,7 +12,7 @@ from PIL import Image
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 from scipy import ndimage
 
-from breastlab.evaluation.clicks import dice
+from breastlab.metrics.segmentation import dice
 
 from helpers import FLOAT32, SAMPLES, dicom_bytes, infer, png_bytes, sample_server, upload
 

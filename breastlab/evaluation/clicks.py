@@ -20,15 +20,9 @@ from breastlab.data import read_dataset
 from breastlab.engines.prompting import PromptedPredictor
 from breastlab.formats.png import read_gray_png
 from breastlab.metrics import format_table
+from breastlab.metrics.segmentation import dice
 from breastlab.progress import progress
 from breastlab.transforms.clicks import next_click
-
-
-def dice(mask: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two binary masks (nonzero = lesion); 1.0 when both are empty."""
-    mask, truth = np.asarray(mask) > 0, np.asarray(truth) > 0
-    total = mask.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * (mask & truth).sum() / total)
 
 
 def simulate_clicks(predict: Callable, image, truth: np.ndarray, max_clicks: int = 20,

@@ -36,6 +36,13 @@ from breastlab.explain.saliency import top_boxes
 LESION_METRICS = ("dice", "iou", "box_iou", "hd95", "asd", "precision", "recall", "pointing_hit", "pixel_accuracy")
 
 
+def dice(mask: ArrayLike, truth: ArrayLike) -> float:
+    """Dice of two binary masks (nonzero = lesion); 1.0 when both are empty."""
+    mask, truth = np.asarray(mask) > 0, np.asarray(truth) > 0
+    total = int(mask.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else float(2 * (mask & truth).sum() / total)
+
+
 def _as_tensor(mask: ArrayLike) -> torch.Tensor:
     mask = np.asarray(mask)
     if mask.ndim != 2:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from breastlab.metrics.segmentation import dice as mask_dice
 from breastlab.server import errors
 
 KEPT_DICE = 0.98  # a saved label this close to the first proposal counts as "kept as proposed"
@@ -174,11 +175,9 @@ def dice(proposal: bytes | None, mask: np.ndarray) -> float | None:
         return None
     with Image.open(io.BytesIO(proposal)) as image:
         first = np.asarray(image) > 0
-    saved = np.asarray(mask) > 0
-    if first.shape != saved.shape:
+    if first.shape != np.shape(mask):
         return None
-    total = int(first.sum()) + int(saved.sum())
-    return 1.0 if total == 0 else round(2 * int(np.logical_and(first, saved).sum()) / total, 6)
+    return round(mask_dice(first, mask), 6)
 
 
 def as_record(row: tuple) -> dict:

@@ -40,6 +40,12 @@ class BundleInferTask(BasicInferTask):
         self.bundle = bundle
         self.saliency = saliency
 
+    def info(self):
+        """MONAI Label's model info, and the request keys of a promptable model's prompts (``roi``, ``foreground``,
+        ``background``; empty for the others): MONAI Label's ``deepedit`` type does not tell a box model from a click
+        model."""
+        return {**super().info(), "prompts": self.bundle.prompts}
+
     def pre_transforms(self, data=None):
         return self.bundle.transforms("preprocessing")
 
