@@ -129,3 +129,14 @@ def test_a_clients_mask_is_refined_by_its_clicks_and_bad_masks_get_422(server):
                             ({"client_id": ""}, "client_id"), ({"previous_mask": [1]}, "previous_mask")):
         _, response = infer(server, "case002", **params)
         assert response.status_code == 422 and message in response.json()["detail"], (params, response.text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [MODEL, "breast_us_interactive"])
+def test_every_served_click_model_honours_each_click(server, model):
+    truth = np.asarray(Image.open(SAMPLES / "masks" / "case007.png")) > 0
+    rows, cols = np.nonzero(truth)
+    inside, corner = [int(cols[len(cols) // 2]), int(rows[len(rows) // 2])], [5, 5]
+    mask, _ = infer(server, "case007", model=model, foreground=[corner, inside], background=[inside[:1] + [
+        inside[1] + 1]])
+    assert mask[corner[1], corner[0]] and mask[inside[1], inside[0]] and not mask[inside[1] + 1, inside[0]]
