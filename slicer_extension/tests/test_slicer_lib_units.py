@@ -68,3 +68,11 @@ def test_models_are_grouped_by_panel_kind_with_monai_label_click_types_as_intera
                                             "cls_saliency": {"type": "saliency"}}})
     assert [info.models_of_type(k) for k in ("segmentation", "interactive", "classification", "saliency")] == [
         ["seg"], ["edit", "grow"], ["cls"], ["cls_saliency"]]
+
+
+
+def test_promptable_models_are_those_whose_info_lists_a_box_prompt():
+    models = {"box": {"type": "deepedit", "prompts": ["roi", "foreground", "background"]},
+              "clicks": {"type": "deepedit", "prompts": []}, "stock": {"type": "deepedit"}}
+    info = ServerInfo.from_json({"models": models})
+    assert info.promptable_models() == ["box"]

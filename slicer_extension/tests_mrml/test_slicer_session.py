@@ -259,6 +259,7 @@ def test_a_click_refines_another_models_segment_and_a_click_model_gets_its_click
     session.load("case002")
     session.segment(MODEL)
     click_inside(session, session.foreground, session.mask())
-    session.refine(MODEL)  # the segment goes with the click, is refused (not promptable) and the click goes alone
-    assert session.takes_no_mask == {MODEL} and not session.steps[-1].synced
-    assert refine_uploads_the_segment(session, server, "breast_us_medsam")  # t2kd's segment goes with the click
+    assert session.promptable("breast_us_medsam") and not session.promptable("breast_us_interactive")
+    assert not refine_uploads_the_segment(session, server, "breast_us_interactive")  # a click model: clicks alone
+    assert not session.steps[-1].synced
+    assert refine_uploads_the_segment(session, server, "breast_us_medsam")  # the other model's segment goes along

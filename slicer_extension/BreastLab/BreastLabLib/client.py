@@ -44,6 +44,10 @@ class ServerInfo:
         types = SERVER_TYPES.get(kind, (kind,))
         return sorted(name for name, model in self.models.items() if model.get("type") in types)
 
+    def promptable_models(self) -> list[str]:
+        """Models that take a box (``roi``) and refine a mask sent with their clicks: the prompts ``/info/`` lists."""
+        return sorted(name for name, model in self.models.items() if "roi" in (model.get("prompts") or []))
+
     def default_epochs(self, model: str) -> int:
         return int(self.trainers.get(model, {}).get("config", {}).get("max_epochs", 1))
 

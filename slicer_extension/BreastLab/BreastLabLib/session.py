@@ -7,7 +7,7 @@ from collections import deque
 import numpy as np
 
 from . import mrml
-from .client import BreastLabClient, ServerError
+from .client import BreastLabClient
 from .history import MAX_STEPS, AIStep, Prompts, keeps_history, mask_to_send, undo_mask
 
 FOREGROUND_COLOR = (0.2, 0.9, 0.3)
@@ -30,7 +30,7 @@ class AnnotationSession:
         self.box = mrml.add_box(scene, "BreastLab box", BOX_COLOR)
         self.steps: deque[AIStep] = deque(maxlen=MAX_STEPS)
         self.server_answer: tuple[str, np.ndarray] | None = None
-        self.takes_no_mask: set[str] = set()  # interactive models that refused a mask to refine: not promptable
+        self._promptable: set[str] | None = None  # models that refine a mask sent with the clicks (from /info/)
 
     def load(self, image_id: str):
         """Download the image, show it with an empty lesion segment; replaces the previous image's nodes."""
@@ -67,17 +67,17 @@ class AnnotationSession:
         box = mrml.pixel_box(self.box, self.volume)
         current = self.mask() > 0
         answer = self.server_answer[1] if self.server_answer and self.server_answer[0] == model else None
-        sent = None if model in self.takes_no_mask or not any(points) else mask_to_send(current, answer)
+        sent = mask_to_send(current, answer) if any(points) and self.promptable(model) else None
         reset = sent is None and (answer is None or not np.array_equal(current, answer))
-        try:
-            mask, result = self.client.segment_and_summarize(model, image_id, *points, box, reset, sent)
-        except ServerError as e:
-            if sent is None or e.status != 422 or "promptable" not in e.detail:
-                raise
-            self.takes_no_mask.add(model)  # a click model: its clicks go alone
-            mask, result = self.client.segment_and_summarize(model, image_id, *points, box, True)
+        mask, result = self.client.segment_and_summarize(model, image_id, *points, box, reset, sent)
         before = self.steps[-1].prompts if self.steps else Prompts()
         return self._apply(model, mask, result, before, self._prompts(box))
+
+    def promptable(self, model: str) -> bool:
+        """Whether ``model`` takes a box and a mask to refine (the server's ``/info/``, read once)."""
+        if self._promptable is None:
+            self._promptable = set(self.client.info().promptable_models())
+        return model in self._promptable
 
     def undo(self) -> int | None:
         """Undo the last AI step: the segment goes back to what it was before the step, except the pixels edited by
