@@ -55,6 +55,8 @@ def test_clicks_are_honoured_in_the_final_mask_and_an_agreeing_mask_is_left_alon
     fixed = honour({"pred": mask.clone(), "foreground": [[30, 5]], "background": [[12, 12]]})["pred"]
     assert fixed[0, 30, 5] == 1 and fixed[0, 12, 12] == 0
     assert (fixed != mask).sum() == 2 * 13  # a disc of radius 2 (13 pixels) each, nothing else
+    corner = honour({"pred": torch.zeros(1, 40, 30), "foreground": [[0, 0]], "background": []})["pred"]
+    assert corner.sum() == 6  # the quarter of the disc inside the image
 
 
 def test_a_clients_mask_maps_onto_the_network_input_as_training_labels_do():

@@ -10,7 +10,7 @@ from PIL import Image
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.formats.png import write_png
-from breastlab.server import auth, dicomweb, effort, errors, image_kind, inputs, routes, scratch, weights
+from breastlab.server import auth, dicomweb, errors, image_kind, inputs, routes, scratch, weights
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.effort import EffortStore
 from breastlab.server.infer import BundleInferTask
@@ -145,12 +145,10 @@ class MyApp(MONAILabelApp):
             note = image_kind.checked_kind(bundle, path, dicom.get("modality"))
             if any(request.get(key) is not None for key in ("roi", "foreground", "background", "mask")):
                 check_prompts(request, *read_size(path))
-            client = request.get("client_id")
-            annotator = None if client is None else effort.checked_annotator(client)
             result = with_note(super().infer(request, datastore), note)
             if datastore.get_image_uri(image):  # not deleted while the model ran
                 self.predictions.put(image, model, result["params"])
-                self.record_effort(annotator, request, result)
+                self.record_effort(request.get("client_id"), request, result)
             return result
         array, dicom = errors.read_image_upload(image)
         note = image_kind.checked_kind(bundle, array, dicom.modality if dicom else None)

@@ -29,7 +29,8 @@ def encode_image(network, inferer, image: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def decode_prompts(network, inferer, embedding: torch.Tensor, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (1, 1, H, W) and predicted IoU (1, 1) for the prompts in ``data``."""
-    prompts = {arg: data[key][None].to(embedding.device) if key in data else None for arg, key in PROMPT_INPUTS}
+    prompts = {arg: None if data.get(key) is None else data[key][None].to(embedding.device)
+               for arg, key in PROMPT_INPUTS}
     return inferer(embedding.float(), lambda e: network.decode(e, **prompts))
 
 
@@ -142,7 +143,7 @@ class AnnotationHistory:
         (``clicked``): ``sent`` (a client's own mask, already a mask prompt) or the last answer of this annotation."""
         roi = None if roi is None else tuple(float(v) for v in roi)
         if sent is not None or not clicked or roi != self.roi:
-            self.answers.clear()
+            self.clear()
         self.roi = roi
         if sent is not None or not self.answers:
             return sent
@@ -150,6 +151,9 @@ class AnnotationHistory:
 
     def push(self, logits: torch.Tensor, foreground=(), background=()) -> None:
         self.answers.append(Answer(logits.detach().half().cpu(), list(foreground), list(background)))
+
+    def clear(self) -> None:
+        self.answers.clear()
 
     def undo(self) -> Answer | None:
         """Forget the last answer and return the one before it (None: the annotation is back to its start);
@@ -190,10 +194,8 @@ class PromptedPredictor:
         if self._image != str(image_path):
             self._embedding = encode_image(p.network, p.inferer, data["image"].to(p.device))
             self._image, self.history = str(image_path), AnnotationHistory()
-        previous = self.history.previous(roi, bool(foreground or background), data.get("previous_mask"))
-        if previous is not None:
-            data["previous_mask"] = previous
-        if box is not None or foreground or background or previous is not None:
+        data["previous_mask"] = self.history.previous(roi, bool(foreground or background), data.get("previous_mask"))
+        if box is not None or foreground or background or data["previous_mask"] is not None:
             data["pred"] = decode_prompts(p.network, p.inferer, self._embedding, data)[0][0]
         else:
             flipped = (encode_image(p.network, p.inferer, data["image"].flip(-1).to(p.device))

@@ -128,7 +128,7 @@ class EffortStore:
             session = db.execute("SELECT started, handed_out, model, proposal, boxes, clicks, undos, automatic "
                                  "FROM sessions WHERE image = ? AND annotator = ?", (image, annotator)).fetchone()
             started, handed_out, model, proposal, *counts = session or (None, 0, None, None, 0, 0, 0, 0)
-            seconds = None if started is None else round(now - started, 3)
+            seconds = None if started is None else round(max(now - started, 0.0), 3)  # wall clock: may step back
             row = (image, annotator, now, model, seconds, *counts, dice(proposal, mask), handed_out)
             db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         return as_record(row)

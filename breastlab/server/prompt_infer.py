@@ -61,13 +61,10 @@ class PromptInferTask(BundleInferTask):
         if flag(data, "undo"):
             return self.undone(data, annotation)
         if flag(data, "reset"):
-            annotation.answers.clear()
+            annotation.clear()
         clicked = bool(data.get("foreground") or data.get("background"))
-        previous = annotation.previous(data.get("roi"), clicked, data.get("previous_mask"))
-        data.pop("previous_mask", None)
-        if previous is not None:
-            data["previous_mask"] = previous
-        if has_prompt(data) or previous is not None:
+        data["previous_mask"] = annotation.previous(data.get("roi"), clicked, data.get("previous_mask"))
+        if has_prompt(data) or data["previous_mask"] is not None:
             self.decoded(data, device)
         elif self.bundle.inference.get("automatic_source") is None:
             self.own_automatic(data, device)

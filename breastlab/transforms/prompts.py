@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, Resize, SpatialPad
 
 from breastlab.transforms.clicks import _finite_number, check_points
 
@@ -75,12 +75,11 @@ class PromptsToNetworkd(MapTransform):
         return d
 
     def to_network(self, mask: np.ndarray) -> torch.Tensor:
-        """A (rows, columns) mask in the network's frame (1, size, size): longest side resized, padded at the end."""
-        scale = self.size / max(mask.shape)
-        shape = [int(round(s * scale)) for s in mask.shape]  # as MONAI's Resized(size_mode="longest")
-        resized = torch.nn.functional.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], shape,
-                                                  mode="nearest")[0]
-        return torch.nn.functional.pad(resized, (0, self.size - shape[1], 0, self.size - shape[0])) > 0.5
+        """A (rows, columns) mask in the network's frame (1, size, size), as the training labels are made: longest
+        side resized (nearest), padded at the end."""
+        mask = torch.as_tensor(mask, dtype=torch.float32)[None]
+        resized = Resize(self.size, size_mode="longest", mode="nearest")(mask)
+        return torch.as_tensor(SpatialPad(self.size, method="end")(resized)) > 0.5
 
 
 def check_mask(mask, width: int, height: int) -> np.ndarray:
@@ -108,11 +107,13 @@ class HonourClicksd(MapTransform):
         for key in self.key_iterator(d):
             mask = d[key]
             width, height = mask.shape[-2:]
-            x, y = np.ogrid[:width, :height]
             for (px, py), value in clicks:
                 px, py = round(px), round(py)
                 if mask[0, px, py] != value:
-                    mask[0, torch.as_tensor((x - px) ** 2 + (y - py) ** 2 <= self.radius ** 2)] = value
+                    x0, y0 = max(px - self.radius, 0), max(py - self.radius, 0)
+                    x, y = np.ogrid[x0:min(px + self.radius + 1, width), y0:min(py + self.radius + 1, height)]
+                    window = mask[0, x0:x0 + x.shape[0], y0:y0 + y.shape[1]]
+                    window[torch.as_tensor((x - px) ** 2 + (y - py) ** 2 <= self.radius ** 2)] = value
             for (px, py), value in clicks:
                 mask[0, round(px), round(py)] = value
         return d
