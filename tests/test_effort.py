@@ -137,7 +137,7 @@ def test_the_command_prints_the_table_and_plots(tmp_path, capsys):
     assert main(["effort", str(tmp_path), "--plot", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split() == ["model", "images", "median", "s", "median", "prompts", "kept", "mean", "Dice"]
-    assert printed[1].split()[0] == "seg" and printed[1].split()[-2:] == ["100%", "1.000"]
+    assert printed[2].split()[0] == "seg" and printed[2].split()[-2:] == ["100%", "1.000"]
     assert printed[-1] == f"wrote {out}" and Image.open(out).size[0] > 0
     assert main(["effort", str(tmp_path / "missing")]) == 2
     assert "no effort records" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from breastlab.metrics import format_table
 from breastlab.metrics.segmentation import dice as mask_dice
 from breastlab.server import errors
 
@@ -213,24 +214,16 @@ def statistics_of(rows: list[dict]) -> dict:
 
 
 def table(report: dict) -> str:
-    """``summary`` as two plain-text tables, per model and per annotator."""
-    lines = []
+    """``summary`` as two tables, per model and per annotator."""
+    columns = ["images", "median s", "median prompts", "kept", "mean Dice"]
+    tables = []
     for key, title in (("models", "model"), ("annotators", "annotator")):
-        lines.append(table_row(title, "images", "median s", "median prompts", "kept", "mean Dice"))
-        for group in report[key]:
-            lines.append(table_row(group[title] if group[title] is not None else "(no AI proposal)", group["images"],
-                                   number(group["median_seconds"], ".1f"), number(group["median_prompts"], "g"),
-                                   number(group["kept_as_proposed"], ".0%"), number(group["mean_dice"], ".3f")))
-        lines.append("")
-    return "\n".join(lines[:-1])
-
-
-def table_row(name: str, *cells) -> str:
-    return f"{name:<24}" + "".join(f"{cell:>{width}}" for cell, width in zip(cells, (7, 10, 16, 6, 11)))
-
-
-def number(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+        rows = [{title: "(no AI proposal)" if group[title] is None else group[title], "images": group["images"],
+                 "median s": group["median_seconds"], "median prompts": group["median_prompts"],
+                 "kept": None if group["kept_as_proposed"] is None else f"{group['kept_as_proposed']:.0%}",
+                 "mean Dice": group["mean_dice"]} for group in report[key]]
+        tables.append(format_table(rows, [title, *columns]))
+    return "\n\n".join(tables)
 
 
 def plot(report: dict, out: str | Path) -> Path:
