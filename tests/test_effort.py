@@ -171,4 +171,4 @@ def test_the_server_records_a_handed_out_image_kept_as_proposed(tmp_path, capsys
         effort_csv = zipped.read("effort.csv").decode().splitlines()
     assert len(effort_csv) == 2 and effort_csv[1].startswith(f"{image},slicer-7,{MODEL},")
     assert main(["effort", str(tmp_path / "studies")]) == 0
-    assert capsys.readouterr().out.splitlines()[1].split()[0] == MODEL
+    assert capsys.readouterr().out.splitlines()[2].split()[0] == MODEL
