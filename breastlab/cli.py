@@ -1,4 +1,4 @@
-"""``breastlab`` command line: serve, import, train, evaluate, publish, al-study, effort."""
+"""``breastlab`` command line: serve, import, train, evaluate, calibrate, publish, al-study, effort."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def cmd_train(args) -> int | None:
 
 def cmd_evaluate(args) -> None:
     from breastlab.evaluation.evaluate import evaluate, print_report
-    from breastlab.evaluation.plots import plot_click_curves
+    from breastlab.evaluation.plots import plot_click_curves, plot_reliability
 
     bundle = get_bundle(args.bundle, args.recipe, **_parse_overrides(args.override))
     report = evaluate(bundle, args.data, args.split, args.weights, args.save_masks, args.grad_cam)
@@ -89,6 +89,21 @@ def cmd_evaluate(args) -> None:
         title = f"{bundle.name}: simulated clicks ({args.split or 'all'}, {summary['n']} lesions)"
         figure = plot_click_curves({bundle.name: summary}, out.with_name(f"{out.stem}_clicks.png"), title)
         print(f"wrote {figure}")
+    if report["reliability"]:
+        title = f"{bundle.name}: reliability ({args.split or 'all'}, {report['n_images']} images)"
+        print(f"wrote {plot_reliability(report['reliability'], out.with_name(f'{out.stem}_reliability.png'), title)}")
+
+
+def cmd_calibrate(args) -> None:
+    from breastlab.evaluation.calibrate import calibrate, print_calibration
+
+    report = calibrate(get_bundle(args.bundle), args.data, args.split, args.weights, args.write)
+    print_calibration(report)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}")
+    if report["written"]:
+        print(f"wrote temperature {report['temperature']:g} and the BI-RADS model into {report['written']}")
 
 
 def cmd_publish(args) -> None:
@@ -225,6 +240,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. a teacher's --set 'network_def#channels=[24,48,96,192,384]'")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("calibrate", help="fit a classifier's temperature and BI-RADS suggestion on a validation split")
+    s.add_argument("bundle", help="bundle name under bundles/ or a bundle folder (a benign/malignant classifier)")
+    s.add_argument("--data", nargs="+", required=True, help="dataset folder(s), their cases pooled; the BI-RADS "
+                   "suggestion is fitted where a manifest has a birads column (e.g. busbra)")
+    s.add_argument("--split", default="val", help="the split fitted on (default: val)")
+    s.add_argument("--weights", help="checkpoint to calibrate (default: the bundle's models/model.pt)")
+    s.add_argument("--out", help="also write the JSON report here")
+    s.add_argument("--write", action="store_true", help="store the temperature and the BI-RADS model (null when "
+                   "none was fitted) in the bundle's configs/inference.json")
+    s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("effort", help="annotation effort per model and annotator, from a studies folder")
     s.add_argument("studies", help="studies folder the server recorded into (<studies>/.breastlab/effort.sqlite)")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from breastlab.bundle import PROJECT_ROOT, SHARED_DATA
+from breastlab.bundle import BUNDLES_DIR, PROJECT_ROOT, SHARED_DATA, Bundle
 from tests.test_mammo import synthetic_breast
 
 
@@ -100,6 +100,13 @@ def make_dataset(tmp_path):
         return root
 
     return make
+
+
+@pytest.fixture
+def lanet_copy(tmp_path) -> Bundle:
+    """The LA-Net bundle's configs (no weights) in this test's folder."""
+    shutil.copytree(BUNDLES_DIR / "breast_us_lanet" / "configs", tmp_path / "lanet" / "configs")
+    return Bundle(tmp_path / "lanet")
 
 
 MAMMOGRAM_LABELS = ["normal", "benign", "malignant", "normal", "malignant", "benign", "normal", "normal", "malignant",

@@ -107,3 +107,32 @@ def test_bundle_evaluates_its_shipped_weights_alone(samples_dir, tmp_path, name,
     metrics = dict(line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines())
     assert set(metrics) == expected
     assert all(0.0 <= float(v) <= 1.0 or v == "nan" for v in metrics.values())
+
+
+def test_calibrate_pools_the_folders_fits_and_writes_the_bundle(lanet_copy, make_dataset, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = ["benign", "benign", "benign", "malignant", "malignant", "malignant", "malignant", "benign"]
+    birads = ["3", "3", "4", "4", "5", "5", "3", "4"]
+    with_birads = make_dataset({f"c{i}": rng.integers(0, 256, (64, 80)) for i in range(8)},
+                               rows=[{"case": f"c{i}", "label": k, "split": "val", "birads": b}
+                                     for i, (k, b) in enumerate(zip(labels, birads))])
+    without = make_dataset({c: rng.integers(0, 256, (64, 80)) for c in ("n0", "b0", "t0")},
+                           labels={"n0": "normal", "b0": "benign", "t0": "benign"},
+                           splits={"n0": "val", "b0": "val", "t0": "train"})  # LA-Net knows no normal class
+    out = tmp_path / "calibration.json"
+    weights = str(PROJECT_ROOT / "bundles" / "breast_us_lanet" / "models" / "model.pt")
+    assert main(["calibrate", str(lanet_copy.root), "--data", str(with_birads), str(without), "--weights", weights,
+                 "--out", str(out), "--write"]) == 0
+    report = json.loads(out.read_text())
+    assert (report["n"], report["n_lesion"], report["birads"]["n"]) == (9, 9, 8)
+    assert report["calibrated"]["nll"] <= report["uncalibrated"]["nll"] + 1e-9
+    assert report["birads"]["served_categories"] == ["3", "4", "5"] and report["birads"]["cross_fitted"]["folds"] == 2
+    config = json.loads((lanet_copy.root / "configs" / "inference.json").read_text())
+    assert config["temperature"] == report["temperature"] and config["birads"] == report["birads"]["model"]
+    assert "cross-fitted (2 folds)" in capsys.readouterr().out
+    evaluation = tmp_path / "evaluation.json"
+    assert main(["evaluate", str(lanet_copy.root), "--data", str(with_birads), "--weights", weights, "--out",
+                 str(evaluation)]) == 0  # now suggesting BI-RADS
+    assert json.loads(evaluation.read_text())["birads"]["categories"] == ["3", "4", "5"]
+    assert (tmp_path / "evaluation_reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Malignancy per suggested BI-RADS category" in capsys.readouterr().out

@@ -171,3 +171,53 @@ def test_click_tables_and_figure(tmp_path, capsys):
     assert "Jittered box, then clicks" in capsys.readouterr().out
     png = plot_click_curves({"interactive": clicks, "medsam": boxed}, tmp_path / "clicks.png")
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_binary_task_has_reliability_bins_and_an_ece():
+    from breastlab.evaluation.evaluate import summarize
+
+    summary = summarize(ROWS)
+    assert set(summary["reliability"]) == set(summary["classification"])
+    for task, bins in summary["reliability"].items():
+        assert sum(b["n"] for b in bins) == summary["classification"][task]["n"]
+        assert 0 <= summary["classification"][task]["ece"]["value"] <= 1
+    assert summary["birads"] is None  # no manifest BI-RADS, no suggestion
+
+
+def _birads_rows() -> list[dict]:
+    from breastlab.data import Case
+    from breastlab.evaluation.evaluate import _score_case
+
+    served = {"a": ("benign", "2", "2"), "b": ("benign", "3", "4"), "c": ("malignant", "5", "5"),
+              "d": ("malignant", "4a", "4"), "e": ("normal", "1", "1")}  # label, manifest, suggested
+    rows = []
+    for name, (label, birads, suggested) in served.items():
+        probabilities = {c: 0.6 if c == suggested else 0.1 for c in "12345"}
+        rows.append(_score_case(Case(name, f"{name}.png", label=label, meta={"birads": birads}),
+                                {"birads_probabilities": probabilities}))
+    return rows
+
+
+def test_birads_section_compares_the_suggestion_with_the_manifest(capsys):
+    from sklearn.metrics import cohen_kappa_score
+
+    from breastlab.evaluation.evaluate import print_report, summarize
+
+    summary = summarize(_birads_rows())["birads"]
+    assert summary["categories"] == list("12345") and summary["n"] == 4  # 4a is not a category the model knows
+    expected = cohen_kappa_score([2, 3, 5, 1], [2, 4, 5, 1], weights="quadratic")
+    assert summary["weighted_kappa"] == pytest.approx(expected)
+    rows = {r["category"]: (r["n"], r["malignant"], r["acr_range"]) for r in summary["malignancy_by_category"]}
+    assert rows == {"1": (1, 0, None), "2": (1, 0, None), "3": (0, 0, None), "4": (2, 1, True), "5": (1, 1, True)}
+    print_report({"bundle": "b", "data": "d", "split": "val", "n_images": 5, "segmentation": None,
+                  "classification": {}, "birads": summary})
+    printed = capsys.readouterr().out
+    assert "Malignancy per suggested BI-RADS category" in printed and "2-95 %" in printed and "within" in printed
+
+
+def test_reliability_figure(tmp_path):
+    from breastlab.evaluation.evaluate import summarize
+    from breastlab.evaluation.plots import plot_reliability
+
+    png = plot_reliability(summarize(ROWS)["reliability"], tmp_path / "reliability.png")
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -160,7 +160,8 @@ def test_perfect_classifier():
     y = [0, 0, 0, 0, 1, 1, 1, 1]
     r = classification_scores(y, [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9], n_bootstrap=200)
     assert (r["n"], r["n_positive"]) == (8, 4)
-    for name in ("auc", "sensitivity_at_90_specificity", "accuracy", "sensitivity", "specificity", "f1"):
+    for name in ("auc", "sensitivity_at_90_specificity", "sensitivity_at_95_specificity",
+                 "specificity_at_95_sensitivity", "accuracy", "sensitivity", "specificity", "f1"):
         assert r[name]["value"] == 1.0
         assert 0.0 <= r[name]["ci_low"] <= r[name]["ci_high"] <= 1.0
 
@@ -190,6 +191,15 @@ def test_sensitivity_at_90_specificity_keeps_a_tenth_of_negatives_above_the_cut(
     negatives, positives = np.arange(20) / 20, np.array([0.5, 0.8, 0.9, 0.96])  # negatives 0, 0.05, ..., 0.95
     r = classification_scores([0] * 20 + [1] * 4, np.concatenate([negatives, positives]), n_bootstrap=0)
     assert r["sensitivity_at_90_specificity"]["value"] == pytest.approx(2 / 4)  # the cut is 0.85: 18 of 20 below
+
+
+def test_operating_points_at_95_percent():
+    negatives, positives = np.arange(20) / 20, np.array([0.5, 0.8, 0.9, 0.96])
+    r = classification_scores([0] * 20 + [1] * 4, np.concatenate([negatives, positives]), n_bootstrap=0)
+    assert r["sensitivity_at_95_specificity"]["value"] == pytest.approx(1 / 4)  # the cut is 0.90: 19 of 20 below
+    positives, negatives = np.arange(1, 21) / 20, np.array([0.04, 0.1, 0.2, 0.5])
+    r = classification_scores([1] * 20 + [0] * 4, np.concatenate([positives, negatives]), n_bootstrap=0)
+    assert r["specificity_at_95_sensitivity"]["value"] == pytest.approx(1 / 4)  # 19 of 20 positives at 0.10 or above
 
 
 def test_bootstrap_is_seeded():

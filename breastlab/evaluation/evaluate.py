@@ -11,6 +11,7 @@ from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, class_index, read_dataset
 from breastlab.data.mammo import lesion_circles, lesion_mask
 from breastlab.engines.prompting import PromptedPredictor, automatic_source
+from breastlab.evaluation.calibration_report import birads_summary, print_birads, reliability
 from breastlab.evaluation.clicks import click_tables, evaluate_clicks
 from breastlab.explain.saliency import GradCamPredictor
 from breastlab.formats.png import ImageError, read_gray_png, write_png
@@ -26,8 +27,8 @@ from breastlab.progress import progress
 SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "asd_mean",
                         "precision_mean", "recall_mean", "pointing_hit_mean", "pixel_accuracy_mean", "n_missed",
                         "mean_fp_fraction", "fp_rate"]
-CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "sensitivity_at_90_specificity", "accuracy", "sensitivity",
-                          "specificity", "f1"]
+CLASSIFICATION_COLUMNS = ["task", "n", "n_positive", "auc", "sensitivity_at_95_specificity",
+                          "specificity_at_95_sensitivity", "ece", "accuracy", "sensitivity", "specificity", "f1"]
 MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
 
 
@@ -74,9 +75,11 @@ def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | 
 
 def summarize(rows: list[dict]) -> dict:
     """Segmentation summaries (per class, overall, and per scanner where the manifest names the ``device``),
-    binary classification tasks and all-class scores of ``score_cases`` rows."""
+    binary classification tasks, their reliability bins, all-class scores and the BI-RADS suggestion's agreement
+    (``birads_summary``) of ``score_cases`` rows."""
     return {"segmentation": _segmentation(rows) if _has_masks(rows) else None,
-            "classification": _classification(rows), "multiclass": _multiclass(rows)}
+            "classification": _classification(rows), "reliability": reliability(_tasks(rows)),
+            "multiclass": _multiclass(rows), "birads": birads_summary(rows)}
 
 
 def _segmentation(rows: list[dict]) -> dict:
@@ -116,18 +119,24 @@ def print_report(report: dict) -> None:
         print(format_table(rows, CLASSIFICATION_COLUMNS, "Classification (bootstrap 95% CI)"), end="\n\n")
     if report.get("multiclass"):
         print(format_table([report["multiclass"]], MULTICLASS_COLUMNS, "All classes (bootstrap 95% CI)"), end="\n\n")
+    if report.get("birads"):
+        print_birads(report["birads"])
     if report.get("clicks"):
         print(click_tables({report["bundle"]: report["clicks"]["summary"]}), end="\n\n")
 
 
 def _score_case(case: Case, output: dict) -> dict:
     row = {"case": case.case, "label": case.label}
-    if case.meta.get("device"):
-        row["device"] = case.meta["device"]
+    for key in ("device", "birads"):
+        if case.meta.get(key):
+            row[key] = case.meta[key]
     if "probability" in output:
         row["lesion_probability"] = float(output["probability"].max())
     if "class_probabilities" in output:
         row["class_probabilities"] = output["class_probabilities"]
+    if "birads_probabilities" in output:
+        row["birads_probabilities"] = output["birads_probabilities"]
+        row["suggested_birads"] = max(output["birads_probabilities"], key=output["birads_probabilities"].get)
     if case.meta.get("label_conflict") == "1":
         row["label_conflict"] = True
     if "mask" in output:
@@ -166,7 +175,13 @@ def _scored(rows: list[dict]) -> list[dict]:
 
 
 def _classification(rows: list[dict]) -> dict:
-    """Binary tasks scored with bootstrap CIs; cases whose class conflicts between frames are left out.
+    """The binary tasks of ``_tasks`` scored with bootstrap CIs."""
+    return {name: classification_scores(*map(np.array, zip(*pairs))) for name, pairs in _tasks(rows).items()}
+
+
+def _tasks(rows: list[dict]) -> dict[str, list[tuple[bool, float]]]:
+    """Binary tasks as (is positive, score) pairs, those with both classes; cases whose class conflicts between
+    frames are left out.
 
     Lesion detection (abnormal vs normal) from the highest lesion probability in the image; for a
     classifier, malignant vs its other classes from p(malignant) and, if it knows ``normal``, abnormal
@@ -187,16 +202,16 @@ def _classification(rows: list[dict]) -> dict:
         tasks[f"malignant vs {others}"] = [(r["label"] == "malignant", r["class_probabilities"]["malignant"])
                                            for r in known]
     if len(classes) > 2 and {"benign", "malignant"} <= set(classes):
-        tasks["malignant vs benign"] = [(r["label"] == "malignant", _malignant_given_lesion(r["class_probabilities"]))
+        tasks["malignant vs benign"] = [(r["label"] == "malignant", malignant_given_lesion(r["class_probabilities"]))
                                         for r in known if r["label"] in ("benign", "malignant")]
     if "normal" in classes:
         tasks["abnormal vs normal (classifier)"] = [(r["label"] != "normal", 1 - r["class_probabilities"]["normal"])
                                                     for r in known]
-    return {name: classification_scores(*map(np.array, zip(*pairs)))
-            for name, pairs in tasks.items() if pairs and len({y for y, _ in pairs}) == 2}
+    return {name: pairs for name, pairs in tasks.items() if pairs and len({y for y, _ in pairs}) == 2}
 
 
-def _malignant_given_lesion(probabilities: dict) -> float:
+def malignant_given_lesion(probabilities: dict) -> float:
+    """p(malignant | lesion) = p(malignant) / (p(malignant) + p(benign)) of a classifier's ``{class: p}``."""
     return probabilities["malignant"] / max(probabilities["malignant"] + probabilities["benign"], 1e-12)
 
 

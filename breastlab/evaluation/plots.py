@@ -88,6 +88,29 @@ def plot_click_curves(summaries: dict[str, dict], out: str | Path, title: str = 
     return save_figure(fig, out)
 
 
+def plot_reliability(bins: dict[str, list[dict]], out: str | Path, title: str = "") -> Path:
+    """Save a PNG reliability diagram: observed frequency against mean predicted probability per bin, one curve per
+    binary task (``{task: reliability_bins}``), the diagonal of a calibrated model dashed; below, each bin's count."""
+    plt = pyplot()
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.5, 6), dpi=120, sharex=True, height_ratios=[3, 1])
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=0.8, label="calibrated")
+    width = 0.1 / max(len(bins), 1)
+    for k, (task, task_bins) in enumerate(bins.items()):
+        line = ax.plot([b["confidence"] for b in task_bins], [b["frequency"] for b in task_bins], marker="o",
+                       label=task)[0]
+        counts.bar([b["low"] + (k + 0.5) * width for b in task_bins], [b["n"] for b in task_bins], width=width,
+                   color=line.get_color())
+    ax.set_ylabel("observed frequency of positives")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title(title or "Reliability")
+    counts.set_xlabel("predicted probability of the positive class")
+    counts.set_ylabel("cases per bin")
+    return save_figure(fig, out)
+
+
 def plot_map_overlays(rows: list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]], out: str | Path) -> Path:
     """Save a PNG grid: one row per image ``(title, image, truth, {method: map in [0, 1]})``, the image with
     the ground-truth outline first, then each method's map over it (all arrays (H, W), same size)."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 from monai.metrics import compute_roc_auc
 from numpy.typing import ArrayLike
+
+from breastlab.metrics.calibration import expected_calibration_error
 
 Metric = Callable[[np.ndarray, np.ndarray, float], float | None]
 
@@ -50,19 +53,32 @@ def _f1(y: np.ndarray, s: np.ndarray, threshold: float) -> float | None:
     return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
-def _sensitivity_at_90_specificity(y: np.ndarray, s: np.ndarray, threshold: float) -> float | None:
-    """The sensitivity at the lowest score threshold whose specificity is at least 0.90 (the operating point a
+def _sensitivity_at_specificity(y: np.ndarray, s: np.ndarray, threshold: float, level: float) -> float | None:
+    """The sensitivity at the lowest score threshold whose specificity is at least ``level`` (the operating point a
     screening reader would be held to; ``threshold`` is not used)."""
     negatives, positives = np.sort(s[y == 0]), s[y == 1]
     if not len(negatives) or not len(positives):
         return None
-    cut = negatives[int(np.ceil(0.9 * len(negatives))) - 1]  # at most 10 % of negatives score above it
+    cut = negatives[int(np.ceil(level * len(negatives) - 1e-9)) - 1]  # at most 1 - level of negatives above it
     return float(np.mean(positives > cut))
+
+
+def _specificity_at_sensitivity(y: np.ndarray, s: np.ndarray, threshold: float, level: float) -> float | None:
+    """The specificity at the highest score threshold whose sensitivity is at least ``level``: the same operating
+    point with the classes and the score's direction swapped."""
+    return _sensitivity_at_specificity(1 - y, -s, threshold, level)
+
+
+def _ece(y: np.ndarray, s: np.ndarray, threshold: float) -> float | None:
+    return expected_calibration_error(y, s) if 0 <= s.min() and s.max() <= 1 else None
 
 
 METRICS: dict[str, Metric] = {
     "auc": _auc,
-    "sensitivity_at_90_specificity": _sensitivity_at_90_specificity,
+    "sensitivity_at_90_specificity": partial(_sensitivity_at_specificity, level=0.90),
+    "sensitivity_at_95_specificity": partial(_sensitivity_at_specificity, level=0.95),
+    "specificity_at_95_sensitivity": partial(_specificity_at_sensitivity, level=0.95),
+    "ece": _ece,
     "accuracy": _accuracy,
     "sensitivity": _sensitivity,
     "specificity": _specificity,
@@ -93,14 +109,14 @@ def classification_scores(
 ) -> dict:
     """Score binary predictions; ``y_score`` is the probability of class 1, positive if ``>= threshold``.
 
-    Returns ``n``, ``n_positive`` and, for ``auc, sensitivity_at_90_specificity, accuracy, sensitivity,
-    specificity, f1``, a dict
-    ``{"value", "ci_low", "ci_high"}``. The CI is a percentile bootstrap over ``n_bootstrap`` case
-    resamples drawn with ``numpy.random.default_rng(seed)``; resamples on which a metric is undefined
-    (e.g. one class only, for AUC) are skipped for that metric. A metric undefined on the full data
-    (AUC or specificity when ``y_true`` has no negatives, AUC or sensitivity when it has no positives,
-    f1 with neither positive labels nor positive predictions) has value and CI ``None``; it does not
-    raise.
+    Returns ``n``, ``n_positive`` and, for each of ``METRICS`` (AUC, sensitivity at 90 % and 95 % specificity,
+    specificity at 95 % sensitivity, expected calibration error of the score, and accuracy, sensitivity,
+    specificity and F1 at ``threshold``), a dict ``{"value", "ci_low", "ci_high"}``. The CI is a percentile
+    bootstrap over ``n_bootstrap`` case resamples drawn with ``numpy.random.default_rng(seed)``; resamples on which
+    a metric is undefined (e.g. one class only, for AUC) are skipped for that metric. A metric undefined on the full
+    data (AUC or specificity when ``y_true`` has no negatives, AUC or sensitivity when it has no positives, f1 with
+    neither positive labels nor positive predictions, ECE of a score outside [0, 1]) has value and CI ``None``; it
+    does not raise.
     Raises ``ValueError`` for unequal lengths, no cases, labels other than 0/1 or non-finite scores.
     """
     y, s = _validate(y_true, y_score)
