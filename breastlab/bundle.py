@@ -226,8 +226,8 @@ class Predictor:
     def __call__(self, image_path: str | Path) -> dict:
         """What the bundle's postprocessing yields, at the image's size: ``mask`` (uint8 HxW, 1 = lesion),
         ``probability`` (float32 HxW: lesion probability or saliency), ``class_probabilities``
-        (``{class: p}``) and ``regions`` (boxes the model looked at, e.g. GLAM's windows), each where the bundle
-        produces it."""
+        (``{class: p}``), ``birads_probabilities`` (``{category: p}``) and ``regions`` (boxes the model looked
+        at, e.g. GLAM's windows), each where the bundle produces it."""
         data = self.pre({"image": str(image_path)})
         output = self.inferer(data["image"][None].to(self.device), self.network)
         data["pred"] = decollate_batch(output, detach=True)[0]
@@ -235,7 +235,8 @@ class Predictor:
 
 
 def prediction_outputs(data: dict, classes: list[str]) -> dict:
-    """The ``mask``/``probability``/``class_probabilities``/``regions`` of a postprocessed bundle output."""
+    """The ``mask``/``probability``/``class_probabilities``/``birads_probabilities`` (``{category: p}``, from a
+    bundle with a BI-RADS model)/``regions`` of a postprocessed bundle output."""
     outputs = {}
     if "pred" in data:
         outputs["mask"] = as_image_array(data["pred"]).astype(np.uint8)
@@ -245,6 +246,8 @@ def prediction_outputs(data: dict, classes: list[str]) -> dict:
         if len(data["class_prob"]) != len(classes):
             raise ValueError(f"{len(data['class_prob'])} class probabilities for the classes {classes}")
         outputs["class_probabilities"] = {c: float(p) for c, p in zip(classes, data["class_prob"])}
+    if "birads_prob" in data:
+        outputs["birads_probabilities"] = {c: float(p) for c, p in zip(data["birads_categories"], data["birads_prob"])}
     if "regions" in data:
         outputs["regions"] = data["regions"]
     return outputs

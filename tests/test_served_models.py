@@ -12,17 +12,30 @@ from PIL import Image
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 from scipy import ndimage
 
+from breastlab.metrics.birads import birads_probabilities
 from breastlab.metrics.segmentation import dice
+from breastlab.server.process import bundles_folder
 
 from helpers import FLOAT32, SAMPLES, dicom_bytes, infer, png_bytes, sample_server, upload
 
 pytestmark = pytest.mark.slow
 INTERACTIVE = "breast_us_interactive"
+BIRADS = {"categories": ["2", "3", "4", "5"], "slope": 1.2, "cuts": [-4.0, -2.5, 2.0]}  # as `calibrate --write` puts it
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with sample_server(tmp_path_factory.mktemp("served_models"), FLOAT32) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def calibrated_server(tmp_path_factory):
+    """A server of ``breast_us_acsnet`` alone, whose inference config has a BI-RADS model (the shipped one has none
+    until calibrated)."""
+    workdir = tmp_path_factory.mktemp("calibrated")
+    bundles = bundles_folder(workdir / "bundles", {"breast_us_acsnet": {"birads": BIRADS}}, ["breast_us_acsnet"])
+    with sample_server(workdir, {**FLOAT32, "BREASTLAB_BUNDLES": str(bundles)}) as srv:
         yield srv
 
 
@@ -83,8 +96,19 @@ def test_acsnet_returns_the_mask_and_every_class_probability_in_one_call(server)
     assert result["lesion_pixels"] == int(mask.sum()) > 0
     assert set(result["probabilities"]) == {"normal", "benign", "malignant"}
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert "birads" not in result  # the shipped inference config has no BI-RADS model yet
     info = requests.get(f"{server.url}/info/", timeout=10).json()["models"]["breast_us_acsnet"]
     assert info["type"] == "segmentation" and info["labels"] == {"lesion": 1}
+
+
+def test_a_calibrated_acsnet_suggests_a_birads_category_from_its_class_probabilities(calibrated_server):
+    assert list(requests.get(f"{calibrated_server.url}/info/", timeout=10).json()["models"]) == ["breast_us_acsnet"]
+    result = infer(calibrated_server, "case002", model="breast_us_acsnet").json()
+    p, birads = result["probabilities"], result["birads"]
+    assert list(birads["probabilities"]) == ["1", "2", "3", "4", "5"]
+    assert birads["suggestion"] == max(birads["probabilities"], key=birads["probabilities"].get)
+    expected = birads_probabilities(p["malignant"] / (p["benign"] + p["malignant"]), BIRADS, [p["normal"]])[0]
+    np.testing.assert_allclose(list(birads["probabilities"].values()), expected, atol=2e-3)
 
 
 def test_end2end_classifies_a_12_bit_monochrome1_mammogram_and_maps_the_breast_side(server):

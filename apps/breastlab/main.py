@@ -1,4 +1,5 @@
-"""BreastLab MONAI Label app: every bundle under ``bundles/`` becomes an infer and a train task."""
+"""BreastLab MONAI Label app: every bundle under ``bundles/`` (or ``BREASTLAB_BUNDLES``) becomes an infer and a train
+task."""
 
 import logging
 import os
@@ -30,7 +31,8 @@ class MyApp(MONAILabelApp):
 
     def __init__(self, app_dir, studies, conf):
         self.model_dir = Path(app_dir) / "model"
-        self.bundles = {b.name: b for b in find_bundles(BUNDLES_DIR) if self.has_weights(b)}
+        bundles_dir = os.environ.get("BREASTLAB_BUNDLES") or BUNDLES_DIR
+        self.bundles = {b.name: b for b in find_bundles(bundles_dir) if self.has_weights(b)}
         super().__init__(
             app_dir=app_dir,
             studies=studies,

@@ -20,8 +20,8 @@ class BundleInferTask(BasicInferTask):
     (the bundle's own weights, then the fine-tuned ones the app's train task writes).
 
     The image result is the mask (0/1 PNG at the image size) or, with ``saliency``, the bundle's map
-    (0-255); the JSON result carries the class probabilities, the top regions as boxes (the regions the
-    bundle reports, e.g. GLAM's windows, else those of its map) and
+    (0-255); the JSON result carries the class probabilities, a BI-RADS suggestion, the top regions as boxes
+    (the regions the bundle reports, e.g. GLAM's windows, else those of its map) and
     the lesion statistics, as far as the bundle produces them. MONAI Label reloads the network whenever
     the weights file changes, so fine-tuned weights are used by the next request without a restart.
     """
@@ -70,11 +70,15 @@ class BundleInferTask(BasicInferTask):
         return str(path), summary
 
     def summary(self, outputs: dict, shape: tuple[int, int]) -> dict:
-        """The JSON result: sizes, class probabilities, top regions and lesion statistics, weights used."""
+        """The JSON result: sizes, class probabilities, the BI-RADS suggestion (``birads``: ``suggestion`` and
+        ``probabilities``, from a bundle with a BI-RADS model), top regions and lesion statistics, weights used."""
         summary = {"bundle": self.bundle.name, "height": int(shape[0]), "width": int(shape[1])}
         if "class_probabilities" in outputs:
             probabilities = {c: round(p, 4) for c, p in outputs["class_probabilities"].items()}
             summary.update(probabilities=probabilities, prediction=max(probabilities, key=probabilities.get))
+        if "birads_probabilities" in outputs:
+            birads = {c: round(p, 4) for c, p in outputs["birads_probabilities"].items()}
+            summary["birads"] = {"suggestion": max(birads, key=birads.get), "probabilities": birads}
         if "mask" in outputs:
             summary["lesion_pixels"] = int(outputs["mask"].sum())
         if "probability" in outputs:

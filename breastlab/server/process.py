@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,7 +15,7 @@ import monailabel
 import psutil
 import requests
 
-from breastlab.bundle import PROJECT_ROOT
+from breastlab.bundle import BUNDLES_DIR, PROJECT_ROOT
 
 
 def server_command(app_dir: Path, studies: Path | str, host: str, port: int) -> list[str]:
@@ -27,6 +28,26 @@ def server_command(app_dir: Path, studies: Path | str, host: str, port: int) -> 
     config.write_text(template.replace("${LOGDIR}", str(logs)).replace("${LOGFILE}", str(logs / "app.log")))
     return [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app_dir), "--studies",
             str(studies), "--host", host, "--port", str(port), "--log_config", str(config)]
+
+
+def bundles_folder(folder: Path, inference: dict[str, dict], names: list[str] | None = None) -> Path:
+    """A folder of bundles for the app's ``BREASTLAB_BUNDLES``: links to the project's bundles (``names``, default
+    all), where those named in ``inference`` (``{bundle: {key: value}}``) get a copy of their ``configs/`` whose
+    ``inference.json`` has these top-level keys set (e.g. a calibrated ``temperature`` and ``birads`` model)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in sorted(BUNDLES_DIR.iterdir()):
+        if not (source / "configs").is_dir() or (names is not None and source.name not in names):
+            continue
+        if source.name not in inference:
+            (folder / source.name).symlink_to(source, target_is_directory=True)
+            continue
+        shutil.copytree(source / "configs", folder / source.name / "configs")
+        for item in source.iterdir():
+            if item.name != "configs":
+                (folder / source.name / item.name).symlink_to(item)
+        config = folder / source.name / "configs" / "inference.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), **inference[source.name]}, indent=4))
+    return folder
 
 
 def free_port() -> int:

@@ -1,6 +1,8 @@
 """MONAI transforms: mammograms (inverted display, breast side, crop, mask, results put back), clicks, multi-output
-postprocessing, the lesion-presence gate, box and click prompts, ultrasound-scanner augmentation."""
+postprocessing, temperature-scaled logits and a BI-RADS suggestion, the lesion-presence gate, box and click prompts,
+ultrasound-scanner augmentation."""
 
+from .calibration import BiradsSuggestiond, TemperatureScaled
 from .clicks import AddClickChannelsd, AddClickd, ClickSignald, check_points, next_click
 from .gates import LesionGated, lesion_present
 from .mammo import CropBreastd, MaskBreastd, OrientBreastd, RestoreBreastd, RestoreWindowsd, UninvertMammogramd
@@ -11,6 +13,7 @@ from .scanner import RandScreenMarksd, scanner_augmentation
 __all__ = [
     "AddClickChannelsd",
     "AddClickd",
+    "BiradsSuggestiond",
     "ClickSignald",
     "CropBreastd",
     "HonourClicksd",
@@ -21,6 +24,7 @@ __all__ = [
     "RandScreenMarksd",
     "RestoreBreastd",
     "RestoreWindowsd",
+    "TemperatureScaled",
     "UninvertMammogramd",
     "UnpackOutputsd",
     "check_points",
