@@ -31,7 +31,7 @@ class BreastLab(ScriptedLoadableModule):
         parent.helpText = (
             "Connect to a BreastLab server, get the next image to annotate, run segmentation, click-based, "
             "classification and saliency models (Ctrl+Z undoes the last AI step, never a manual edit), set the class "
-            "and BI-RADS, save the label and train."
+            "and BI-RADS (Accept takes a calibrated model's suggestion), save the label and train."
         )
         parent.acknowledgementText = "Built on MONAI and MONAI Label. Research use only; not a medical device."
 
@@ -67,6 +67,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.undoButton, self.on_undo),
             (self.ui.classifyButton, self.on_classify),
             (self.ui.saliencyButton, self.on_saliency),
+            (self.ui.acceptBiradsButton, self.on_accept_birads),
             (self.ui.saveButton, self.on_save),
             (self.ui.trainButton, self.on_train),
         ):
@@ -134,7 +135,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         info = session.image_info()
         self.ui.classComboBox.setCurrentText(info.get("class", ""))
         self.ui.biradsComboBox.setCurrentText(info.get("birads", ""))
-        self.ui.probabilitiesLabel.text = ""
+        self.show_classification({})
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView)
         slicer.util.resetSliceViews()
         self.update_buttons()
@@ -144,7 +145,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             result = self.logic.session.segment(self.ui.segmentationModelComboBox.currentText)
             slicer.util.showStatusMessage(f"Lesion: {result['lesion_pixels']} pixels", 3000)
             if "probabilities" in result:
-                self.ui.probabilitiesLabel.text = probabilities_text(result["probabilities"])
+                self.show_classification(result["probabilities"])
         self.update_buttons()
 
     def on_point_placed(self, caller=None, event=None):
@@ -168,8 +169,19 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def on_classify(self):
         with slicer.util.tryWithErrorDisplay("Classification failed.", waitCursor=True):
-            probabilities = self.logic.session.classify(self.ui.classificationModelComboBox.currentText)
-            self.ui.probabilitiesLabel.text = probabilities_text(probabilities)
+            self.show_classification(self.logic.session.classify(self.ui.classificationModelComboBox.currentText))
+        self.update_buttons()
+
+    def show_classification(self, probabilities):
+        """The class probabilities, and the model's BI-RADS suggestion beside (never in) the annotator's field."""
+        suggestion = self.logic.session.suggestion
+        self.ui.probabilitiesLabel.text = probabilities_text(probabilities)
+        self.ui.biradsSuggestionLabel.text = suggestion.text() if suggestion else ""
+
+    def on_accept_birads(self):
+        """The annotator takes the suggestion: it goes into the BI-RADS field, saved with the label like a choice."""
+        combo = self.ui.biradsComboBox
+        combo.setCurrentText(self.logic.session.suggestion.accept([combo.itemText(i) for i in range(combo.count)]))
 
     def on_saliency(self):
         with slicer.util.tryWithErrorDisplay("Saliency failed.", waitCursor=True):
@@ -220,6 +232,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = loaded and models.count > 0
         self.ui.saveButton.enabled = self.ui.clearPointsButton.enabled = loaded
         self.ui.undoButton.enabled = loaded and len(self.logic.session.steps) > 0
+        self.ui.acceptBiradsButton.enabled = loaded and self.logic.session.suggestion is not None
 
 
 def fill(combo_box, names):

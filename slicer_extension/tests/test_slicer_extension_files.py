@@ -12,6 +12,8 @@ import pytest
 from BreastLabLib.client import MODEL_TYPES
 from PIL import Image
 
+from breastlab.data import BIRADS
+
 EXTENSION = Path(__file__).resolve().parents[1]
 MODULE = EXTENSION / "BreastLab"
 CATALOG_KEYS = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
@@ -80,6 +82,11 @@ def test_every_widget_the_module_uses_is_in_the_ui(module_source):
     used = set(re.findall(r"self\.ui\.(\w+)", module_source))
     used |= {f"{kind}ModelComboBox" for kind in MODEL_TYPES}  # looked up with getattr per model type
     assert used and used <= names, sorted(used - names)
+
+
+def test_the_birads_field_offers_every_category_the_server_accepts_and_a_blank():
+    combo = next(w for w in ui_tree().iter("widget") if w.get("name") == "biradsComboBox")
+    assert [item.findtext("property/string") or "" for item in combo.findall("item")] == ["", *BIRADS]
 
 
 def test_slicer_self_test_runs_every_test_method(module_source):

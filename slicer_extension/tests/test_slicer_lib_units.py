@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from BreastLabLib.client import BreastLabClient, ServerError, ServerInfo
 from BreastLabLib.images import decode_png, encode_png, mask_png, unit_range
-from BreastLabLib.results import TrainingProgress, probabilities_text, ranked_probabilities
+from BreastLabLib.results import BiradsSuggestion, TrainingProgress, probabilities_text, ranked_probabilities
 from PIL import Image
 
 
@@ -45,6 +45,32 @@ def test_probabilities_are_ranked_and_validated():
     assert probabilities_text(probabilities) == "malignant: 62.5 %\nbenign: 27.5 %\nnormal: 10.0 %"
     with pytest.raises(ValueError, match="'benign' is 1.5"):
         ranked_probabilities({"benign": 1.5})
+
+
+BIRADS_FIELD = ["", "0", "1", "2", "3", "4", "4a", "4b", "4c", "5", "6"]  # the panel's BI-RADS choices
+BIRADS_RESULT = {"probabilities": {"malignant": 0.7}, "birads": {
+    "suggestion": "4", "probabilities": {"1": 0.02, "2": 0.1, "3": 0.27, "4": 0.61, "5": 0.0}}}
+
+
+def test_a_birads_suggestion_reads_as_the_category_and_its_likeliest_neighbours():
+    suggestion = BiradsSuggestion.from_result(BIRADS_RESULT)
+    assert suggestion.category == "4"
+    assert suggestion.text() == "AI suggests BI-RADS 4 (4: 61 %, 3: 27 %, 2: 10 %, …)"
+    assert suggestion.text(shown=5) == "AI suggests BI-RADS 4 (4: 61 %, 3: 27 %, 2: 10 %, 1: 2 %, 5: 0 %)"
+
+
+def test_a_result_without_birads_suggests_nothing_and_a_malformed_one_is_refused():
+    assert BiradsSuggestion.from_result({"probabilities": {"benign": 0.4, "malignant": 0.6}}) is None
+    with pytest.raises(ValueError, match="'6' is not one of"):
+        BiradsSuggestion.from_result({"birads": {"suggestion": "6", "probabilities": {"2": 0.5, "3": 0.5}}})
+    with pytest.raises(ValueError, match="outside"):
+        BiradsSuggestion.from_result({"birads": {"suggestion": "2", "probabilities": {"2": 1.5}}})
+
+
+def test_accepting_a_suggestion_selects_its_category_in_the_birads_field():
+    assert BiradsSuggestion.from_result(BIRADS_RESULT).accept(BIRADS_FIELD) == "4"
+    with pytest.raises(ValueError, match="offers no '4'"):
+        BiradsSuggestion("4", {"4": 1.0}).accept(["", "4a", "4b"])
 
 
 def test_training_progress_percent_is_capped_at_the_requested_epochs():

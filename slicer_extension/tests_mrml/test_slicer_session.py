@@ -263,3 +263,21 @@ def test_a_click_refines_another_models_segment_and_a_click_model_gets_its_click
     assert not refine_uploads_the_segment(session, server, "breast_us_interactive")  # a click model: clicks alone
     assert not session.steps[-1].synced
     assert refine_uploads_the_segment(session, server, "breast_us_medsam")  # the other model's segment goes along
+
+
+def test_the_birads_suggestion_is_saved_only_once_the_annotator_accepts_it(session, server, samples):
+    image_id, data = "suggested_case", (samples / "images" / "case007.png").read_bytes()
+    requests.put(f"{server['url']}/datastore/image", params={"image": image_id},
+                 files={"file": ("upload.png", data, "image/png")}, timeout=30).raise_for_status()
+    session.load(image_id)
+    session.segment(MODEL)
+    assert session.suggestion is None  # breast_us_t2kd does not classify
+    result = session.segment("breast_us_acsnet")
+    suggestion = session.suggestion
+    assert suggestion.category == result["birads"]["suggestion"] and list(suggestion.probabilities) == list("12345")
+    assert session.save("malignant", "") == {"class": "malignant"}  # the field left blank: no BI-RADS
+    assert "birads" not in session.image_info() and "birads" not in session.client.label_info(image_id)
+    session.save("malignant", suggestion.accept(["", "1", "2", "3", "4", "4a", "4b", "4c", "5"]))
+    assert session.image_info()["birads"] == session.client.label_info(image_id)["birads"] == suggestion.category
+    session.load("case001")
+    assert session.suggestion is None  # a suggestion belongs to its image

@@ -124,10 +124,14 @@ class BreastLabClient:
 
     def classify(self, model: str, image_id: str) -> dict[str, float]:
         """Per-class probabilities ``{class: p}`` from a classification model's JSON result."""
+        return self.classify_and_summarize(model, image_id)[0]
+
+    def classify_and_summarize(self, model: str, image_id: str) -> tuple[dict[str, float], dict]:
+        """The class probabilities and the model's JSON result (``birads`` from a calibrated model) in one call."""
         result = self.summary(model, image_id)
         if not isinstance(result.get("probabilities"), dict):
             raise ServerError(200, f"model {model!r} returned no 'probabilities' (keys: {sorted(result)})")
-        return {str(k): float(v) for k, v in result["probabilities"].items()}
+        return {str(k): float(v) for k, v in result["probabilities"].items()}, result
 
     def saliency(self, model: str, image_id: str) -> np.ndarray:
         """The model's map for the image as float32 in [0, 1], shape (rows, columns)."""

@@ -1,4 +1,5 @@
-"""Turning server results into what the panel shows: class probabilities and training progress."""
+"""Turning server results into what the panel shows: class probabilities, the model's BI-RADS suggestion and training
+progress."""
 
 from __future__ import annotations
 
@@ -20,6 +21,40 @@ def ranked_probabilities(probabilities: dict[str, float]) -> list[tuple[str, flo
 def probabilities_text(probabilities: dict[str, float]) -> str:
     """One ``class: 87.5 %`` line per class, most likely first."""
     return "\n".join(f"{name}: {100 * p:.1f} %" for name, p in ranked_probabilities(probabilities))
+
+
+@dataclass(frozen=True)
+class BiradsSuggestion:
+    """A model's BI-RADS ``category`` and the ``probabilities`` of every category: shown beside the annotator's BI-RADS
+    field, never in it unless the annotator accepts it."""
+
+    category: str
+    probabilities: dict[str, float]
+
+    @classmethod
+    def from_result(cls, result: dict) -> "BiradsSuggestion | None":
+        """The ``birads`` of a model's JSON result (``suggestion``, ``probabilities``); None where it has none."""
+        birads = result.get("birads")
+        if not isinstance(birads, dict):
+            return None
+        probabilities = {str(k): float(v) for k, v in birads.get("probabilities", {}).items()}
+        category = str(birads.get("suggestion"))
+        ranked_probabilities(probabilities)
+        if category not in probabilities:
+            raise ValueError(f"suggested BI-RADS {category!r} is not one of {sorted(probabilities)}")
+        return cls(category, probabilities)
+
+    def text(self, shown: int = 3) -> str:
+        """``AI suggests BI-RADS 4 (4: 61 %, 3: 27 %, …)``: the ``shown`` likeliest categories."""
+        ranked = ranked_probabilities(self.probabilities)
+        listed = ", ".join(f"{name}: {100 * p:.0f} %" for name, p in ranked[:shown])
+        return f"AI suggests BI-RADS {self.category} ({listed}{', …' if len(ranked) > shown else ''})"
+
+    def accept(self, choices: list[str]) -> str:
+        """The item of the annotator's BI-RADS field (its ``choices``) that accepting the suggestion selects."""
+        if self.category not in choices:
+            raise ValueError(f"the BI-RADS field offers no {self.category!r}: {choices}")
+        return self.category
 
 
 @dataclass(frozen=True)

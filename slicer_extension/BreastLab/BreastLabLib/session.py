@@ -9,6 +9,7 @@ import numpy as np
 from . import mrml
 from .client import BreastLabClient
 from .history import MAX_STEPS, AIStep, Prompts, keeps_history, mask_to_send, undo_mask
+from .results import BiradsSuggestion
 
 FOREGROUND_COLOR = (0.2, 0.9, 0.3)
 BACKGROUND_COLOR = (0.9, 0.2, 0.2)
@@ -17,8 +18,9 @@ BOX_COLOR = (0.3, 0.6, 1.0)
 
 class AnnotationSession:
     """The current image's volume, lesion segment, box, click lists and saliency overlay, kept in ``scene``, the
-    AI steps on it (``steps``, the latest last) for ``undo``, and the promptable model's last answer that its server
-    keeps (``server_answer``: model and mask; None: the next request starts the server's history afresh)."""
+    AI steps on it (``steps``, the latest last) for ``undo``, the promptable model's last answer that its server
+    keeps (``server_answer``: model and mask; None: the next request starts the server's history afresh), and the
+    BI-RADS suggestion of the last model that classified the image (``suggestion``; ``save`` never reads it)."""
 
     def __init__(self, client: BreastLabClient, scene):
         self.client = client
@@ -30,6 +32,7 @@ class AnnotationSession:
         self.box = mrml.add_box(scene, "BreastLab box", BOX_COLOR)
         self.steps: deque[AIStep] = deque(maxlen=MAX_STEPS)
         self.server_answer: tuple[str, np.ndarray] | None = None
+        self.suggestion: BiradsSuggestion | None = None
         self._promptable: set[str] | None = None  # models that refine a mask sent with the clicks (from /info/)
 
     def load(self, image_id: str):
@@ -52,8 +55,11 @@ class AnnotationSession:
 
     def segment(self, model: str) -> dict:
         """Run a segmentation model on the image; the lesion segment becomes its mask (an AI step). The model's JSON
-        result: ``lesion_pixels``, and ``probabilities`` from a model that also classifies."""
+        result: ``lesion_pixels``, and ``probabilities`` from a model that also classifies (whose BI-RADS suggestion,
+        or None, replaces the last)."""
         mask, result = self.client.segment_and_summarize(model, self._loaded())
+        if "probabilities" in result:
+            self.suggestion = BiradsSuggestion.from_result(result)
         prompts = self._prompts(mrml.pixel_box(self.box, self.volume))
         return {**result, "lesion_pixels": self._apply(model, mask, result, prompts, prompts)}
 
@@ -101,7 +107,10 @@ class AnnotationSession:
         return pixels
 
     def classify(self, model: str) -> dict[str, float]:
-        return self.client.classify(model, self._loaded())
+        """The model's class probabilities; its BI-RADS suggestion (None from a model without one) replaces the last."""
+        probabilities, result = self.client.classify_and_summarize(model, self._loaded())
+        self.suggestion = BiradsSuggestion.from_result(result)
+        return probabilities
 
     def show_saliency(self, model: str, opacity: float):
         saliency = self.client.saliency(model, self._loaded())
@@ -140,7 +149,7 @@ class AnnotationSession:
         for node in (self.overlay, self.segmentation, self.volume):
             if node is not None:
                 mrml.remove_node(node)
-        self.volume = self.segmentation = self.segment_id = self.overlay = self.image_id = None
+        self.volume = self.segmentation = self.segment_id = self.overlay = self.image_id = self.suggestion = None
         self.clear_points()
 
     def end(self) -> None:
