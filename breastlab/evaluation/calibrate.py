@@ -14,7 +14,6 @@ from sklearn.model_selection import StratifiedKFold
 from breastlab.bundle import Bundle
 from breastlab.data import Case, class_index, read_dataset
 from breastlab.evaluation.calibration_report import malignancy_table
-from breastlab.evaluation.evaluate import malignant_given_lesion
 from breastlab.metrics import (
     apply_temperature,
     birads_probabilities,
@@ -28,6 +27,7 @@ from breastlab.metrics import (
 )
 from breastlab.metrics.birads import NORMAL_CATEGORY
 from breastlab.progress import progress
+from breastlab.transforms.calibration import malignant_given_lesion
 
 LESION_BIRADS = ("2", "3", "4", "5")  # the categories a lesion's suggestion is fitted on
 KEYS = ("temperature", "birads")  # what --write stores in configs/inference.json

@@ -23,6 +23,7 @@ from breastlab.metrics import (
     summarize_segmentation,
 )
 from breastlab.progress import progress
+from breastlab.transforms.calibration import malignant_given_lesion
 
 SEGMENTATION_COLUMNS = ["group", "n", "dice_mean", "iou_mean", "box_iou_mean", "hd95_mean", "asd_mean",
                         "precision_mean", "recall_mean", "pointing_hit_mean", "pixel_accuracy_mean", "n_missed",
@@ -208,11 +209,6 @@ def _tasks(rows: list[dict]) -> dict[str, list[tuple[bool, float]]]:
         tasks["abnormal vs normal (classifier)"] = [(r["label"] != "normal", 1 - r["class_probabilities"]["normal"])
                                                     for r in known]
     return {name: pairs for name, pairs in tasks.items() if pairs and len({y for y, _ in pairs}) == 2}
-
-
-def malignant_given_lesion(probabilities: dict) -> float:
-    """p(malignant | lesion) = p(malignant) / (p(malignant) + p(benign)) of a classifier's ``{class: p}``."""
-    return probabilities["malignant"] / max(probabilities["malignant"] + probabilities["benign"], 1e-12)
 
 
 def _multiclass(rows: list[dict]) -> dict | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
@@ -29,15 +28,19 @@ class TemperatureScaled(MapTransform):
         return d
 
 
+def malignant_given_lesion(probabilities: dict) -> float:
+    """p(malignant | lesion) of a classifier's ``{class: p}``: p(malignant) / (p(malignant) + p(benign)) where it
+    knows benign, else p(malignant)."""
+    if "benign" not in probabilities:
+        return float(probabilities["malignant"])
+    return float(probabilities["malignant"]) / max(float(probabilities["malignant"] + probabilities["benign"]), 1e-12)
+
+
 def lesion_probabilities(class_prob, classes: list[str]) -> tuple[float, float | None]:
     """p(malignant | lesion) and p(normal) (None where the classifier has no ``normal`` class) from softmax
     probabilities in ``classes`` order."""
-    p = torch.as_tensor(class_prob).detach().float().cpu().reshape(-1).numpy()
-    malignant = float(p[classes.index("malignant")])
-    if "benign" in classes:
-        malignant /= max(malignant + float(p[classes.index("benign")]), np.finfo(np.float32).tiny)
-    normal = float(p[classes.index("normal")]) if "normal" in classes else None
-    return malignant, normal
+    p = dict(zip(classes, torch.as_tensor(class_prob).detach().float().cpu().reshape(-1).tolist()))
+    return malignant_given_lesion(p), p.get("normal")
 
 
 class BiradsSuggestiond(MapTransform):
