@@ -79,7 +79,8 @@ def cmd_evaluate(args) -> None:
     from breastlab.evaluation.plots import plot_click_curves, plot_reliability
 
     bundle = get_bundle(args.bundle, args.recipe, **_parse_overrides(args.override))
-    report = evaluate(bundle, args.data, args.split, args.weights, args.save_masks, args.grad_cam)
+    only = _column_rule("--only", args.only) if args.only else None
+    report = evaluate(bundle, args.data, args.split, args.weights, args.save_masks, args.grad_cam, only)
     print_report(report)
     out = Path(args.out or f"{bundle.name}_evaluation.json")
     out.write_text(json.dumps(report, indent=2))
@@ -134,13 +135,17 @@ def cmd_effort(args) -> None:
         print(f"wrote {plot(report, args.plot)}")
 
 
-def _held_out(bundle, rule: str) -> dict:
+def _column_rule(option: str, rule: str) -> dict:
     from breastlab.data import DatasetError, column_rule
 
     try:
-        held_out = column_rule(rule)
+        return column_rule(rule)
     except DatasetError as e:
-        raise SystemExit(f"--hold-out {e}") from e
+        raise DatasetError(f"{option} {e}") from e
+
+
+def _held_out(bundle, rule: str) -> dict:
+    held_out = _column_rule("--hold-out", rule)
     if "held_out" not in json.loads((bundle.root / "configs" / "train.json").read_text()):
         raise SystemExit(f"{bundle.name}: its configs/train.json has no held_out setting")
     return held_out
@@ -230,6 +235,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("bundle", help="bundle name under bundles/ or a bundle folder")
     s.add_argument("--data", required=True, help="dataset folder (images/, optional masks/, manifest.csv)")
     s.add_argument("--split", help="only this split (default: every row of the manifest)")
+    s.add_argument("--only", metavar="COLUMN=PREFIX", help="only the cases whose manifest COLUMN starts with PREFIX, "
+                   "e.g. --only 'device=GE Logiq 5' (a scanner held out of training)")
     s.add_argument("--out", help="JSON report path (default: <bundle>_evaluation.json)")
     s.add_argument("--weights", help="checkpoint to evaluate (default: the bundle's models/model.pt)")
     s.add_argument("--save-masks", help="also write predicted masks (0/255 PNG) into this folder")

@@ -14,6 +14,7 @@ from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.cli import main
+from breastlab.data import read_dataset
 from breastlab.server.process import free_port
 
 pytestmark = pytest.mark.slow
@@ -39,6 +40,18 @@ def test_evaluate_prints_tables_and_writes_json(samples_dir, tmp_path, capsys):
     assert {c["case"] for c in report["cases"]} == {"case001", "case002", "case003", "case005", "case007", "case008"}
     mask = np.asarray(Image.open(tmp_path / "masks" / "case002.png"))
     assert mask.shape == (572, 761) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_evaluate_only_scores_the_chosen_cases(samples_dir, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "breast_us_t2kd", "--data", str(samples_dir), "--only", "birads=4",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    expected = {c.case for c in read_dataset(samples_dir) if c.meta["birads"].startswith("4")}
+    assert report["only"] == {"birads": "4"} and 0 < len(expected) < 6
+    assert {c["case"] for c in report["cases"]} == expected
+    assert main(["evaluate", "breast_us_t2kd", "--data", str(samples_dir), "--only", "device"]) == 2
+    assert "--only" in capsys.readouterr().err
 
 
 def test_evaluate_reports_a_missing_dataset_clearly(tmp_path, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from breastlab.bundle import Bundle
-from breastlab.data import Case, DatasetError, class_index, read_dataset
+from breastlab.data import Case, DatasetError, class_index, read_dataset, select_cases
 from breastlab.data.mammo import lesion_circles, lesion_mask
 from breastlab.engines.prompting import PromptedPredictor, automatic_source
 from breastlab.evaluation.calibration_report import birads_summary, print_birads, reliability
@@ -34,14 +34,15 @@ MULTICLASS_COLUMNS = ["classes", "n", "accuracy", "macro_f1", "macro_auc"]
 
 
 def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, weights: str | Path | None = None,
-             save_masks: str | Path | None = None, grad_cam_layer: str | None = None) -> dict:
-    """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows) and score it; with
+             save_masks: str | Path | None = None, grad_cam_layer: str | None = None, only: dict | None = None) -> dict:
+    """Run ``bundle`` on every case of ``data_dir`` (one ``split`` or all rows; with ``only``, the cases whose manifest
+    columns match it, e.g. one scanner: ``select_cases``) and score it; with
     ``grad_cam_layer``, score Grad-CAM of the classifier at that layer (of its most probable finding class, not
     normal or no_cancer) as its lesion map. A click model (``deepedit``) is scored without clicks and with
     simulated clicks (``evaluate_clicks``); a promptable one on simulated boxes and clicks, and on its automatic
     mode (no prompt)."""
     base = predictor = bundle.predictor(weights)
-    cases = read_dataset(data_dir, split)
+    cases = select_cases(read_dataset(data_dir, split), only)
     if grad_cam_layer:
         predictor = GradCamPredictor(base, grad_cam_layer, lesion_class=True)
     if bundle.prompts:  # scored on its automatic mode
@@ -53,6 +54,7 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
         "map": f"Grad-CAM at {grad_cam_layer}" if grad_cam_layer else "the bundle's own",
         "data": str(Path(data_dir).resolve()),
         "split": split,
+        "only": only,
         "n_images": len(rows),
         **summarize(rows),
         "clicks": evaluate_clicks(base, data_dir, split) if bundle.task == "deepedit" else None,
