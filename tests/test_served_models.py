@@ -12,6 +12,7 @@ from PIL import Image
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 from scipy import ndimage
 
+from breastlab.bundle import PROJECT_ROOT
 from breastlab.metrics.birads import birads_probabilities
 from breastlab.metrics.segmentation import dice
 from breastlab.server.process import bundles_folder
@@ -31,8 +32,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibrated_server(tmp_path_factory):
-    """A server of ``breast_us_acsnet`` alone, whose inference config has a BI-RADS model (the shipped one has none
-    until calibrated)."""
+    """A server of ``breast_us_acsnet`` alone, whose inference config has a known BI-RADS model (whatever the shipped
+    config holds)."""
     workdir = tmp_path_factory.mktemp("calibrated")
     bundles = bundles_folder(workdir / "bundles", {"breast_us_acsnet": {"birads": BIRADS}}, ["breast_us_acsnet"])
     with sample_server(workdir, {**FLOAT32, "BREASTLAB_BUNDLES": str(bundles)}) as srv:
@@ -96,7 +97,8 @@ def test_acsnet_returns_the_mask_and_every_class_probability_in_one_call(server)
     assert result["lesion_pixels"] == int(mask.sum()) > 0
     assert set(result["probabilities"]) == {"normal", "benign", "malignant"}
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert "birads" not in result  # the shipped inference config has no BI-RADS model yet
+    shipped = json.loads((PROJECT_ROOT / "bundles" / "breast_us_acsnet" / "configs" / "inference.json").read_text())
+    assert ("birads" in result) == (shipped["birads"] is not None)  # a BI-RADS model once calibrated
     info = requests.get(f"{server.url}/info/", timeout=10).json()["models"]["breast_us_acsnet"]
     assert info["type"] == "segmentation" and info["labels"] == {"lesion": 1}
 
