@@ -16,6 +16,7 @@ from breastlab.metrics import (
     classification_scores,
     expected_calibration_error,
     fit_temperature,
+    negative_log_likelihood,
     reliability_bins,
 )
 
@@ -107,3 +108,8 @@ def test_write_refuses_a_config_without_the_keys(lanet_copy, capsys):
         write_calibration(lanet_copy, {"temperature": 1.5, "birads": None})
     assert main(["calibrate", str(lanet_copy.root), "--data", "no-such-folder", "--write"]) == 2  # before any run
     assert "has no top-level 'birads'" in capsys.readouterr().err
+
+
+def test_negative_log_likelihood_by_hand():
+    p = np.array([[0.5, 0.5], [0.25, 0.75]])
+    assert negative_log_likelihood(p, [0, 1]) == pytest.approx(-(np.log(0.5) + np.log(0.75)) / 2)

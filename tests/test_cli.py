@@ -138,7 +138,7 @@ def test_calibrate_pools_the_folders_fits_and_writes_the_bundle(lanet_copy, make
                  "--out", str(out), "--write"]) == 0
     report = json.loads(out.read_text())
     assert (report["n"], report["n_lesion"], report["birads"]["n"]) == (9, 9, 8)
-    assert report["calibrated"]["nll"] <= report["uncalibrated"]["nll"] + 1e-9
+    assert report["calibrated"]["nll"] <= report["uncalibrated"]["nll"] + 1e-6  # T is stored to 4 decimals
     assert report["birads"]["served_categories"] == ["3", "4", "5"] and report["birads"]["cross_fitted"]["folds"] == 2
     config = json.loads((lanet_copy.root / "configs" / "inference.json").read_text())
     assert config["temperature"] == report["temperature"] and config["birads"] == report["birads"]["model"]

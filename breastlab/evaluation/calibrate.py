@@ -22,6 +22,7 @@ from breastlab.metrics import (
     fit_temperature,
     format_table,
     malignancy_by_category,
+    negative_log_likelihood,
     suggested_categories,
     weighted_kappa,
 )
@@ -72,8 +73,8 @@ def calibration_report(cases: list[Case], classes: list[str], probabilities: np.
     scores = {}
     for name, p in (("uncalibrated", probabilities), ("calibrated", calibrated)):
         given_lesion = _malignant_given_lesion(p, classes)[lesion]
-        scores[name] = {"nll": _nll(p, targets), "ece": expected_calibration_error(malignant[lesion], given_lesion)
-                        if lesion.any() else None}
+        ece = expected_calibration_error(malignant[lesion], given_lesion) if lesion.any() else None
+        scores[name] = {"nll": negative_log_likelihood(p, targets), "ece": ece}
     given_lesion = _malignant_given_lesion(calibrated, classes)
     chosen = [i for i, c in enumerate(cases) if lesion[i] and c.meta.get("birads") in LESION_BIRADS]
     return {"classes": classes, "n": len(cases), "n_lesion": int(lesion.sum()), "temperature": temperature, **scores,
@@ -113,10 +114,6 @@ def _cross_fitted(p: np.ndarray, categories: np.ndarray, order: list[str], k: in
 
 def _malignant_given_lesion(probabilities: np.ndarray, classes: list[str]) -> np.ndarray:
     return np.array([malignant_given_lesion(dict(zip(classes, row))) for row in probabilities])
-
-
-def _nll(probabilities: np.ndarray, targets: np.ndarray) -> float:
-    return -float(np.mean(np.log(np.clip(probabilities[np.arange(len(targets)), targets], 1e-7, 1))))
 
 
 def write_calibration(bundle: Bundle, report: dict) -> Path:

@@ -1,7 +1,13 @@
 """Segmentation, classification and calibration metrics, BI-RADS suggestions, and plain-text tables to print them."""
 
 from .birads import birads_probabilities, fit_birads, malignancy_by_category, suggested_categories, weighted_kappa
-from .calibration import apply_temperature, expected_calibration_error, fit_temperature, reliability_bins
+from .calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    reliability_bins,
+)
 from .classification import classification_scores, multiclass_scores
 from .report import format_ci, format_table
 from .segmentation import segmentation_scores, summarize_segmentation
@@ -17,6 +23,7 @@ __all__ = [
     "format_table",
     "malignancy_by_category",
     "multiclass_scores",
+    "negative_log_likelihood",
     "reliability_bins",
     "segmentation_scores",
     "suggested_categories",

@@ -19,6 +19,12 @@ def apply_temperature(probabilities: ArrayLike, temperature: float) -> np.ndarra
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
+def negative_log_likelihood(probabilities: ArrayLike, targets: ArrayLike) -> float:
+    """Mean -log p(target) of probabilities (N, C) and N class indices."""
+    p, y = np.asarray(probabilities, dtype=float), np.asarray(targets, dtype=int)
+    return -float(np.mean(np.log(np.clip(p[np.arange(len(y)), y], EPS, 1.0))))
+
+
 def fit_temperature(probabilities: ArrayLike, targets: ArrayLike) -> float:
     """The temperature in [0.05, 20] that minimises the negative log-likelihood of ``targets`` (class indices)."""
     p, y = np.asarray(probabilities, dtype=float), np.asarray(targets, dtype=int)
@@ -26,7 +32,7 @@ def fit_temperature(probabilities: ArrayLike, targets: ArrayLike) -> float:
         raise ValueError(f"probabilities (N, C) and N targets expected, got {p.shape} and {y.shape}")
 
     def nll(log_t: float) -> float:
-        return -float(np.mean(np.log(np.clip(apply_temperature(p, np.exp(log_t))[np.arange(len(y)), y], EPS, 1))))
+        return negative_log_likelihood(apply_temperature(p, np.exp(log_t)), y)
 
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
 

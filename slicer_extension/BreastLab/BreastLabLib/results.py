@@ -39,7 +39,7 @@ class BiradsSuggestion:
             return None
         probabilities = {str(k): float(v) for k, v in birads.get("probabilities", {}).items()}
         category = str(birads.get("suggestion"))
-        ranked_probabilities(probabilities)
+        ranked_probabilities(probabilities)  # raises for a probability outside [0, 1]
         if category not in probabilities:
             raise ValueError(f"suggested BI-RADS {category!r} is not one of {sorted(probabilities)}")
         return cls(category, probabilities)
