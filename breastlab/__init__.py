@@ -1,3 +1,3 @@
 """BreastLab: breast ultrasound and mammography models as MONAI bundles, served by MONAI Label."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -53,8 +54,17 @@ class Bundle:
         return json.loads((self.root / "configs" / "metadata.json").read_text())
 
     @property
+    def version(self) -> str:
+        return self.metadata["version"]
+
+    @property
     def model_path(self) -> Path:
         return self.root / "models" / "model.pt"
+
+    @cached_property
+    def weights_sha256(self) -> str | None:
+        """SHA-256 of ``models/model.pt`` (None without one): what a result names to trace its weights."""
+        return file_sha256(self.model_path) if self.model_path.is_file() else None
 
     @property
     def has_weights(self) -> bool:
@@ -179,6 +189,14 @@ def get_bundle(name_or_path: str | Path, recipe: str | None = None, **overrides)
     if str(name_or_path) not in names:
         raise BundleError(f"unknown bundle {str(name_or_path)!r}; available: {', '.join(names)}")
     return Bundle(BUNDLES_DIR / str(name_or_path), recipe, **overrides)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_weights(network: torch.nn.Module, path: str | Path | None, device: str | torch.device = "cpu"):
