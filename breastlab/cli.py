@@ -1,4 +1,4 @@
-"""``breastlab`` command line: serve, import, train, evaluate, calibrate, publish, al-study, effort."""
+"""``breastlab`` command line: serve, import, train, evaluate, calibrate, publish, al-study, effort, bundle."""
 
 from __future__ import annotations
 
@@ -135,6 +135,16 @@ def cmd_effort(args) -> None:
         print(f"wrote {plot(report, args.plot)}")
 
 
+def cmd_bundle_export(args) -> None:
+    from breastlab.bundle import find_bundles
+    from breastlab.sharing import export_bundle
+
+    if not args.bundles and not args.all:
+        raise ValueError("name the bundles to export, or --all")
+    for bundle in find_bundles() if args.all else [get_bundle(name) for name in args.bundles]:
+        print(f"wrote {export_bundle(bundle, args.out)}")
+
+
 def _column_rule(option: str, rule: str) -> dict:
     from breastlab.data import DatasetError, column_rule
 
@@ -263,6 +273,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("studies", help="studies folder the server recorded into (<studies>/.breastlab/effort.sqlite)")
     s.add_argument("--plot", metavar="PNG", help="also write seconds per image and share kept per model here")
     s.set_defaults(func=cmd_effort)
+
+    s = sub.add_parser("bundle", help="share bundles: archives that run outside this repository")
+    actions = s.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("export", help="write NAME_vX.Y.Z.zip (MONAI bundle layout, sample input inside)")
+    a.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle names under bundles/ or bundle folders")
+    a.add_argument("--all", action="store_true", help="every bundle under bundles/")
+    a.add_argument("--out", required=True, help="folder for the archives")
+    a.set_defaults(func=cmd_bundle_export)
     return p
 
 
