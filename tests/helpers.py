@@ -17,7 +17,8 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
-from breastlab.bundle import PROJECT_ROOT
+from breastlab import __version__
+from breastlab.bundle import PROJECT_ROOT, file_sha256, get_bundle
 from breastlab.server.process import Server
 from breastlab.server.studies import import_dataset
 
@@ -60,6 +61,14 @@ def infer(server, image_id: str, model: str = MODEL, output: str = "json", **par
     """POST /infer/``model`` on a datastore image; ``params`` (e.g. ``foreground=[[x, y]]``) go in the form."""
     return requests.post(f"{server.url}/infer/{model}", params={"image": image_id, "output": output},
                          data={"params": json.dumps(params)} if params else None, timeout=120)
+
+
+def model_entry(name: str, weights: Path | None = None) -> dict:
+    """The ``model`` entry of bundle ``name``'s results: its metadata version, the SHA-256 of ``weights`` (default:
+    its shipped ``models/model.pt``) and BreastLab's version."""
+    bundle = get_bundle(name)
+    digest = bundle.weights_sha256 if weights is None else file_sha256(weights)
+    return {"bundle": name, "version": bundle.metadata["version"], "weights_sha256": digest, "breastlab": __version__}
 
 
 def dicom_bytes(pixels: np.ndarray | None, syntax=ExplicitVRLittleEndian, photometric: str | None = None,

@@ -16,7 +16,17 @@ from breastlab.formats.png import write_png
 from breastlab.server.process import Server
 from breastlab.server.studies import import_dataset
 
-from helpers import MODEL, SAMPLES, deflated_dicom_bomb, dicom_bytes, infer, png_bytes, sample_server, upload
+from helpers import (
+    MODEL,
+    SAMPLES,
+    deflated_dicom_bomb,
+    dicom_bytes,
+    infer,
+    model_entry,
+    png_bytes,
+    sample_server,
+    upload,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -157,8 +167,11 @@ def test_model_weights_over_http_are_validated_and_never_replace_the_shipped(ser
     served, own = (torch.load(p, weights_only=True) for p in (server.app_dir / "model" / f"{MODEL}.pt", shipped))
     assert served.keys() == own.keys() and all(v.dtype == own[k].dtype and torch.equal(v, own[k])
                                                for k, v in served.items())  # the network's tensors, as uploaded
-    assert infer(server, "case002").json()["weights"]["file"] == f"{MODEL}.pt"
+    answer = infer(server, "case002").json()
+    assert answer["weights"]["file"] == f"{MODEL}.pt"
+    assert "sha256:" + answer["model"]["weights_sha256"] == good.json()["checksum"]  # of the weights stored
     assert requests.delete(f"{server.url}/model/{MODEL}", timeout=30).status_code == 200
+    assert infer(server, "case002").json()["model"] == model_entry(MODEL)  # the shipped weights again
     assert not (server.app_dir / "model" / f"{MODEL}.pt").exists() and shipped.read_bytes() == shipped_bytes
     assert requests.put(f"{server.url}/model/nosuch", files={"file": ("m.pt", b"x", "a/b")}, timeout=30
                         ).status_code == 404

@@ -207,6 +207,7 @@ def test_label_save_stores_a_seg_with_the_mask_and_geometry(pacs, server):
         assert save_label(server, source.SOPInstanceUID, png_bytes(mask)).status_code == 200
         (seg,) = results_for(pacs, "SEG", source.SOPInstanceUID)
         np.testing.assert_array_equal(seg.pixel_array, mask)
+        assert seg.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"  # the annotator's, whatever model proposed it
         assert (seg.Rows, seg.Columns) == pixels.shape
         assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.PatientID == source.PatientID
         ref = seg.ReferencedSeriesSequence[0]

@@ -15,7 +15,7 @@ from PIL import Image
 from breastlab.engines.prompting import AnnotationHistory
 from breastlab.transforms.prompts import MASK_PROMPT_LOGIT, HonourClicksd, PromptsToNetworkd
 
-from helpers import SAMPLES, png_bytes, sample_server
+from helpers import SAMPLES, model_entry, png_bytes, sample_server
 
 MODEL = "breast_us_medsam"
 
@@ -110,6 +110,7 @@ def test_served_clicks_build_on_the_last_answer_and_undo_gives_each_earlier_answ
     assert other_client.status_code == 409  # each client has its own history
     undone, third = infer(server, "case008", undo=True)
     assert third["history"] == 1 and third["undone"] and np.array_equal(undone, by_box)
+    assert third["model"] == first["model"] == model_entry(MODEL)  # an undo (no network pass) names the weights too
     empty, fourth = infer(server, "case008", undo=True)
     assert fourth["history"] == 0 and not empty.any()
     _, refused = infer(server, "case008", undo=True)

@@ -17,7 +17,7 @@ from breastlab.metrics.birads import birads_probabilities
 from breastlab.metrics.segmentation import dice
 from breastlab.server.process import bundles_folder
 
-from helpers import FLOAT32, SAMPLES, dicom_bytes, infer, png_bytes, sample_server, upload
+from helpers import FLOAT32, SAMPLES, dicom_bytes, infer, model_entry, png_bytes, sample_server, upload
 
 pytestmark = pytest.mark.slow
 INTERACTIVE = "breast_us_interactive"
@@ -97,6 +97,7 @@ def test_acsnet_returns_the_mask_and_every_class_probability_in_one_call(server)
     assert result["lesion_pixels"] == int(mask.sum()) > 0
     assert set(result["probabilities"]) == {"normal", "benign", "malignant"}
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert result["model"] == model_entry("breast_us_acsnet")  # the bundle, version and weights that answered
     shipped = json.loads((PROJECT_ROOT / "bundles" / "breast_us_acsnet" / "configs" / "inference.json").read_text())
     assert ("birads" in result) == (shipped["birads"] is not None)  # a BI-RADS model once calibrated
     info = requests.get(f"{server.url}/info/", timeout=10).json()["models"]["breast_us_acsnet"]

@@ -15,7 +15,7 @@ from PIL import Image
 from breastlab.data import read_dataset
 from breastlab.formats.dicom import read_dicom_image
 
-from helpers import MODEL, SAMPLES, dicom_bytes, infer, png_bytes, sample_server, save_label, upload
+from helpers import MODEL, SAMPLES, dicom_bytes, infer, model_entry, png_bytes, sample_server, save_label, upload
 
 pytestmark = pytest.mark.slow
 INTERACTIVE = "breast_us_interactive"
@@ -64,7 +64,7 @@ def test_upload_infer_and_save_label(server):
 def test_train_one_epoch_changes_the_served_model(server):
     listing = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=10).json()["objects"]
     labelled = sum("final" in entry["labels"] for entry in listing.values())
-    before = infer(server, "case001").json()["weights"]
+    before = infer(server, "case001").json()
     response = requests.post(f"{server.url}/train/{MODEL}", json={"max_epochs": 1, "val_fraction": 0.3}, timeout=30)
     assert response.status_code == 200, response.text
     status = wait_for_training(server)
@@ -73,9 +73,11 @@ def test_train_one_epoch_changes_the_served_model(server):
     stats = requests.get(f"{server.url}/info/", timeout=10).json()["train_stats"][MODEL]
     assert stats["status"] == "DONE" and stats["epochs"] == 1
     assert stats["train_images"] + stats["val_images"] == labelled
-    after = infer(server, "case001").json()["weights"]
-    assert after["file"] == f"{MODEL}.pt"  # the fine-tuned weights, not the bundle's own
-    assert after["modified"] > before["modified"]
+    after = infer(server, "case001").json()
+    assert after["weights"]["file"] == f"{MODEL}.pt"  # the fine-tuned weights, not the bundle's own
+    assert after["weights"]["modified"] > before["weights"]["modified"]
+    assert before["model"] == model_entry(MODEL)
+    assert after["model"] == model_entry(MODEL, server.app_dir / "model" / f"{MODEL}.pt")  # hashed once reloaded
 
 
 def wait_for_training(server, timeout: float = 600) -> dict:
@@ -226,6 +228,7 @@ def test_predictions_are_persisted_listed_and_forgotten_with_their_image(server)
     listed = requests.get(f"{server.url}/datastore/predictions", params={"image": "predicted"}, timeout=10).json()
     assert [(p["image"], p["model"]) for p in listed] == [("predicted", MODEL)]
     assert listed[0]["result"] == result and listed[0]["time"] <= time.time()
+    assert result["model"]["bundle"] == MODEL and len(result["model"]["weights_sha256"]) == 64  # kept with the result
     every = requests.get(f"{server.url}/datastore/predictions", params={"model": MODEL}, timeout=10).json()
     assert ("predicted", MODEL) in [(p["image"], p["model"]) for p in every]
     for params in ({"image": "no_such_image"}, {"model": "no_such_model"}):

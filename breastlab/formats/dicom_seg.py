@@ -4,6 +4,11 @@ A SEG is written on its single-frame source image: same patient and study, a new
 instance in ``ReferencedSeriesSequence`` and in the frame's derivation, the source's pixel spacing
 (``PixelMeasuresSequence``) and its frame of reference when it has one. highdicom 0.22 (the last for
 pydicom 2) cannot parse back a SEG without ``SliceThickness``, which 2D images lack, so reading uses pydicom.
+
+The segment of an annotator's mask is MANUAL; that of a model's result is AUTOMATIC and names the model
+(``breastlab.formats.provenance``): segment algorithm name ``<bundle> <version>``, the algorithm identification
+(bundle, version, family artificial intelligence, the weights' SHA-256 in its parameters), and both BreastLab's and
+the bundle's version in ``SoftwareVersions``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from breastlab import __version__
+from breastlab.formats.provenance import ModelIdentity
 
 SERIES_NUMBER = 9901
 PATIENT_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
@@ -31,26 +37,37 @@ def writable_source(source: Dataset) -> Dataset:
     return ds
 
 
-def mask_to_seg(source: Dataset, mask: np.ndarray) -> hd.seg.Segmentation:
-    """A binary SEG (one segment, ``lesion``) of ``mask`` ((H, W), non-zero = lesion) on ``source``."""
+def mask_to_seg(source: Dataset, mask: np.ndarray, model: ModelIdentity | None = None) -> hd.seg.Segmentation:
+    """A binary SEG (one segment, ``lesion``) of ``mask`` ((H, W), non-zero = lesion) on ``source``: ``model``'s
+    result, or an annotator's mask (None)."""
     src = writable_source(source)
     frame_of_reference = src.get("FrameOfReferenceUID")
     if frame_of_reference:  # highdicom then wants plane positions, which a 2D projection image does not have
         del src.FrameOfReferenceUID
-    lesion = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="lesion",
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Lesion, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
     seg = hd.seg.Segmentation(
         source_images=[src], pixel_array=np.asarray(mask) > 0, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[lesion], series_instance_uid=generate_uid(), series_number=SERIES_NUMBER,
+        segment_descriptions=[lesion_segment(model)], series_instance_uid=generate_uid(), series_number=SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="BreastLab",
-        manufacturer_model_name="BreastLab", software_versions=__version__, device_serial_number="0",
-        omit_empty_frames=False)
+        manufacturer_model_name="BreastLab", software_versions=model.software_versions if model else __version__,
+        device_serial_number="0", omit_empty_frames=False)
     seg.SeriesDescription = "BreastLab lesion segmentation"
     if frame_of_reference:
         seg.FrameOfReferenceUID = frame_of_reference
     return seg
+
+
+def lesion_segment(model: ModelIdentity | None) -> hd.seg.SegmentDescription:
+    """Segment 1, ``lesion``: MANUAL (an annotator's), or AUTOMATIC naming ``model``."""
+    types = hd.seg.SegmentAlgorithmTypeValues
+    algorithm = {"algorithm_type": types.MANUAL} if model is None else {
+        "algorithm_type": types.AUTOMATIC, "algorithm_identification": model.seg_algorithm()}
+    lesion = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="lesion",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Lesion, **algorithm)
+    if model:
+        lesion.SegmentAlgorithmName = model.label
+    return lesion
 
 
 def referenced_instance(ds: Dataset) -> str:

@@ -4,6 +4,10 @@ Content tree, under a ``Findings`` (DCM 121070) container: ``Source image`` (DCM
 labelled instance); ``Finding`` (DCM 121071, TEXT: normal | benign | malignant); ``Assessment Category``
 (DCM 111005, TEXT: BI-RADS 0-6, 4a-4c); one NUM per class probability, coded in the private scheme
 ``99BREASTLAB`` (``prob-<class>``, unit UCUM ``1``). The SR is in the source's study, in a new series.
+
+Labels are the annotator's; probabilities that are a model's result each name it (TID 300 Measurement with a TID
+4019 Algorithm Identification: bundle, version, ``weights_sha256=<hex>`` and ``breastlab=<version>`` parameters,
+``breastlab.formats.provenance``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from breastlab.formats.dicom_seg import writable_source
+from breastlab.formats.provenance import ModelIdentity
 
 SCHEME = "99BREASTLAB"
 SERIES_NUMBER = 9902
@@ -25,14 +30,16 @@ def probability_code(name: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(f"prob-{name}", SCHEME, f"Probability of {name}")
 
 
-def assessment_sr(source: Dataset, labels: dict) -> hd.sr.ComprehensiveSR:
-    """An SR of ``labels`` (``class``, ``birads``, ``probabilities`` {class: 0..1}; any may be absent) on ``source``."""
+def assessment_sr(source: Dataset, labels: dict, model: ModelIdentity | None = None) -> hd.sr.ComprehensiveSR:
+    """An SR of ``labels`` (``class``, ``birads``, ``probabilities`` {class: 0..1}; any may be absent) on ``source``;
+    ``model``: the model whose result the probabilities are (None: the annotator's)."""
     items = [hd.sr.ImageContentItem(codes.DCM.SourceImage, source.SOPClassUID, source.SOPInstanceUID,
                                     relationship_type="CONTAINS")]
     items += [hd.sr.TextContentItem(code, str(labels[key]), relationship_type="CONTAINS")
               for key, code in TEXT_ITEMS.items() if labels.get(key) is not None]
-    items += [hd.sr.NumContentItem(probability_code(name), float(p), NO_UNITS, relationship_type="CONTAINS")
-              for name, p in sorted((labels.get("probabilities") or {}).items())]
+    for name, p in sorted((labels.get("probabilities") or {}).items()):
+        algorithm = model.sr_algorithm() if model else None
+        items += hd.sr.Measurement(probability_code(name), float(p), NO_UNITS, algorithm_id=algorithm)
     root = hd.sr.ContainerContentItem(codes.DCM.Findings)
     root.ContentSequence = hd.sr.ContentSequence(items)
     sr = hd.sr.ComprehensiveSR([writable_source(source)], root, generate_uid(), SERIES_NUMBER, generate_uid(), 1,
