@@ -89,11 +89,12 @@ class Bundle:
     @property
     def labels(self) -> dict[str, int]:
         """Output label names and values, background excluded (MONAI Label's ``labels``): of the named output that
-        carries the task (``seg`` of a segmentation, ``cls`` of a classification) where the network has several."""
+        carries the task (``seg`` of a segmentation, ``cls`` of a classification) where the network has several. A
+        one-channel (sigmoid) segmentation's label is its mask value, 1."""
         outputs = self.metadata["network_data_format"]["outputs"]
-        task_output = outputs.get({"segmentation": "seg", "classification": "cls"}.get(self.task, "pred"))
-        channels = (task_output or outputs["pred"])["channel_def"]
-        return {name: int(i) for i, name in channels.items() if name != "background"}
+        output = outputs.get({"segmentation": "seg", "classification": "cls"}.get(self.task, "pred")) or outputs["pred"]
+        offset = 1 if output["format"] == "segmentation" and output["num_channels"] == 1 else 0
+        return {name: int(i) + offset for i, name in output["channel_def"].items() if name != "background"}
 
     @property
     def input_channels(self) -> int:

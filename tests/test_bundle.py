@@ -37,7 +37,7 @@ def test_metadata(bundle):
     meta = bundle.metadata
     assert meta["version"] and meta["version"] in meta["changelog"]
     assert meta["network_data_format"]["inputs"]["image"]["channel_def"] == {"0": "image"}
-    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "background", "1": "lesion"}
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "lesion"}
     assert bundle.labels == {"lesion": 1}
     assert bundle.task == "segmentation"
 
