@@ -135,7 +135,7 @@ def cli_synopsis() -> dict[str, str]:
     assert len(blocks) == 1, "the README needs exactly one ```text cli block"
     commands, current = {}, None
     for line in blocks[0].text.splitlines():
-        if match := re.match(r"breastlab (\S+)(.*)", line):
+        if match := re.match(r"breastlab (\S+(?: [a-z]+)?)(.*)", line):
             current = match[1]
             commands[current] = match[2]
         elif line.strip():
@@ -144,9 +144,14 @@ def cli_synopsis() -> dict[str, str]:
     return commands
 
 
-def subcommands() -> dict[str, argparse.ArgumentParser]:
-    action = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+def subcommands(parser: argparse.ArgumentParser | None = None, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser by its words (``train``, ``bundle export``)."""
+    action = next(a for a in (parser or _parser())._actions if isinstance(a, argparse._SubParsersAction))
+    found = {}
+    for name, sub in action.choices.items():
+        nested = any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+        found.update(subcommands(sub, f"{prefix}{name} ") if nested else {f"{prefix}{name}": sub})
+    return found
 
 
 def test_the_readme_cli_block_names_every_subcommand_positional_and_flag():

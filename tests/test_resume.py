@@ -12,10 +12,10 @@ from helpers import SAMPLES
 
 def train(tmp_path, epochs: int, resume: bool = False) -> tuple[list[int], object]:
     seen = []
-    parser = get_bundle("breast_us_medsam").train(
+    parser = get_bundle("breast_us_t2kd").train(
         on_epoch=lambda trainer: seen.append(trainer.state.epoch), resume=resume, data_dir=str(SAMPLES),
-        train_split="demo", val_split="demo", epochs=epochs, batch_size=3, embedding_dir=str(tmp_path / "embeddings"),
-        ckpt_dir=str(tmp_path / "models"), output_dir=str(tmp_path / "eval"), automatic_share=0.5)
+        train_split="demo", val_split="demo", epochs=epochs, batch_size=3, image_size=[64, 64],
+        ckpt_dir=str(tmp_path / "models"), output_dir=str(tmp_path / "eval"))
     return seen, parser
 
 

@@ -1,5 +1,5 @@
 """Bundles shared as a researcher gets them: the ``breastlab`` wheel in a fresh virtual environment (no checkout on
-``sys.path``), each bundle archive unpacked elsewhere and run with ``python -m monai.bundle``, MONAI's checks on it,
+``sys.path``), each bundle archive unpacked elsewhere and run with ``monai.bundle``'s ``run``, MONAI's checks on it,
 and the same outputs as in the checkout (slow: builds a wheel, runs every bundle)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from PIL import Image
 
 import breastlab
 from breastlab.bundle import PROJECT_ROOT, BundleError, find_bundles, get_bundle, load_weights
+from breastlab.cli import main
 from breastlab.sharing import archive_name, archived_files, check_self_contained, default_inputs, export_bundle
 
 BUNDLES = [bundle.name for bundle in find_bundles()]
@@ -119,32 +120,56 @@ def test_a_bundle_whose_inputs_lie_outside_is_refused(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.fixture(scope="module")
+def elsewhere(fresh_python, unpacked, tmp_path_factory) -> dict:
+    """tests/archive_checks.py in the fresh environment on every unpacked archive: its report, with ``outputs``,
+    the folder of each bundle's inference outputs."""
+    work = tmp_path_factory.mktemp("elsewhere")
+    schema, checks = shutil.copy(SCHEMA, work), shutil.copy(CHECKS, work)
+    printed = run(fresh_python, checks, schema, work / "outputs", *unpacked.values(), cwd=work)
+    report = json.loads(printed.splitlines()[-1])
+    return {**report, "outputs": work / "outputs", "venv": fresh_python.parent.parent}
+
+
+@pytest.mark.slow
+def test_the_archives_ran_on_the_wheel_not_on_the_checkout(elsewhere):
+    assert Path(elsewhere["breastlab_file"]).is_relative_to(elsewhere["venv"]), elsewhere["breastlab_file"]
+    assert elsewhere["version"] == breastlab.__version__
+    packages = [p for p in elsewhere["sys_path"] if p and (Path(p) / "breastlab" / "__init__.py").is_file()]
+    assert [Path(p).is_relative_to(elsewhere["venv"]) for p in packages] == [True], packages
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLES)
-def test_an_unpacked_archive_runs_with_monai_alone_as_in_the_checkout(name, fresh_python, unpacked, tmp_path):
-    run(fresh_python, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
-        "--output_dir", tmp_path / "elsewhere", cwd=unpacked[name])
-    checkout = get_bundle(name).parser("inference", output_dir=str(tmp_path / "checkout"))
-    checkout.get_parsed_content("initialize")
-    checkout.get_parsed_content("run")
-    elsewhere, here = outputs(tmp_path / "elsewhere"), outputs(tmp_path / "checkout")
-    assert elsewhere.keys() == here.keys() and elsewhere
+def test_an_unpacked_archive_gives_what_the_checkout_gives(name, elsewhere, unpacked, tmp_path):
+    """Its inference outputs on its sample are identical, and its TorchScript export computes the same."""
+    bundle = get_bundle(name)
+    checkout = bundle.parser("inference", output_dir=str(tmp_path))
+    for step in ("initialize", "run"):  # as monai.bundle run does
+        if step in checkout:
+            checkout.get_parsed_content(step)
+    there, here = outputs(elsewhere["outputs"] / name), outputs(tmp_path)
+    assert there.keys() == here.keys() and here
     for key, value in here.items():
-        np.testing.assert_array_equal(elsewhere[key], value, err_msg=f"{name}: {key}")
+        np.testing.assert_array_equal(there[key], value, err_msg=f"{name}: {key}")
+    image = bundle.metadata["network_data_format"]["inputs"]["image"]
+    x = torch.rand(1, image["num_channels"], *image["spatial_shape"], generator=torch.Generator().manual_seed(0))
+    network = load_weights(bundle.network(), bundle.model_path).eval()
+    with torch.no_grad():
+        exported = torch.jit.load(str(unpacked[name] / "models" / "model.ts"))(x)
+        torch.testing.assert_close(exported, network(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.slow
-def test_monai_checks_pass_on_every_archive_in_the_fresh_environment(fresh_python, unpacked, tmp_path):
-    schema = shutil.copy(SCHEMA, tmp_path / SCHEMA.name)
-    report = json.loads(run(fresh_python, CHECKS, schema, *unpacked.values(), cwd=tmp_path).splitlines()[-1])
-    assert Path(report["breastlab_file"]).is_relative_to(fresh_python.parent.parent), report["breastlab_file"]
-    assert report["version"] == breastlab.__version__
-    assert not [p for p in report["sys_path"] if p and Path(p).resolve().is_relative_to(PROJECT_ROOT)]
-    for name, folder in unpacked.items():  # the TorchScript export computes what the checkout's network does
-        bundle = get_bundle(name)
-        image = bundle.metadata["network_data_format"]["inputs"]["image"]
-        x = torch.rand(1, image["num_channels"], *image["spatial_shape"], generator=torch.Generator().manual_seed(0))
-        network = load_weights(bundle.network(), bundle.model_path).eval()
-        with torch.no_grad():
-            torch.testing.assert_close(torch.jit.load(str(folder / "models" / "model.ts"))(x), network(x),
-                                       rtol=1e-4, atol=1e-5, msg=name)
+def test_the_bundle_commands_export_and_check_cards(tmp_path, capsys):
+    assert main(["bundle", "export", "breast_us_interactive", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / archive_name(get_bundle("breast_us_interactive"))).is_file()
+    assert main(["bundle", "card", "--all", "--check"]) == 0
+    copy = tmp_path / "breast_us_interactive"
+    shutil.copytree(get_bundle("breast_us_interactive").root, copy, ignore=shutil.ignore_patterns("models", "eval"))
+    metadata = json.loads((copy / "configs" / "metadata.json").read_text())
+    (copy / "configs" / "metadata.json").write_text(json.dumps({**metadata, "intended_use": "Anything at all."}))
+    assert main(["bundle", "card", str(copy), "--check"]) == 1
+    assert "model_card.md" in capsys.readouterr().out
+    assert main(["bundle", "card", str(copy)]) == 0
+    assert "Anything at all." in (copy / "docs" / "model_card.md").read_text()
+    assert main(["bundle", "export", "--out", str(tmp_path)]) == 2  # neither names nor --all
