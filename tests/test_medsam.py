@@ -192,13 +192,13 @@ def test_evaluate_scores_boxes_then_clicks_with_the_embedding_computed_once_per_
 
 
 @pytest.mark.slow
-def test_fine_tuning_config_caches_embeddings_and_trains_the_decoder_only(tmp_path):
+def test_fine_tuning_config_caches_embeddings_and_trains_the_decoder_only(two_samples, tmp_path):
     from breastlab.bundle import get_bundle
 
-    parser = get_bundle(MODEL).train(data_dir=str(SAMPLES), train_split="demo", val_split="demo", epochs=1,
-                                     batch_size=3, embedding_dir=str(tmp_path / "embeddings"),
+    parser = get_bundle(MODEL).train(data_dir=str(two_samples), train_split="demo", val_split="demo", epochs=1,
+                                     batch_size=2, embedding_dir=str(tmp_path / "embeddings"),
                                      ckpt_dir=str(tmp_path / "models"), output_dir=str(tmp_path / "eval"))
-    assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 6
+    assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 2
     network = parser.get_parsed_content("network")
     assert not any(p.requires_grad for p in network.image_encoder.parameters())
     encoder_before = LiteMedSAM().image_encoder.state_dict()
