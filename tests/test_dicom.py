@@ -292,7 +292,7 @@ def test_sr_probabilities_name_the_model_they_are_from(model):
     source = source_image()
     labels = {"class": "benign", "birads": "4a", "probabilities": {"benign": 0.7, "malignant": 0.3}}
     sr = written(assessment_sr(source, labels, model))
-    assert read_assessment(sr) == (source.SOPInstanceUID, labels)
+    assert read_assessment(sr) == (source.SOPInstanceUID, {**labels, **({"model": model.as_json()} if model else {})})
     numbers = [item for item in sr.ContentSequence if item.ValueType == "NUM"]
     algorithms = [[(child.ConceptNameCodeSequence[0].CodeMeaning, child.TextValue)
                    for child in item.get("ContentSequence", [])] for item in numbers]

@@ -22,6 +22,7 @@ from PIL import Image
 from pydicom.uid import JPEGLSLossless, generate_uid
 
 from breastlab.formats.dicom_seg import mask_to_seg
+from breastlab.formats.dicom_sr import read_assessment
 from breastlab.server.process import Server
 from tests.test_mammo import synthetic_breast
 
@@ -221,10 +222,12 @@ def test_label_save_stores_a_seg_with_the_mask_and_geometry(pacs, server):
     assert "final" not in listed[uid(pacs, "mg_unlabelled")]["labels"]
 
 
-def test_image_labels_are_stored_as_an_sr(pacs, server):
+def test_image_labels_are_stored_as_an_sr_naming_the_model_of_the_probabilities(pacs, server):
     (case,) = CASES["SR"]
     image = uid(pacs, case)
-    info = {"class": "benign", "birads": "4A", "probabilities": {"normal": 0.1, "benign": 0.7, "malignant": 0.2}}
+    result = infer(server, image, model="breast_us_acsnet").json()
+    model = result["model"]
+    info = {"class": "benign", "birads": "4A", "probabilities": result["probabilities"], "model": model}
     response = requests.put(f"{server.url}/datastore/image/info", params={"image": image},
                             data={"info": json.dumps(info)}, timeout=30)
     assert response.status_code == 200, response.text
@@ -233,12 +236,19 @@ def test_image_labels_are_stored_as_an_sr(pacs, server):
     items = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in sr.ContentSequence}
     assert items["Source image"].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == image
     assert items["Finding"].TextValue == "benign" and items["Assessment Category"].TextValue == "4a"
-    assert float(items["Probability of benign"].MeasuredValueSequence[0].NumericValue) == 0.7
+    benign = items["Probability of benign"]
+    assert float(benign.MeasuredValueSequence[0].NumericValue) == result["probabilities"]["benign"]
+    algorithm = {item.ConceptNameCodeSequence[0].CodeMeaning: item.TextValue for item in benign.ContentSequence}
+    assert (algorithm["Algorithm Name"], algorithm["Algorithm Version"]) == ("breast_us_acsnet", model["version"])
+    metadata = pacs.client.retrieve_instance_metadata(sr.StudyInstanceUID, sr.SeriesInstanceUID, sr.SOPInstanceUID)
+    assert read_assessment(pydicom.Dataset.from_json(metadata))[1]["model"] == model  # as a server reads it back
     stored = requests.get(f"{server.url}/datastore/image/info", params={"image": image}, timeout=30).json()
-    assert stored["class"] == "benign" and stored["birads"] == "4a" and stored["sr"] == sr.SOPInstanceUID
-    bad = requests.put(f"{server.url}/datastore/image/info", params={"image": image},
-                       data={"info": json.dumps({"probabilities": {"benign": 7}})}, timeout=30)
-    assert bad.status_code == 422 and len(results_for(pacs, "SR", image)) == 1
+    assert [stored[key] for key in ("class", "birads", "sr", "model")] == ["benign", "4a", sr.SOPInstanceUID, model]
+    for bad in ({"probabilities": {"benign": 7}},
+                {**info, "model": {**model, "weights_sha256": "0" * 64}}):  # weights it never served
+        response = requests.put(f"{server.url}/datastore/image/info", params={"image": image},
+                                data={"info": json.dumps(bad)}, timeout=30)
+        assert response.status_code == 422 and len(results_for(pacs, "SR", image)) == 1
 
 
 def test_labelled_status_follows_the_segs_in_the_pacs(pacs, server):

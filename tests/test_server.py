@@ -187,6 +187,11 @@ def test_image_level_labels_are_stored_listed_and_validated(server):
     assert set_image_labels(server, "no_such_image", {"class": "benign"}).status_code == 404
     assert requests.get(f"{server.url}/datastore/image/info", params={"image": "case003"}, timeout=10
                         ).json()["class"] == "malignant"
+    params = json.dumps({"probabilities": {"benign": 1.0}, "model": model_entry(MODEL)})  # no result on a new image
+    named = requests.put(f"{server.url}/datastore/image", params={"image": "named"}, data={"params": params},
+                         files={"file": ("a.png", png_bytes(np.full((8, 8), 90, np.uint8)), "image/png")}, timeout=10)
+    assert named.status_code == 422 and "has no result yet" in named.json()["detail"]
+    assert requests.get(f"{server.url}/datastore/image/info", params={"image": "named"}, timeout=10).status_code == 404
 
 
 def test_dataset_export_is_a_dataset_folder_breastlab_reads(server, tmp_path):

@@ -24,6 +24,7 @@ SCHEME = "99BREASTLAB"
 SERIES_NUMBER = 9902
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
 TEXT_ITEMS = {"class": codes.DCM.Finding, "birads": codes.DCM.AssessmentCategory}
+ALGORITHM_ITEMS = {codes.DCM.AlgorithmName.value: "bundle", codes.DCM.AlgorithmVersion.value: "version"}
 
 
 def probability_code(name: str) -> hd.sr.CodedConcept:
@@ -49,9 +50,10 @@ def assessment_sr(source: Dataset, labels: dict, model: ModelIdentity | None = N
 
 
 def read_assessment(ds: Dataset) -> tuple[str, dict]:
-    """The labelled image's SOPInstanceUID and its labels from an SR written by ``assessment_sr`` (or its metadata)."""
+    """The labelled image's SOPInstanceUID and its labels from an SR written by ``assessment_sr`` (or its metadata),
+    with ``model`` (a result's ``model`` entry) where its probabilities name one."""
     texts = {(code.value, code.scheme_designator): key for key, code in TEXT_ITEMS.items()}
-    image, labels, probabilities = None, {}, {}
+    image, labels, probabilities, model = None, {}, {}, None
     for item in ds.get("ContentSequence", []):
         code = item.ConceptNameCodeSequence[0]
         concept = (str(code.CodeValue), str(code.CodingSchemeDesignator))
@@ -61,6 +63,27 @@ def read_assessment(ds: Dataset) -> tuple[str, dict]:
             labels[texts[concept]] = str(item.TextValue)
         elif item.ValueType == "NUM" and concept[1] == SCHEME:
             probabilities[concept[0].removeprefix("prob-")] = float(item.MeasuredValueSequence[0].NumericValue)
+            model = model or algorithm_of(item)
     if image is None:
         raise ValueError("SR has no source image")
-    return image, {**labels, **({"probabilities": probabilities} if probabilities else {})}
+    named = {"probabilities": probabilities, **({"model": model} if model else {})} if probabilities else {}
+    return image, {**labels, **named}
+
+
+def algorithm_of(measurement: Dataset) -> dict | None:
+    """The ``model`` entry (bundle, version, weights_sha256, breastlab) of a measurement's TID 4019 Algorithm
+    Identification, as ``ModelIdentity.sr_algorithm`` writes it; None without one."""
+    found, parameters = {}, {}
+    for item in measurement.get("ContentSequence", []):
+        code = item.ConceptNameCodeSequence[0]
+        if item.ValueType != "TEXT" or str(code.CodingSchemeDesignator) != "DCM":
+            continue
+        if str(code.CodeValue) in ALGORITHM_ITEMS:
+            found[ALGORITHM_ITEMS[str(code.CodeValue)]] = str(item.TextValue)
+        elif str(code.CodeValue) == codes.DCM.AlgorithmParameters.value:
+            key, _, value = str(item.TextValue).partition("=")
+            parameters[key] = value
+    if "bundle" not in found:
+        return None
+    return {"bundle": found["bundle"], "version": found.get("version"),
+            "weights_sha256": parameters.get("weights_sha256"), "breastlab": parameters.get("breastlab")}

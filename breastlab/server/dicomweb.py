@@ -6,7 +6,8 @@ The PACS holds the record; a local cache folder holds what the bundles read (dis
 - images: every instance of the configured modalities (QIDO-RS); image id = SOPInstanceUID. Instances
   BreastLab cannot read (no pixel data, no decoder) are skipped and listed in the status.
 - final labels: the newest DICOM SEG in the PACS that references the image; a label save stores a SEG.
-- class / BI-RADS / probabilities: the newest SR (``breastlab.formats.dicom_sr``) referencing the image.
+- class / BI-RADS / probabilities (and the model whose result they are): the newest SR
+  (``breastlab.formats.dicom_sr``) referencing the image.
 
 Other label tags stay in the cache only. Images are deleted in the PACS, not through BreastLab.
 """
@@ -33,6 +34,7 @@ from breastlab.formats.dicom import is_dicom, read_dicom_image
 from breastlab.formats.dicom_seg import mask_to_seg, referenced_instance, seg_mask
 from breastlab.formats.dicom_sr import assessment_sr, read_assessment
 from breastlab.formats.png import ImageError, check_id
+from breastlab.formats.provenance import ModelIdentity
 from breastlab.server import errors
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.inputs import IMAGE_LABELS, checked_id, checked_image_labels
@@ -40,7 +42,7 @@ from breastlab.server.pacs import Location, Pacs, StoreError
 
 logger = logging.getLogger(__name__)
 FINAL = DefaultLabelTag.FINAL.value
-ASSESSMENT_KEYS = (*IMAGE_LABELS, "probabilities")
+ASSESSMENT_KEYS = (*IMAGE_LABELS, "probabilities", "model")
 
 
 class Result(NamedTuple):
@@ -230,12 +232,14 @@ class DicomWebDatastore(BreastLabDatastore):
         return self._store_label(image_id, tag, mask, {**(label_info or {}), "seg": seg.SOPInstanceUID})
 
     def update_image_info(self, image_id: str, info: dict) -> None:
-        """Class, BI-RADS and probabilities go to the PACS as an SR holding all three; other keys stay local."""
+        """Class, BI-RADS and probabilities (naming the model they are from) go to the PACS as an SR holding all
+        three; other keys stay local."""
         info = checked_image_labels(info)
         current = self._require_image(image_id).image.info
         if any(key in info for key in ASSESSMENT_KEYS):
             labels = {key: info.get(key, current.get(key)) for key in ASSESSMENT_KEYS}
-            sr = assessment_sr(self._source(image_id), labels)
+            model = ModelIdentity(**labels["model"]) if labels["model"] else None
+            sr = assessment_sr(self._source(image_id), labels, model)
             self._store(sr)
             self._results[sr.SOPInstanceUID] = Result(image_id, _when(sr), _location(sr), labels)
             info["sr"] = sr.SOPInstanceUID

@@ -4,6 +4,7 @@ uploads kept in a private folder of the datastore that nothing else reads and th
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ RESERVED_PARAMS = frozenset({
 PROMPT_OUTPUTS = frozenset(key for _, key in PROMPT_INPUTS)  # box, points, point_labels: computed from roi and clicks
 UPLOADS = ".breastlab/uploads"
 IMAGE_LABELS = {"class": CLASS_NAMES, "birads": BIRADS}  # image-level labels kept in the image info
+MODEL_KEYS = ("bundle", "version", "weights_sha256", "breastlab")  # a result's ``model`` entry (ModelIdentity)
+VERSION = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def json_object(text: str | None, what: str) -> dict:
@@ -131,8 +135,8 @@ def clear_uploads(datastore_root: str | Path) -> None:
 
 
 def checked_image_labels(info: dict) -> dict:
-    """``info`` with its image-level labels (``class``, ``birads``, ``probabilities``) normalised; 422 for
-    unknown values."""
+    """``info`` with its image-level labels (``class``, ``birads``, ``probabilities`` and the ``model`` they are
+    from) normalised; 422 for unknown values."""
     checked = dict(info)
     for key, allowed in IMAGE_LABELS.items():
         if checked.get(key) is not None:
@@ -140,7 +144,7 @@ def checked_image_labels(info: dict) -> dict:
             if value not in allowed:
                 raise errors.unprocessable(f"unknown {key} {checked[key]!r}; expected one of {', '.join(allowed)}")
             checked[key] = value
-    return {**checked, **_checked_probabilities(info)}
+    return {**checked, **_checked_probabilities(info), **_checked_model(info)}
 
 
 def checked_id(image_id: str, what: str = "image id") -> str:
@@ -164,3 +168,40 @@ def _checked_probabilities(info: dict) -> dict:
     if not all(0.0 <= p <= 1.0 for p in checked.values()):
         raise errors.unprocessable("probabilities must lie between 0 and 1")
     return {"probabilities": checked}
+
+
+def _checked_model(info: dict) -> dict:
+    """``{"model": ...}``, the ``model`` entry of the result whose ``probabilities`` these are (None, also when
+    ``probabilities`` come without one: the annotator's own), when ``probabilities`` are given; 422 for a model
+    without probabilities or of another shape than a result's entry."""
+    if "probabilities" not in info:
+        if "model" in info:
+            raise errors.unprocessable("model names the model whose result the probabilities are: send it with them")
+        return {}
+    model = info.get("model")
+    if model is None:
+        return {"model": None}
+    if info["probabilities"] is None:
+        raise errors.unprocessable("model names the model whose result the probabilities are: send it with them")
+    if not isinstance(model, dict) or set(model) != set(MODEL_KEYS):
+        raise errors.unprocessable(f"model must be a result's model entry, an object of {', '.join(MODEL_KEYS)}")
+    try:
+        check_id(model["bundle"], "model bundle")
+    except ValueError as e:
+        raise errors.unprocessable(str(e)) from e
+    for key in ("version", "breastlab"):
+        if not (isinstance(model[key], str) and VERSION.fullmatch(model[key])):
+            raise errors.unprocessable(f"model {key} must be a version like 1.2.3, got {model[key]!r}")
+    digest = model["weights_sha256"]
+    if not (digest is None or isinstance(digest, str) and SHA256.fullmatch(digest)):
+        raise errors.unprocessable(f"model weights_sha256 must be 64 lowercase hex digits or null, got {digest!r}")
+    return {"model": {key: model[key] for key in MODEL_KEYS}}
+
+
+def check_served(model: dict | None, predictions: list[dict], image: str) -> None:
+    """422 unless ``model`` (a checked ``model`` entry; None passes) is the one of a stored latest result on
+    ``image`` (``predictions``: its records): the server served those weights for that image."""
+    if model is not None and not any(record["result"].get("model") == model for record in predictions):
+        raise errors.unprocessable(f"the server has no result of {model['bundle']} {model['version']} with these "
+                                   f"weights on image {image!r}: model must be the model entry of the latest result "
+                                   "whose probabilities are sent")

@@ -147,6 +147,9 @@ def add_image(
     """The upload is read from the private uploads folder and removed, accepted or not."""
     image = image or Path(file.filename or "").name.split(".")[0]
     info = {**inputs.json_object(params, "params"), "user": user.username}
+    if info.get("model") is not None:
+        raise errors.unprocessable("an image being uploaded has no result yet: send the probabilities of a model's "
+                                   "result on it, with its model entry, by PUT /datastore/image/info")
     instance = app_instance()
     with inputs.saved_upload(file, instance.datastore().root) as path:
         image = instance.datastore().add_image(image, str(path), info)
@@ -194,7 +197,10 @@ def get_image_info(image: str, user: User = USER):
 
 @router.put("/datastore/image/info", summary=f"{RBAC_ANNOTATOR}Update Image Info")
 def update_image_info(image: str, info: str = Form("{}"), user: User = ANNOTATOR):
-    return datastore.update_image_info(image, json_text(info, "info"), user.username)
+    """``model`` (with ``probabilities``) must be that of the latest result of its model on the image."""
+    checked = inputs.checked_image_labels(inputs.json_object(info, "info"))
+    inputs.check_served(checked.get("model"), app_instance().predictions.list(image), image)
+    return datastore.update_image_info(image, json.dumps(checked), user.username)
 
 
 @router.put("/datastore/label", summary=f"{RBAC_ANNOTATOR}Save Finished Label")
