@@ -13,6 +13,7 @@ from breastlab.data.mammo import lesion_circles, lesion_mask
 from breastlab.engines.prompting import PromptedPredictor, automatic_source
 from breastlab.evaluation.calibration_report import birads_summary, print_birads, reliability
 from breastlab.evaluation.clicks import click_tables, evaluate_clicks
+from breastlab.evaluation.grouping import LEVELS, POOLING, case_group, grouped_rows
 from breastlab.explain.saliency import GradCamPredictor
 from breastlab.formats.png import ImageError, read_gray_png, write_png
 from breastlab.metrics import (
@@ -47,7 +48,8 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
         predictor = GradCamPredictor(base, grad_cam_layer, lesion_class=True)
     if bundle.prompts:  # scored on its automatic mode
         predictor = PromptedPredictor(base, automatic_source(bundle))
-    rows = score_cases(predictor, cases, bundle.name, save_masks)
+    mammograms = bundle.metadata["breastlab"]["modality"] == "MG"
+    rows = score_cases(predictor, cases, bundle.name, save_masks, grouped=mammograms)
     return {
         "bundle": bundle.name,
         "weights": str(weights or bundle.model_path),
@@ -62,9 +64,11 @@ def evaluate(bundle: Bundle, data_dir: str | Path, split: str | None = None, wei
     }
 
 
-def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | Path | None = None) -> list[dict]:
+def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | Path | None = None,
+                grouped: bool = False) -> list[dict]:
     """One row of scores per case: the predictor's probabilities and, where the case has lesion truth, its map's
-    segmentation scores (masks saved as PNGs into ``save_masks``)."""
+    segmentation scores (masks saved as PNGs into ``save_masks``); ``grouped`` (mammograms): the woman and side
+    (``case_group``)."""
     if save_masks:
         Path(save_masks).mkdir(parents=True, exist_ok=True)
     rows = []
@@ -72,7 +76,7 @@ def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | 
         output = predictor(case.image)
         if save_masks:
             write_png(output["mask"] * 255, Path(save_masks) / f"{case.case}.png")
-        rows.append(_score_case(case, output))
+        rows.append({**_score_case(case, output), **(case_group(case) if grouped else {})})
     return rows
 
 
@@ -81,7 +85,8 @@ def summarize(rows: list[dict]) -> dict:
     binary classification tasks, their reliability bins, all-class scores and the BI-RADS suggestion's agreement
     (``birads_summary``) of ``score_cases`` rows."""
     return {"segmentation": _segmentation(rows) if _has_masks(rows) else None,
-            "classification": _classification(rows), "reliability": reliability(_tasks(rows)),
+            "classification": {**_classification(rows), **_grouped_classification(rows)},
+            "reliability": reliability(_tasks(rows)),
             "multiclass": _multiclass(rows), "birads": birads_summary(rows)}
 
 
@@ -180,6 +185,13 @@ def _scored(rows: list[dict]) -> list[dict]:
 def _classification(rows: list[dict]) -> dict:
     """The binary tasks of ``_tasks`` scored with bootstrap CIs."""
     return {name: classification_scores(*map(np.array, zip(*pairs))) for name, pairs in _tasks(rows).items()}
+
+
+def _grouped_classification(rows: list[dict]) -> dict:
+    """The binary tasks per breast and per woman (``grouping``), each pooled by max and by mean, where rows have a
+    woman and a side."""
+    return {f"{task}, per {level} ({pooling})": scores for level in LEVELS for pooling in POOLING
+            for task, scores in _classification(grouped_rows(rows, level, pooling)).items()}
 
 
 def _tasks(rows: list[dict]) -> dict[str, list[tuple[bool, float]]]:
