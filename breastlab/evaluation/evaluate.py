@@ -13,7 +13,7 @@ from breastlab.data.mammo import lesion_circles, lesion_mask
 from breastlab.engines.prompting import PromptedPredictor, automatic_source
 from breastlab.evaluation.calibration_report import birads_summary, print_birads, reliability
 from breastlab.evaluation.clicks import click_tables, evaluate_clicks
-from breastlab.evaluation.grouping import LEVELS, POOLING, case_group, grouped_rows
+from breastlab.evaluation.mammograms import LEVELS, MAP_COLUMNS, POOLING, grouped_rows, mammogram_scores, map_summary
 from breastlab.explain.saliency import GradCamPredictor
 from breastlab.formats.png import ImageError, read_gray_png, write_png
 from breastlab.metrics import (
@@ -68,7 +68,7 @@ def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | 
                 grouped: bool = False) -> list[dict]:
     """One row of scores per case: the predictor's probabilities and, where the case has lesion truth, its map's
     segmentation scores (masks saved as PNGs into ``save_masks``); ``grouped`` (mammograms): the woman and side
-    (``case_group``)."""
+    and where its map lies (``mammogram_scores``)."""
     if save_masks:
         Path(save_masks).mkdir(parents=True, exist_ok=True)
     rows = []
@@ -76,7 +76,7 @@ def score_cases(predictor, cases: list[Case], name: str = "", save_masks: str | 
         output = predictor(case.image)
         if save_masks:
             write_png(output["mask"] * 255, Path(save_masks) / f"{case.case}.png")
-        rows.append({**_score_case(case, output), **(case_group(case) if grouped else {})})
+        rows.append({**_score_case(case, output), **(mammogram_scores(case, output) if grouped else {})})
     return rows
 
 
@@ -87,7 +87,7 @@ def summarize(rows: list[dict]) -> dict:
     return {"segmentation": _segmentation(rows) if _has_masks(rows) else None,
             "classification": {**_classification(rows), **_grouped_classification(rows)},
             "reliability": reliability(_tasks(rows)),
-            "multiclass": _multiclass(rows), "birads": birads_summary(rows)}
+            "multiclass": _multiclass(rows), "birads": birads_summary(rows), "maps": map_summary(rows)}
 
 
 def _segmentation(rows: list[dict]) -> dict:
@@ -125,6 +125,8 @@ def print_report(report: dict) -> None:
     if report["classification"]:
         rows = [{"task": task, **scores} for task, scores in report["classification"].items()]
         print(format_table(rows, CLASSIFICATION_COLUMNS, "Classification (bootstrap 95% CI)"), end="\n\n")
+    if report.get("maps"):
+        print(format_table([report["maps"]], MAP_COLUMNS, "Where the maps lie (share of their mass)"), end="\n\n")
     if report.get("multiclass"):
         print(format_table([report["multiclass"]], MULTICLASS_COLUMNS, "All classes (bootstrap 95% CI)"), end="\n\n")
     if report.get("birads"):

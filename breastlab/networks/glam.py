@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,8 @@ from torch import nn
 from breastlab.networks.end2end import make_trunk, trunk_state_dict
 from breastlab.networks.outputs import OutputLayout, pack_outputs
 
-__all__ = ["top_k_pool", "select_patches", "crop_patches", "GlobalModule", "LocalModule", "GLAM", "TrunkAutoencoder"]
+__all__ = ["top_k_pool", "breast_support", "select_patches", "crop_patches", "GlobalModule", "LocalModule", "GLAM",
+           "TrunkAutoencoder"]
 
 
 def top_k_pool(maps: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -54,16 +55,29 @@ class GlobalModule(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(c, num_classes, 1) for c in levels[-scales:])
         self.scales, self.top_k = scales, top_k
 
-    def forward(self, x: torch.Tensor) -> GlobalOutput:
+    def forward(self, x: torch.Tensor, support: Optional[torch.Tensor] = None) -> GlobalOutput:
+        """``support`` (B, 1, H, W) in [0, 1]: where saliency may be, each map multiplied by its share of a cell."""
         features = self.trunk.levels(x)
         first = len(features) - self.scales
         maps: list[torch.Tensor] = []
         for i, head in enumerate(self.heads):
-            maps.append(head(features[first + i]).float().sigmoid())  # probabilities in float32 under autocast
+            m = head(features[first + i]).float().sigmoid()  # probabilities in float32 under autocast
+            if support is not None:
+                m = m * F.interpolate(support, size=m.shape[-2:], mode="area")
+            maps.append(m)
         size = maps[0].shape[-2:]
         resized = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
         prob = torch.stack([top_k_pool(m, self.top_k) for m in maps]).mean(0)
         return GlobalOutput(maps, torch.stack(resized).mean(0), prob)
+
+
+def breast_support(x: torch.Tensor, margin: int) -> torch.Tensor:
+    """(B, C, H, W) image whose background is 0 (``MaskBreastd``) → (B, 1, H, W): 1 on the breast eroded by
+    ``margin`` pixels (the skin line and the film's edges left out), else 0."""
+    inside = (x.amax(1, keepdim=True) > 0).float()
+    if margin > 0:
+        inside = -F.max_pool2d(-inside, 2 * margin + 1, stride=1, padding=margin)
+    return inside
 
 
 def select_patches(saliency: torch.Tensor, image_size: list[int], patch_size: int, n: int) -> torch.Tensor:
@@ -142,6 +156,8 @@ class GLAM(nn.Module):
     (no gradients, batch-norm statistics kept) while the local module learns. ``global_trunk_weights`` (a path,
     state dict or module with ``trunk.*`` weights, e.g. a :class:`TrunkAutoencoder`) initialises the global trunk;
     ``global_backbone`` (``"efficientnet-lite0"``, ...) makes it ImageNet-initialised instead (``pretrained``).
+    ``skin_margin`` > 0: saliency only on the breast (input > 0) eroded by that many pixels, in the global maps
+    (and so the patches chosen) and the fused map; the skin line and the film's edges cannot carry it.
     ``packed=True`` returns what the bundle serves, ``heatmap``, ``cls``, ``corners`` and ``patch_prob``, as one
     tensor (:mod:`breastlab.networks.outputs`, ``output_layout``), TorchScript-compatible."""
 
@@ -152,7 +168,7 @@ class GLAM(nn.Module):
                  global_scale: int = 2, patch_size: int = 128, n_patches: int = 4, top_k: float = 0.02,
                  local_top_k: float = 0.05, stage: str = "joint",
                  global_trunk_weights: str | Path | Mapping | nn.Module | None = None, packed: bool = False,
-                 global_backbone: str | None = None, pretrained: bool = True):
+                 global_backbone: str | None = None, pretrained: bool = True, skin_margin: int = 0):
         super().__init__()
         if stage not in ("global", "local", "joint"):
             raise ValueError(f"stage must be 'global', 'local' or 'joint', got {stage!r}")
@@ -162,7 +178,7 @@ class GLAM(nn.Module):
         if global_trunk_weights is not None:
             self.global_module.trunk.load_state_dict(trunk_state_dict(global_trunk_weights))
         self.global_scale, self.patch_size, self.n_patches, self.top_k = global_scale, patch_size, n_patches, top_k
-        self.stage, self.packed = stage, packed
+        self.stage, self.packed, self.skin_margin = stage, packed, skin_margin
         self.global_module.requires_grad_(stage != "local")
         windows = {} if stage == "global" else {"corners": (n_patches, 2), "patch_prob": (n_patches, num_classes)}
         self.output_layout = OutputLayout({"heatmap": 1}, {"cls": (num_classes,), **windows})
@@ -175,7 +191,10 @@ class GLAM(nn.Module):
 
     def forward(self, x: torch.Tensor):
         small = F.avg_pool2d(x, self.global_scale) if self.global_scale > 1 else x
-        found = self.global_module(small)
+        support: Optional[torch.Tensor] = None
+        if self.skin_margin > 0:
+            support = breast_support(x, self.skin_margin)
+        found = self.global_module(small, support)
         if self.stage == "global":
             coarse = F.interpolate(found.saliency, size=x.shape[-2:], mode="bilinear", align_corners=False)
             heatmap = coarse.amax(1, keepdim=True)
@@ -185,6 +204,8 @@ class GLAM(nn.Module):
         corners = select_patches(found.saliency, x.shape[-2:], self.patch_size, self.n_patches).to(x.device)
         local = self.local_module(crop_patches(x, corners, self.patch_size), self.n_patches)
         fused = self.fuse(found.saliency, local["maps"], corners, x.shape[-2:])
+        if support is not None:
+            fused = fused * support
         cls, heatmap = top_k_pool(fused, self.top_k), fused.amax(1, keepdim=True)
         if self.packed:
             return pack_outputs([heatmap], [cls, corners, local["patch_prob"]])

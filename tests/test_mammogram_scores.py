@@ -1,12 +1,14 @@
-"""Mammograms scored per breast and per woman: groups, labels and pooled probabilities, and the evaluate report."""
+"""Mammograms scored per breast and per woman (groups, labels, pooled probabilities, the evaluate summaries) and
+where their maps lie."""
 
 import shutil
 
+import numpy as np
 import pytest
 
 from breastlab.data import read_dataset
 from breastlab.evaluation.evaluate import score_cases, summarize
-from breastlab.evaluation.grouping import grouped_rows
+from breastlab.evaluation.mammograms import grouped_rows, map_shares, map_summary
 
 
 def row(patient, side, label, p):
@@ -50,3 +52,20 @@ def test_summaries_score_mammograms_per_image_breast_and_woman(mammograms, tmp_p
         woman, breast = (tasks[f"malignant vs no_cancer, per {level} ({pooling})"] for level in ("woman", "breast"))
         assert (woman["n"], woman["n_positive"], woman["auc"]["value"]) == (5, 3, 1.0)
         assert (breast["n"], breast["n_positive"], breast["auc"]["value"]) == (10, 3, 1.0)
+
+
+def test_map_shares_say_how_much_of_a_map_lies_off_the_breast_and_on_its_skin_line():
+    rows, cols = np.mgrid[:200, :160]
+    image = np.where((rows - 100) ** 2 + cols ** 2 < 90 ** 2, 150, 0).astype(np.uint8)  # breast at the left edge
+    image[10:20, 130:150] = 255  # a burned-in label
+    assert map_shares(image, np.zeros(image.shape)) == {}
+    label, skin, centre = np.zeros((3, *image.shape))
+    label[10:20, 130:150] = 1
+    skin[100, 88] = 1  # 2 px inside the edge (the skin line is 4 px wide here)
+    centre[95:105, 20:40] = 1  # as much mass as the label
+    assert map_shares(image, label) == {"map_outside_breast": 1.0, "map_on_skin_line": 0.0}
+    assert map_shares(image, skin) == {"map_outside_breast": 0.0, "map_on_skin_line": 1.0}
+    assert map_shares(image, centre + label) == {"map_outside_breast": 0.5, "map_on_skin_line": 0.0}
+    summary = map_summary([{"map_outside_breast": 1.0, "map_on_skin_line": 0.0},
+                           {"map_outside_breast": 0.0, "map_on_skin_line": 0.5}, {}])
+    assert summary == {"n": 2, "map_outside_breast_mean": 0.5, "map_on_skin_line_mean": 0.25}
