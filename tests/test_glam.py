@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from breastlab.bundle import get_bundle
 from breastlab.formats.checkpoints import read_state_dict
 from breastlab.losses import GLAMLoss
-from breastlab.networks.glam import GLAM, GlobalModule, TrunkAutoencoder, crop_patches, select_patches, top_k_pool
+from breastlab.networks.glam import (
+    GLAM,
+    GlobalModule,
+    TrunkAutoencoder,
+    breast_support,
+    crop_patches,
+    select_patches,
+    top_k_pool,
+)
 
 
 def test_top_k_pool_averages_the_largest_values():
@@ -81,6 +89,23 @@ def test_fused_map_is_the_global_map_outside_patches_and_the_mean_inside():
     assert fused.shape == (1, 2, 64, 64)
     torch.testing.assert_close(fused[0, :, 40:, 40:], torch.full((2, 24, 24), 0.2))
     torch.testing.assert_close(fused[0, :, 0:24, 8:16], torch.full((2, 24, 8), 0.4))
+
+
+def test_a_skin_margin_keeps_every_map_on_the_breast_away_from_its_edge():
+    x = torch.zeros(1, 1, 128, 64)
+    x[:, :, 16:112, :40] = torch.rand(1, 1, 96, 40) + 0.1  # the breast; background 0 as MaskBreastd leaves it
+    support = breast_support(x, 4)
+    assert support[0, 0, 20:108, :36].all() and not support[0, 0, :20].any() and not support[0, 0, :, 36:].any()
+    torch.testing.assert_close(breast_support(x, 0), (x > 0).float())
+    model = GLAM(global_channels=(4, 8, 8, 8, 8), local_channels=(4, 8), patch_size=32, skin_margin=4).eval()
+    with torch.no_grad():
+        out = model(x)
+        plain = GLAM(global_channels=(4, 8, 8, 8, 8), local_channels=(4, 8), patch_size=32).eval()
+        plain.load_state_dict(model.state_dict())
+        unmasked = plain(x)
+    assert not out["fused"][..., :16, :].any() and not out["fused"][..., :, 40:].any()
+    assert out["fused"][..., 20:108, :36].gt(0).all()
+    assert unmasked["fused"][..., :, 40:].gt(0).any()  # without it, saliency lies off the breast too
 
 
 def test_local_stage_freezes_the_global_module_with_its_batch_norm_statistics():
