@@ -94,7 +94,8 @@ def pacs(tmp_path_factory, samples_dir):
         assert all((pixels.min(), pixels.max()) == (0, 255) for pixels, _ in images.values())
         cases = {}
         for case, (pixels, modality) in images.items():
-            ds = pydicom.dcmread(io.BytesIO(instance(pixels, modality)))
+            side = {"ImageLaterality": MAMMOGRAMS[case][0][0].upper()} if modality == "MG" else {}
+            ds = pydicom.dcmread(io.BytesIO(instance(pixels, modality, **side)))
             cases[case] = (ds, pixels)
             client.store_instances([ds])
         ct = pydicom.dcmread(io.BytesIO(instance(np.zeros((64, 64), np.uint8), "CT")))
@@ -186,6 +187,7 @@ def test_serves_the_pacs_mg_and_us_instances_as_display_ready_images(pacs, serve
     assert pacs.no_pixels in status["pacs"]["skipped"] and "pixel data" in status["pacs"]["skipped"][pacs.no_pixels]
     mg = listed[uid(pacs, "mg_seg")]["image"]["info"]
     assert mg["dicom"] == {"modality": "MG", "spacing_mm": [0.2, 0.2], "photometric": "MONOCHROME2", "bits_stored": 12}
+    assert (mg["patient"], mg["laterality"]) == (pacs.cases["mg_seg"][0].PatientID, "left")  # per woman and breast
     for case, (ds, pixels) in pacs.cases.items():
         got = requests.get(f"{server.url}/datastore/image", params={"image": ds.SOPInstanceUID}, timeout=30)
         assert got.status_code == 200, (case, got.text)

@@ -11,7 +11,7 @@ from PIL import Image
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.formats.png import write_png
-from breastlab.server import auth, dicomweb, errors, image_kind, inputs, routes, scratch, weights
+from breastlab.server import auth, dicomweb, errors, image_kind, inputs, routes, scratch, screening, weights
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.effort import EffortStore
 from breastlab.server.infer import BundleInferTask
@@ -136,24 +136,31 @@ class MyApp(MONAILabelApp):
 
     def _infer(self, request, datastore):
         """The image's kind is checked against the bundle's first (``image_kind``: 422, or a warning in the result);
-        an uploaded file reaches the model as the gray PNG the datastore would store (the reader of uploads)."""
+        an uploaded file reaches the model as the gray PNG the datastore would store (the reader of uploads). A
+        mammography result names its breast's side and, on a datastore image of a known patient, pools the woman's
+        stored results per breast and per woman (``screening``)."""
         model, image = request.get("model"), request.get("image")
         bundle = self._infers[model].bundle
         if not (isinstance(image, str) and inputs.is_upload(image, datastore.root)):
             path = datastore.get_image_uri(image) if isinstance(image, str) else None
             if not path:
                 raise errors.not_found(f"image {image!r} is not in the datastore")
-            dicom = datastore.get_image_info(image).get("dicom") or {}
-            note = image_kind.checked_kind(bundle, path, dicom.get("modality"))
+            info = datastore.get_image_info(image)
+            note = image_kind.checked_kind(bundle, path, (info.get("dicom") or {}).get("modality"))
             if any(request.get(key) is not None for key in ("roi", "foreground", "background", "mask")):
                 check_prompts(request, *read_size(path))
+            note = {**note, **screening.side_entry(bundle, path, info.get("laterality"))}
             result = with_note(super().infer(request, datastore), note)
             if datastore.get_image_uri(image):  # not deleted while the model ran
-                self.predictions.put(image, model, result["params"])
+                self.predictions.put(image, model, result["params"], info.get("patient"))
                 self.record_effort(request.get("client_id"), request, result)
+                woman = screening.woman_entries(self.predictions, datastore, model, result["params"],
+                                                info.get("patient"))
+                result = with_note(result, woman)
             return result
         array, dicom = errors.read_image_upload(image)
-        note = image_kind.checked_kind(bundle, array, dicom.modality if dicom else None)
+        note = {**image_kind.checked_kind(bundle, array, dicom.modality if dicom else None),
+                **screening.side_entry(bundle, array)}
         check_prompts(request, array.shape[1], array.shape[0])
         converted = write_png(array, f"{image}.png", durable=False)
         try:

@@ -3,8 +3,9 @@
 The PACS holds the record; a local cache folder holds what the bundles read (display-ready PNGs made by
 ``breastlab.formats.dicom``) and the usual ``datastore_v2.json`` index, kept in step by ``refresh()``:
 
-- images: every instance of the configured modalities (QIDO-RS); image id = SOPInstanceUID. Instances
-  BreastLab cannot read (no pixel data, no decoder) are skipped and listed in the status.
+- images: every instance of the configured modalities (QIDO-RS); image id = SOPInstanceUID, with its PatientID and
+  laterality as ``patient`` and ``laterality``. Instances BreastLab cannot read (no pixel data, no decoder) are
+  skipped and listed in the status.
 - final labels: the newest DICOM SEG in the PACS that references the image; a label save stores a SEG.
 - class / BI-RADS / probabilities (and the model whose result they are): the newest SR
   (``breastlab.formats.dicom_sr``) referencing the image.
@@ -39,6 +40,7 @@ from breastlab.server import errors
 from breastlab.server.datastore import BreastLabDatastore
 from breastlab.server.inputs import IMAGE_LABELS, checked_id, checked_image_labels
 from breastlab.server.pacs import Location, Pacs, StoreError
+from breastlab.server.screening import pacs_identity
 
 logger = logging.getLogger(__name__)
 FINAL = DefaultLabelTag.FINAL.value
@@ -125,7 +127,7 @@ class DicomWebDatastore(BreastLabDatastore):
             ds.save_as(path, write_like_original=False)
             image = read_dicom_image(path, self.modalities)
         self._store_image(loc.sop, image.pixels, {"dicom": image.description(), "study": loc.study,
-                                                  "series": loc.series})
+                                                  "series": loc.series, **pacs_identity(ds)})
 
     def _newest(self, modality: str) -> dict[str, Result]:
         """The newest SEG or SR per image id, from the PACS (metadata fetched once per instance)."""
@@ -214,7 +216,7 @@ class DicomWebDatastore(BreastLabDatastore):
         info = checked_image_labels(image_info or {})
         self._store(ds)
         self._store_image(loc.sop, pixels, {**info, "dicom": image.description(), "study": loc.study,
-                                            "series": loc.series})
+                                            "series": loc.series, **pacs_identity(ds)})
         if any(info.get(key) is not None for key in ASSESSMENT_KEYS):
             self.update_image_info(loc.sop, info)
         return loc.sop

@@ -25,6 +25,7 @@ RESERVED_PARAMS = frozenset({
 PROMPT_OUTPUTS = frozenset(key for _, key in PROMPT_INPUTS)  # box, points, point_labels: computed from roi and clicks
 UPLOADS = ".breastlab/uploads"
 IMAGE_LABELS = {"class": CLASS_NAMES, "birads": BIRADS}  # image-level labels kept in the image info
+SIDES = ("left", "right")  # an image info's ``laterality`` (a PACS sets it from DICOM)
 MODEL_KEYS = ("bundle", "version", "weights_sha256", "breastlab")  # a result's ``model`` entry (ModelIdentity)
 VERSION = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -136,7 +137,7 @@ def clear_uploads(datastore_root: str | Path) -> None:
 
 def checked_image_labels(info: dict) -> dict:
     """``info`` with its image-level labels (``class``, ``birads``, ``probabilities`` and the ``model`` they are
-    from) normalised; 422 for unknown values."""
+    from) normalised and its ``patient`` and ``laterality`` checked; 422 for unknown values."""
     checked = dict(info)
     for key, allowed in IMAGE_LABELS.items():
         if checked.get(key) is not None:
@@ -144,6 +145,7 @@ def checked_image_labels(info: dict) -> dict:
             if value not in allowed:
                 raise errors.unprocessable(f"unknown {key} {checked[key]!r}; expected one of {', '.join(allowed)}")
             checked[key] = value
+    _check_identity(info)
     return {**checked, **_checked_probabilities(info), **_checked_model(info)}
 
 
@@ -152,6 +154,17 @@ def checked_id(image_id: str, what: str = "image id") -> str:
         return check_id(image_id, what)
     except ValueError as e:
         raise errors.bad_request(str(e)) from e
+
+
+def _check_identity(info: dict) -> None:
+    """422 unless ``patient`` is a safe id and ``laterality`` is left or right (either may be None: unknown)."""
+    if info.get("patient") is not None:
+        try:
+            check_id(info["patient"], "patient")
+        except ValueError as e:
+            raise errors.unprocessable(str(e)) from e
+    if info.get("laterality") not in (None, *SIDES):
+        raise errors.unprocessable(f"laterality must be one of {', '.join(SIDES)} or null, got {info['laterality']!r}")
 
 
 def _checked_probabilities(info: dict) -> dict:

@@ -197,10 +197,14 @@ def get_image_info(image: str, user: User = USER):
 
 @router.put("/datastore/image/info", summary=f"{RBAC_ANNOTATOR}Update Image Info")
 def update_image_info(image: str, info: str = Form("{}"), user: User = ANNOTATOR):
-    """``model`` (with ``probabilities``) must be that of the latest result of its model on the image."""
+    """``model`` (with ``probabilities``) must be that of the latest result of its model on the image; a new
+    ``patient`` moves the image's stored results to that woman."""
     checked = inputs.checked_image_labels(inputs.json_object(info, "info"))
     inputs.check_served(checked.get("model"), app_instance().predictions.list(image), image)
-    return datastore.update_image_info(image, json.dumps(checked), user.username)
+    updated = datastore.update_image_info(image, json.dumps(checked), user.username)
+    if "patient" in checked:
+        app_instance().predictions.set_patient(image, checked["patient"])
+    return updated
 
 
 @router.put("/datastore/label", summary=f"{RBAC_ANNOTATOR}Save Finished Label")

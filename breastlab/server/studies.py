@@ -16,13 +16,15 @@ def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | N
     """Copy every case into ``studies_dir``; masks become final labels, the class goes in image info.
 
     The image-level class (``normal``/``benign``/``malignant``) is stored as ``class`` in the image
-    info, so it is listed by ``/datastore`` whether or not the image has a mask. Returns the count.
+    info, so it is listed by ``/datastore`` whether or not the image has a mask; the manifest's ``patient``
+    (a safe id) too, where it has one. Returns the count.
     """
     cases = read_dataset(data_dir, split)
     store = BreastLabDatastore(str(studies_dir))
     for case in progress(cases, f"import {Path(data_dir).name}"):
         source = f"{Path(data_dir).name}/{case.image.name}"  # the dataset's name, not a server path
         info = {"source": source} | ({"class": case.label} if case.label else {})
+        info |= {"patient": case.meta["patient"]} if case.meta.get("patient") else {}
         try:
             store.add_image(case.case, str(case.image), info)
             if case.mask is not None:
