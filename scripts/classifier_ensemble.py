@@ -1,6 +1,7 @@
 """Does averaging two classifiers' calibrated p(malignant | lesion) beat each of them? Reads ``breastlab evaluate``
 reports of the same cases (one per classifier, each with its own calibration) and prints malignant vs benign scores
-of each and of their mean, per report pair (e.g. BUSI val, BUS-BRA val).
+of each and of their mean, per report pair (e.g. BUSI val, BUS-BRA val), and per woman (her images' mean) where the
+cases name their woman (mammograms).
 
     python scripts/classifier_ensemble.py --reports runs/acsnet_busi_val.json runs/lanet_busi_val.json \\
         --reports runs/acsnet_busbra_val.json runs/lanet_busbra_val.json [--out runs/ensemble.json]
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from breastlab.evaluation.mammograms import grouped_rows
 from breastlab.metrics import classification_scores, format_table
 from breastlab.transforms.calibration import malignant_given_lesion
 
@@ -35,7 +37,17 @@ def compare(reports: list[dict]) -> list[dict]:
     members = {r["bundle"]: np.array([s[c][1] for c in cases]) for r, s in zip(reports, scores)}
     members["mean of " + " + ".join(members)] = np.mean(list(members.values()), axis=0)
     data = f"{Path(reports[0]['data']).name} {reports[0]['split'] or 'all'}"
-    return [{"data": data, "classifier": name, **classification_scores(truth, p)} for name, p in members.items()]
+    rows = [{"data": data, "classifier": name, **classification_scores(truth, p)} for name, p in members.items()]
+    women = {r["case"]: r.get("patient") for r in reports[0]["cases"]}
+    if all(women.get(c) for c in cases):
+        for name, p in members.items():
+            pooled = grouped_rows([{"label": "malignant" if y else "benign", "patient": women[c],
+                                    "class_probabilities": {"malignant": q}} for c, y, q in zip(cases, truth, p)],
+                                  "woman", "mean")
+            y, q = zip(*[(r["label"] == "malignant", r["class_probabilities"]["malignant"]) for r in pooled])
+            rows.append({"data": f"{data}, per woman (mean)", "classifier": name,
+                         **classification_scores(np.array(y), np.array(q))})
+    return rows
 
 
 def main() -> None:

@@ -129,6 +129,23 @@ def plot_map_overlays(rows: list[tuple[str, np.ndarray, np.ndarray, dict[str, np
     return save_figure(fig, out)
 
 
+def plot_map_sheet(tiles: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], out: str | Path,
+                   columns: int = 10) -> Path:
+    """Save a PNG contact sheet of ``tiles`` ``(title, image, outline, map)``: each image with its map over it,
+    scaled to the map's own peak, and ``outline`` (e.g. the breast) drawn in white (arrays (H, W), same size)."""
+    plt = pyplot()
+    rows = -(-len(tiles) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), dpi=80, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, image, outline, heat) in zip(axes.flat, tiles):
+        ax.imshow(image, cmap="gray")
+        ax.imshow(heat / max(float(heat.max()), 1e-6), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.contour(outline > 0, levels=[0.5], colors="white", linewidths=0.6)
+        ax.set_title(title, fontsize=7)
+    return save_figure(fig, out)
+
+
 def pyplot():
     """matplotlib's pyplot on the file-only Agg backend (no display on servers)."""
     import matplotlib

@@ -75,8 +75,9 @@ def breast_support(x: torch.Tensor, margin: int) -> torch.Tensor:
     """(B, C, H, W) image whose background is 0 (``MaskBreastd``) → (B, 1, H, W): 1 on the breast eroded by
     ``margin`` pixels (the skin line and the film's edges left out), else 0."""
     inside = (x.amax(1, keepdim=True) > 0).float()
-    if margin > 0:
-        inside = -F.max_pool2d(-inside, 2 * margin + 1, stride=1, padding=margin)
+    if margin > 0:  # a square's erosion, as one along rows then one along columns
+        inside = -F.max_pool2d(-inside, (2 * margin + 1, 1), stride=1, padding=(margin, 0))
+        inside = -F.max_pool2d(-inside, (1, 2 * margin + 1), stride=1, padding=(0, margin))
     return inside
 
 
