@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from breastlab.bundle import PROJECT_ROOT, get_bundle
+from breastlab.cli_bundle import add_bundle_commands
 
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 APP_DIR = PROJECT_ROOT / "apps" / "breastlab"
@@ -133,30 +134,6 @@ def cmd_effort(args) -> None:
     print(table(report))
     if args.plot:
         print(f"wrote {plot(report, args.plot)}")
-
-
-def cmd_bundle_export(args) -> None:
-    from breastlab.sharing import export_bundle
-
-    for bundle in _named_bundles(args):
-        print(f"wrote {export_bundle(bundle, args.out)}")
-
-
-def cmd_bundle_card(args) -> int:
-    from breastlab.cards import write_cards
-
-    stale = [path for bundle in _named_bundles(args) for path in write_cards(bundle, check=args.check)]
-    for path in stale:
-        print(f"{'differs from its metadata' if args.check else 'wrote'}: {path}")
-    return 1 if args.check and stale else 0
-
-
-def _named_bundles(args) -> list:
-    from breastlab.bundle import find_bundles
-
-    if not args.bundles and not args.all:
-        raise ValueError("name the bundles, or --all")
-    return find_bundles() if args.all else [get_bundle(name) for name in args.bundles]
 
 
 def _column_rule(option: str, rule: str) -> dict:
@@ -288,18 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="PNG", help="also write seconds per image and share kept per model here")
     s.set_defaults(func=cmd_effort)
 
-    s = sub.add_parser("bundle", help="share bundles: archives that run outside this repository, model cards")
-    actions = s.add_subparsers(dest="action", required=True)
-    a = actions.add_parser("export", help="write NAME_vX.Y.Z.zip (MONAI bundle layout, sample input inside)")
-    a.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle names under bundles/ or bundle folders")
-    a.add_argument("--all", action="store_true", help="every bundle under bundles/")
-    a.add_argument("--out", required=True, help="folder for the archives")
-    a.set_defaults(func=cmd_bundle_export)
-    a = actions.add_parser("card", help="write LICENSE and docs/model_card.md from configs/metadata.json")
-    a.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle names under bundles/ or bundle folders")
-    a.add_argument("--all", action="store_true", help="every bundle under bundles/")
-    a.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file differs from its metadata")
-    a.set_defaults(func=cmd_bundle_card)
+    add_bundle_commands(sub)
     return p
 
 
