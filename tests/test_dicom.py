@@ -15,20 +15,15 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
 
-from breastlab import __version__
 from breastlab.formats.dicom import MAX_INFLATED, is_dicom, read_dicom_image
-from breastlab.formats.dicom_seg import mask_to_seg, seg_mask
-from breastlab.formats.dicom_sr import assessment_sr, read_assessment
 from breastlab.formats.png import ImageError
-from breastlab.formats.provenance import ModelIdentity
 
 from helpers import deflated_dicom_bomb, dicom_bytes, png_bytes
 
 RAMP12 = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (32, 1))  # 12-bit values left to right
 RGB = np.full((32, 48, 3), 90, np.uint8)
-ACSNET = ModelIdentity("breast_us_acsnet", "0.3.0", "ab" * 32)
 
 
 def with_text(data: bytes, **texts: str) -> bytes:
@@ -252,51 +247,3 @@ def test_a_voi_lut_maps_the_values(tmp_path):
     image = read_dicom_image(write(tmp_path, data))
     assert image.pixels[0, 0] == 255 and image.pixels[0, -1] == 0
 
-
-def written(ds: Dataset) -> Dataset:
-    """``ds`` as a reader of the file sees it (written, then read back with pydicom)."""
-    buffer = io.BytesIO()
-    ds.save_as(buffer, write_like_original=False)
-    return pydicom.dcmread(io.BytesIO(buffer.getvalue()))
-
-
-def source_image() -> Dataset:
-    data = dicom_bytes(np.zeros((32, 48), np.uint8), Modality="US", StudyInstanceUID=generate_uid(),
-                       SeriesInstanceUID=generate_uid(), PixelSpacing=[0.1, 0.1])
-    return pydicom.dcmread(io.BytesIO(data))
-
-
-def test_a_models_seg_is_automatic_and_names_the_bundle_its_version_and_weights():
-    mask = np.zeros((32, 48), np.uint8)
-    mask[5:20, 10:30] = 1
-    seg = written(mask_to_seg(source_image(), mask, ACSNET))
-    segment = seg.SegmentSequence[0]
-    assert segment.SegmentAlgorithmType == "AUTOMATIC" and segment.SegmentAlgorithmName == "breast_us_acsnet 0.3.0"
-    algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
-    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("breast_us_acsnet", "0.3.0")
-    assert algorithm.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
-    assert algorithm.AlgorithmParameters == f"weights_sha256={'ab' * 32},breastlab={__version__}"
-    assert list(seg.SoftwareVersions) == [f"breastlab {__version__}", "breast_us_acsnet 0.3.0"]
-    np.testing.assert_array_equal(seg_mask(seg), mask)
-
-
-def test_an_annotators_seg_stays_manual_and_names_no_model():
-    seg = written(mask_to_seg(source_image(), np.ones((32, 48), np.uint8)))
-    segment = seg.SegmentSequence[0]
-    assert segment.SegmentAlgorithmType == "MANUAL" and "SegmentationAlgorithmIdentificationSequence" not in segment
-    assert "SegmentAlgorithmName" not in segment and seg.SoftwareVersions == __version__
-
-
-@pytest.mark.parametrize("model", [ACSNET, None], ids=["model", "annotator"])
-def test_sr_probabilities_name_the_model_they_are_from(model):
-    source = source_image()
-    labels = {"class": "benign", "birads": "4a", "probabilities": {"benign": 0.7, "malignant": 0.3}}
-    sr = written(assessment_sr(source, labels, model))
-    assert read_assessment(sr) == (source.SOPInstanceUID, {**labels, **({"model": model.as_json()} if model else {})})
-    numbers = [item for item in sr.ContentSequence if item.ValueType == "NUM"]
-    algorithms = [[(child.ConceptNameCodeSequence[0].CodeMeaning, child.TextValue)
-                   for child in item.get("ContentSequence", [])] for item in numbers]
-    expected = [("Algorithm Name", "breast_us_acsnet"), ("Algorithm Version", "0.3.0"),
-                ("Algorithm Parameters", f"weights_sha256={'ab' * 32}"),
-                ("Algorithm Parameters", f"breastlab={__version__}")] if model else []
-    assert algorithms == [expected, expected]
