@@ -1,4 +1,5 @@
-"""A real Orthanc PACS (Debian's ``orthanc`` + ``orthanc-dicomweb``) on a free port, for tests.
+"""A real Orthanc PACS (Debian's ``orthanc`` + ``orthanc-dicomweb``) on a free port, for tests, and plausible MG and US
+instances to store in it.
 
 Everything it writes (configuration, storage, index, temporary files, log) stays in the folder it is given. The
 port is one the kernel just handed out; as another program may take it before Orthanc binds it, a start that
@@ -8,6 +9,7 @@ one (its ``Name`` is unique), so a test never talks to another Orthanc.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
@@ -16,12 +18,19 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import requests
+from pydicom.uid import generate_uid
 
 from breastlab.server.process import stop_process
+from tests.test_mammo import synthetic_breast
+
+from helpers import dicom_bytes
 
 BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"  # Debian's path, also when /usr/sbin is not on PATH
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+US_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 PORT_TAKEN = "port of the HTTP server is privileged or already in use"  # Orthanc 1.10's message when bind fails
 
 
@@ -126,3 +135,31 @@ class Orthanc:
         response = requests.get(f"{self.url}/instances", timeout=10)
         response.raise_for_status()
         return sorted(response.json())
+
+
+def instance(pixels: np.ndarray, modality: str, **attributes) -> bytes:
+    """A plausible single-frame MG or US instance of an 8-bit image: MG stored as 12-bit MONOCHROME2."""
+    study = dict(PatientName="Test^Case", PatientID=f"P{generate_uid()[-8:]}", PatientBirthDate="", PatientSex="F",
+                 StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(), StudyDate="20240101",
+                 StudyTime="120000", StudyID="1", AccessionNumber="", ReferringPhysicianName="", SeriesNumber=1,
+                 InstanceNumber=1, Modality=modality, **attributes)
+    if modality != "MG":
+        data = dicom_bytes(pixels, PixelSpacing=[0.1, 0.1], FrameOfReferenceUID=generate_uid(), **study)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = US_STORAGE
+        buffer = io.BytesIO()
+        ds.save_as(buffer, write_like_original=False)
+        return buffer.getvalue()
+    stored = pixels.astype(np.uint16) * 16 + pixels // 16  # 0..255 -> 0..4095
+    return dicom_bytes(stored, bits_stored=12, WindowCenter=2048, WindowWidth=4096, PixelSpacing=[0.2, 0.2],
+                       ImagerPixelSpacing=[0.2, 0.2], **study)
+
+
+def mammogram(side: str, rows: int, cols: int, lesion: tuple | None) -> np.ndarray:
+    """A synthetic 8-bit mammogram (``tests/test_mammo.synthetic_breast``), with a bright disc (row, col, radius)."""
+    image = synthetic_breast(side, h=rows, w=cols)
+    if lesion:
+        row, col, radius = lesion
+        rr, cc = np.mgrid[:rows, :cols]
+        image[(rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2] = 230
+    return image

@@ -24,13 +24,11 @@ from pydicom.uid import JPEGLSLossless, generate_uid
 from breastlab.formats.dicom_seg import mask_to_seg
 from breastlab.formats.dicom_sr import read_assessment
 from breastlab.server.process import Server
-from tests.test_mammo import synthetic_breast
 
 from helpers import dicom_bytes, infer, png_bytes, save_label, upload
-from orthanc import Orthanc, missing
+from orthanc import Orthanc, instance, mammogram, missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
-US_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 # synthetic mammograms: (side, rows, columns, lesion disc or None)
 MAMMOGRAMS = {"mg_seg": ("left", 320, 256, (160, 80, 18)), "mg_unlabelled": ("right", 288, 224, None),
               "mg_other_tool": ("left", 288, 384, (150, 90, 24))}
@@ -41,34 +39,6 @@ UPLOADED_US = "case008"  # shipped sample, only ever stored by the upload test
 # which test changes what about which case (no two tests touch the same one)
 CASES = {"SEG saved through BreastLab": ("mg_seg", "case005"), "never labelled": ("mg_unlabelled",),
          "SR": ("case002",), "SEG stored by another tool": ("mg_other_tool",)}
-
-
-def instance(pixels: np.ndarray, modality: str, **attributes) -> bytes:
-    """A plausible single-frame MG or US instance of an 8-bit image: MG stored as 12-bit MONOCHROME2."""
-    study = dict(PatientName="Test^Case", PatientID=f"P{generate_uid()[-8:]}", PatientBirthDate="", PatientSex="F",
-                 StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(), StudyDate="20240101",
-                 StudyTime="120000", StudyID="1", AccessionNumber="", ReferringPhysicianName="", SeriesNumber=1,
-                 InstanceNumber=1, Modality=modality, **attributes)
-    if modality != "MG":
-        data = dicom_bytes(pixels, PixelSpacing=[0.1, 0.1], FrameOfReferenceUID=generate_uid(), **study)
-        ds = pydicom.dcmread(io.BytesIO(data))
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = US_STORAGE
-        buffer = io.BytesIO()
-        ds.save_as(buffer, write_like_original=False)
-        return buffer.getvalue()
-    stored = pixels.astype(np.uint16) * 16 + pixels // 16  # 0..255 -> 0..4095
-    return dicom_bytes(stored, bits_stored=12, WindowCenter=2048, WindowWidth=4096, PixelSpacing=[0.2, 0.2],
-                       ImagerPixelSpacing=[0.2, 0.2], **study)
-
-
-def mammogram(side: str, rows: int, cols: int, lesion: tuple | None) -> np.ndarray:
-    """A synthetic 8-bit mammogram (``tests/test_mammo.synthetic_breast``), with a bright disc (row, col, radius)."""
-    image = synthetic_breast(side, h=rows, w=cols)
-    if lesion:
-        row, col, radius = lesion
-        rr, cc = np.mgrid[:rows, :cols]
-        image[(rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2] = 230
-    return image
 
 
 def read_png(path) -> np.ndarray:
