@@ -7,9 +7,11 @@ import re
 import textwrap
 from pathlib import Path
 
-from breastlab.bundle import Bundle, get_bundle
+from breastlab.bundle import Bundle, BundleError, get_bundle
 
 CARD_FILES = ("LICENSE", "docs/model_card.md")
+CARD_KEYS = ("description", "intended_use", "datasets", "pretrained_weights", "eval_metrics", "eval_splits",
+             "not_tested_on", "failure_modes", "weights_sha256", "weights_command", "data_license")
 CODE_LICENSE = ("Code and configuration of this bundle: Apache License 2.0 (see the LICENSE file at the BreastLab "
                 "project root, or http://www.apache.org/licenses/LICENSE-2.0).")
 NOT_CLINICAL = "The weights are provided for research and annotation assistance only, not for clinical use."
@@ -155,6 +157,9 @@ def write_cards(bundle: Bundle | str, check: bool = False) -> list[str]:
     """Write the bundle's ``LICENSE`` and ``docs/model_card.md`` where they differ from the generated text; return
     the paths that differ (with ``check``, write nothing)."""
     bundle = _bundle(bundle)
+    missing = [key for key in CARD_KEYS if key not in bundle.metadata]
+    if missing:
+        raise BundleError(f"{bundle.name}: configs/metadata.json has no {', '.join(missing)}: a card needs them")
     differ = []
     for name, text in zip(CARD_FILES, (license_text(bundle), model_card(bundle))):
         path = bundle.root / name

@@ -44,6 +44,8 @@ def export_bundle(bundle: Bundle, out_dir: str | Path) -> Path:
     """Write ``out_dir/NAME_vX.Y.Z.zip`` holding ``NAME/`` with :data:`ARCHIVED`; the same bundle gives the same
     bytes. The archive is written beside its final name and moved there complete."""
     check_self_contained(bundle)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"{out_dir} is a file: --out names the folder the archives go into")
     out = Path(out_dir) / archive_name(bundle)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".part")

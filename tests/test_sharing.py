@@ -173,3 +173,10 @@ def test_the_bundle_commands_export_and_check_cards(tmp_path, capsys):
     assert main(["bundle", "card", str(copy)]) == 0
     assert "Anything at all." in (copy / "docs" / "model_card.md").read_text()
     assert main(["bundle", "export", "--out", str(tmp_path)]) == 2  # neither names nor --all
+    (tmp_path / "a_file").write_text("")
+    assert main(["bundle", "export", "breast_us_interactive", "--out", str(tmp_path / "a_file")]) == 2
+    assert main(["bundle", "export", "no_such_bundle", "--out", str(tmp_path)]) == 2
+    (copy / "configs" / "metadata.json").write_text(json.dumps({k: v for k, v in metadata.items() if k != "datasets"}))
+    assert main(["bundle", "card", str(copy), "--check"]) == 2
+    errors = capsys.readouterr().err
+    assert "is a file" in errors and "unknown bundle 'no_such_bundle'" in errors and "has no datasets" in errors
