@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import statistics
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -14,8 +15,10 @@ from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.formats.png import write_png
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
+from breastlab.server.datastore.studies import import_dataset
+
+sys.path.insert(0, str(PROJECT_ROOT))  # the servers are the tests' harness, tests/server_process.py
+from tests.server_process import Server  # noqa: E402
 
 SAMPLES = PROJECT_ROOT / "samples" / "breast_lesions_usg"
 

@@ -19,15 +19,14 @@ import requests
 from monailabel.tasks.activelearning.random import Random
 from tqdm import tqdm
 
-from breastlab.explain.diversity import selection_order
+from breastlab.activelearning.diversity import selection_order
 from breastlab.formats.png import write_png
 from breastlab.metrics import format_table
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.process import Server
-from breastlab.server.scores import ScoreIndex
-from breastlab.server.scoring import UncertaintyScoring
+from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.datastore.score_index import ScoreIndex
+from breastlab.server.tasks.scoring import UncertaintyScoring
 
-from common import peak_rss_mb, percentile, timed
+from common import Server, peak_rss_mb, percentile, timed
 
 ORDERED = ("diverse", "hybrid")  # strategies that hand out the first of an order the diversity job wrote
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from breastlab.bundle import PROJECT_ROOT, get_bundle
 from breastlab.data import read_dataset
-from breastlab.engines.prompting import decode_prompts
+from breastlab.engines.promptable import decode_prompts
 from breastlab.metrics import format_table
 from breastlab.metrics.segmentation import dice
 from breastlab.transforms.prompts import PromptsToNetworkd

@@ -30,24 +30,24 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_serve(args) -> None:
     """Import ``--data`` into a new studies folder (first run only), then become the MONAI Label server.
 
-    A DICOMweb URL as ``--studies`` serves a PACS instead (``breastlab.server.dicomweb``)."""
+    A DICOMweb URL as ``--studies`` serves a PACS instead (``breastlab.server.datastore.dicomweb``)."""
     studies = args.studies
     if studies.startswith(("http://", "https://")):
         os.environ["BREASTLAB_DICOMWEB_MODALITIES"] = ",".join(args.modalities)
         if args.cache:
             os.environ["BREASTLAB_DICOMWEB_CACHE"] = str(Path(args.cache).resolve())
     elif not (Path(studies) / "datastore_v2.json").is_file():
-        from breastlab.server.studies import import_dataset
+        from breastlab.server.datastore.studies import import_dataset
 
         import_dataset(args.data, studies)
     print(f"BreastLab MONAI Label server: http://{args.host}:{args.port}/  (studies: {studies})", flush=True)
-    from breastlab.server.process import server_command
+    from breastlab.server.start import server_command
 
     os.execv(sys.executable, server_command(APP_DIR, studies, args.host, args.port))
 
 
 def cmd_import(args) -> None:
-    from breastlab.server.studies import import_dataset
+    from breastlab.server.datastore.studies import import_dataset
 
     n = import_dataset(args.data, args.studies, args.split)
     print(f"imported {n} images into {args.studies}")
@@ -117,8 +117,8 @@ def cmd_publish(args) -> None:
 
 
 def cmd_al_study(args) -> None:
+    from breastlab.activelearning.study import STRATEGIES, print_summary, run_study
     from breastlab.data import dataset_dicts
-    from breastlab.evaluation.al_study import STRATEGIES, print_summary, run_study
 
     bundle = get_bundle(args.bundle, **_parse_overrides(args.override))
     rows = run_study(bundle, args.data, args.out, args.initial, args.per_round, args.rounds, tuple(args.seeds),
@@ -128,7 +128,7 @@ def cmd_al_study(args) -> None:
 
 
 def cmd_effort(args) -> None:
-    from breastlab.server.effort import EffortStore, plot, summary, table
+    from breastlab.server.datastore.effort import EffortStore, plot, summary, table
 
     report = summary(EffortStore.of(args.studies, create=False).rows())
     print(table(report))

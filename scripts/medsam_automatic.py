@@ -19,7 +19,7 @@ import torch
 from breastlab.bundle import get_bundle, prediction_outputs
 from breastlab.data import column_rule, read_dataset, select_cases
 from breastlab.engines.prompt_training import EmbedImaged
-from breastlab.engines.prompting import Automatic
+from breastlab.engines.promptable import Automatic
 from breastlab.evaluation.evaluate import case_truth, score_cases, summarize
 from breastlab.evaluation.gate_choice import FRACTIONS, PEAKS, choose_gate
 from breastlab.metrics import format_table

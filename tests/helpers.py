@@ -19,8 +19,8 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 
 from breastlab import __version__
 from breastlab.bundle import PROJECT_ROOT, file_sha256, get_bundle
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
+from breastlab.server.datastore.studies import import_dataset
+from tests.server_process import Server
 
 MODEL = "breast_us_t2kd"
 FLOAT32 = {"BREASTLAB_PRECISION": "fp32"}  # a server's environment where a test pins a score of the shipped weights

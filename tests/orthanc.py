@@ -23,7 +23,7 @@ import pydicom
 import requests
 from pydicom.uid import generate_uid
 
-from breastlab.server.process import stop_process
+from tests.server_process import stop_process
 from tests.test_mammo import synthetic_breast
 
 from helpers import dicom_bytes

@@ -10,11 +10,11 @@ import pytest
 import torch
 from fastapi import HTTPException
 
-from breastlab.explain.uncertainty import lesion_uncertainty, predictive_entropy, tta_probabilities
+from breastlab.activelearning.uncertainty import lesion_uncertainty, predictive_entropy, tta_probabilities
 from breastlab.formats.png import write_png
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.scores import ScoreIndex
-from breastlab.server.strategies import HandOuts, RandomUnlabeled, TopScored
+from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.datastore.score_index import ScoreIndex
+from breastlab.server.tasks.strategies import HandOuts, RandomUnlabeled, TopScored
 
 IMAGE = np.zeros((32, 40), np.uint8)
 

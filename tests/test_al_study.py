@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from breastlab.activelearning.study import picks_rows, run_study, summary_rows
 from breastlab.bundle import get_bundle
 from breastlab.data import dataset_dicts
-from breastlab.evaluation.al_study import picks_rows, run_study, summary_rows
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import torch
 from breastlab.bundle import get_bundle
 from breastlab.data import Case, write_dataset
 from breastlab.formats.png import write_png
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
+from breastlab.server.datastore.studies import import_dataset
+from tests.server_process import Server
 
 from helpers import (
     MODEL,

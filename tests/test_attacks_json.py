@@ -12,10 +12,10 @@ import requests
 from fastapi import HTTPException
 
 from breastlab.formats.png import write_png
-from breastlab.server import index
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
+from breastlab.server.datastore import index
+from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.datastore.studies import import_dataset
+from tests.server_process import Server
 
 from helpers import MODEL, SAMPLES, png_bytes, sample_server
 

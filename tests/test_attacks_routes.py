@@ -16,10 +16,11 @@ import torch
 from fastapi import HTTPException
 
 from breastlab.bundle import get_bundle
-from breastlab.server import errors, export, stock_routes
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
+from breastlab.server.datastore import export
+from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.datastore.studies import import_dataset
+from breastlab.server.http import errors, stock_routes
+from tests.server_process import Server
 
 from helpers import MODEL, SAMPLES, infer, sample_server, upload
 

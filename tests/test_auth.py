@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from breastlab.bundle import PROJECT_ROOT
-from breastlab.server.process import Server
+from tests.server_process import Server
 
 from helpers import MODEL, png_bytes
 

@@ -12,8 +12,8 @@ from torch.utils.data import default_collate
 
 from breastlab.bundle import BUNDLES_DIR, BundleError, Predictor, get_bundle, load_weights
 from breastlab.formats.png import write_png
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.train import BundleTrainTask
+from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.tasks.train import BundleTrainTask
 
 BUNDLE_DIRS = sorted(p for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
 REQUIRED_IDS = {

@@ -13,8 +13,8 @@ from PIL import Image
 
 from breastlab.data import read_dataset
 from breastlab.formats.png import TEMP_MARK, write_png
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.index import read_index
+from breastlab.server.datastore.index import read_index
+from breastlab.server.datastore.local import BreastLabDatastore
 
 IMAGE = np.zeros((32, 40), np.uint8)
 
@@ -135,7 +135,7 @@ def test_dataset_archive_round_trips_through_the_reader(tmp_path):
 
 
 def test_saves_are_journaled_read_back_by_another_process_and_folded_into_the_snapshot(tmp_path, monkeypatch):
-    from breastlab.server import index as index_module
+    from breastlab.server.datastore import index as index_module
 
     monkeypatch.setattr(index_module, "COMPACT_AFTER", 4)
     for name in ("a", "b"):

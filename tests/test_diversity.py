@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from breastlab.explain.diversity import ImageEncoder, selection_order, typicality
+from breastlab.activelearning.diversity import ImageEncoder, selection_order, typicality
 from breastlab.formats.png import write_png
-from breastlab.server.scores import EmbeddingIndex
+from breastlab.server.datastore.score_index import EmbeddingIndex
 
 CENTRES = np.array([[10.0, 0.0], [0.0, 10.0], [-10.0, -10.0]])
 

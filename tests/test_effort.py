@@ -15,7 +15,7 @@ from fastapi import HTTPException
 from PIL import Image
 
 from breastlab.cli import main
-from breastlab.server.effort import EffortStore, annotator_of, summary
+from breastlab.server.datastore.effort import EffortStore, annotator_of, summary
 
 from helpers import MODEL, SAMPLES, infer, png_bytes, sample_server, upload
 

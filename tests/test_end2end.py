@@ -195,7 +195,7 @@ def test_default_recipe_learns_malignant_vs_no_cancer_and_serves_the_classifiers
                            train_split="dev", val_split="dev", image_size=[64, 96],
                            patch_weights=str(tmp_path / "patch" / "model.pt"), **small)
     assert sorted(item["target"] for item in trained.get_parsed_content("train_datalist")) == [0] * 7 + [1] * 3
-    assert trained["classes"] == bundle.classes == ["no_cancer", "malignant"]  # the app's targets (server/train.py)
+    assert trained["classes"] == bundle.classes == ["no_cancer", "malignant"]  # the app targets (tasks/train.py)
     stem = "trunk.encoder._conv_stem.weight"
     patch_trunk, classifier = (read_state_dict(tmp_path / d / "model.pt")[stem] for d in ("patch", "classifier"))
     assert not torch.equal(patch_trunk, PatchClassifier(backbone="efficientnet-lite0").state_dict()[stem])

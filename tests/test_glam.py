@@ -261,7 +261,7 @@ def test_default_recipe_learns_malignant_vs_no_cancer_on_an_imagenet_global_trun
     network = first.get_parsed_content("network")
     assert type(network.global_module.trunk).__name__ == "PretrainedTrunk"
     assert network.output_layout.vectors["cls"] == (1,)
-    assert first["case_classes"] == bundle.classes  # the app's training items carry these targets (server/train.py)
+    assert first["case_classes"] == bundle.classes  # the app trains on these (tasks/train.py)
     bundle.train(stage="local", initial_weights=str(tmp_path / "global" / "model.pt"),
                  ckpt_dir=str(tmp_path / "local"), output_dir=str(tmp_path / "e2"), **small)
     before, after = (read_state_dict(tmp_path / stage / "last.pt") for stage in ("global", "local"))

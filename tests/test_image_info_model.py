@@ -9,8 +9,8 @@ from fastapi import HTTPException
 
 from breastlab import __version__
 from breastlab.formats.png import write_png
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.inputs import check_served, checked_image_labels
+from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.http.inputs import check_served, checked_image_labels
 
 MODEL = {"bundle": "breast_us_acsnet", "version": "0.3.1", "weights_sha256": "ab" * 32, "breastlab": __version__}
 PROBABILITIES = {"normal": 0.1, "benign": 0.7, "malignant": 0.2}

@@ -18,7 +18,7 @@ from breastlab.networks.lanet import (
     SpatialGate,
     modulate,
 )
-from breastlab.server.scoring import UncertaintyScoring
+from breastlab.server.tasks.scoring import UncertaintyScoring
 
 
 @pytest.fixture(scope="module")

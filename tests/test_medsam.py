@@ -134,7 +134,7 @@ def test_without_a_prompt_the_server_gives_the_bundles_own_automatic_mask(server
     """The automatic mode (``Automatic``: the unprompted decoder, its gate, the cascade where configured) served is
     the library's; a refined box comes back as ``automatic_roi``, inside the image."""
     from breastlab.bundle import get_bundle
-    from breastlab.engines.prompting import PromptedPredictor
+    from breastlab.engines.promptable import PromptedPredictor
 
     expected = PromptedPredictor(get_bundle(MODEL).predictor())(SAMPLES / "images" / "case007.png")["mask"] > 0
     response = prompt(server, "case007")
@@ -215,7 +215,7 @@ def test_automatic_mode_takes_its_box_from_another_bundles_largest_lesion():
     from scipy import ndimage
 
     from breastlab.bundle import get_bundle
-    from breastlab.engines.prompting import PromptedPredictor, automatic_box, automatic_source
+    from breastlab.engines.promptable import PromptedPredictor, automatic_box, automatic_source
 
     bundle = get_bundle(MODEL, automatic_source="breast_us_t2kd")
     source = automatic_source(bundle)

@@ -12,7 +12,7 @@ import torch
 from monai.losses import DiceCELoss
 
 from breastlab.engines.prompt_training import EmbedImaged, PromptSimulation, weights_digest
-from breastlab.engines.prompting import Automatic, region_box
+from breastlab.engines.promptable import Automatic, region_box
 from breastlab.networks.medsam import LiteMedSAM
 from breastlab.transforms.prompts import mask_prompt
 

@@ -23,7 +23,7 @@ from pydicom.uid import JPEGLSLossless, generate_uid
 
 from breastlab.formats.dicom_seg import mask_to_seg
 from breastlab.formats.dicom_sr import read_assessment
-from breastlab.server.process import Server
+from tests.server_process import Server
 
 from helpers import dicom_bytes, infer, png_bytes, save_label, upload
 from orthanc import Orthanc, instance, mammogram, missing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from breastlab.server.predictions import PredictionStore
+from breastlab.server.datastore.predictions import PredictionStore
 
 
 def test_latest_prediction_per_image_and_model_survives_reopening(tmp_path):

@@ -12,7 +12,7 @@ import requests
 import torch
 from PIL import Image
 
-from breastlab.engines.prompting import AnnotationHistory
+from breastlab.engines.promptable import AnnotationHistory
 from breastlab.transforms.prompts import MASK_PROMPT_LOGIT, HonourClicksd, PromptsToNetworkd
 
 from helpers import SAMPLES, model_entry, png_bytes, sample_server

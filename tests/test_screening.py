@@ -11,9 +11,9 @@ import pytest
 from fastapi import HTTPException
 
 from breastlab.bundle import get_bundle
-from breastlab.server.inputs import checked_image_labels
-from breastlab.server.predictions import PredictionStore
-from breastlab.server.screening import pacs_identity, pooled, side_entry
+from breastlab.server.datastore.predictions import PredictionStore
+from breastlab.server.datastore.screening import pacs_identity, pooled, side_entry
+from breastlab.server.http.inputs import checked_image_labels
 from tests.test_mammo import synthetic_breast
 
 

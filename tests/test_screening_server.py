@@ -9,8 +9,8 @@ import shutil
 import pytest
 import requests
 
-from breastlab.server.process import Server, bundles_folder
-from breastlab.server.studies import import_dataset
+from breastlab.server.datastore.studies import import_dataset
+from tests.server_process import Server, bundles_folder
 
 from helpers import infer
 

@@ -15,7 +15,7 @@ from scipy import ndimage
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.metrics.birads import birads_probabilities
 from breastlab.metrics.segmentation import dice
-from breastlab.server.process import bundles_folder
+from tests.server_process import bundles_folder
 
 from helpers import FLOAT32, SAMPLES, dicom_bytes, infer, model_entry, png_bytes, sample_server, upload
 

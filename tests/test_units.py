@@ -10,8 +10,8 @@ from PIL import Image
 
 from breastlab.cli import _parse_overrides
 from breastlab.formats.png import read_gray_png
-from breastlab.server.studies import import_dataset
-from breastlab.server.train import check_server, split_train_val
+from breastlab.server.datastore.studies import import_dataset
+from breastlab.server.tasks.train import check_server, split_train_val
 
 
 def items(n: int) -> list[dict]:
@@ -172,7 +172,7 @@ def test_background_tasks_are_bounded_and_their_history_trimmed(monkeypatch):
     from fastapi import HTTPException
     from monailabel.utils.async_tasks import utils as async_tasks
 
-    from breastlab.server import tasks
+    from breastlab.server.tasks import background as tasks
 
     finished = [{"id": i, "status": "DONE"} for i in range(tasks.KEEP_FINISHED + 10)]
     history = [*finished, {"id": "run", "status": "RUNNING"}]

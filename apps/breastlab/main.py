@@ -11,15 +11,18 @@ from PIL import Image
 from breastlab import __version__
 from breastlab.bundle import BUNDLES_DIR, find_bundles
 from breastlab.formats.png import write_png
-from breastlab.server import auth, dicomweb, errors, image_kind, inputs, routes, scratch, screening, weights
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.effort import EffortStore
-from breastlab.server.infer import BundleInferTask
-from breastlab.server.predictions import PredictionStore
-from breastlab.server.prompt_infer import PromptInferTask
-from breastlab.server.scoring import DiversityScoring, UncertaintyScoring
-from breastlab.server.strategies import HandOuts, RandomUnlabeled, TopScored
-from breastlab.server.train import BundleTrainTask
+from breastlab.server import scratch
+from breastlab.server.datastore import dicomweb, screening
+from breastlab.server.datastore.effort import EffortStore
+from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.datastore.predictions import PredictionStore
+from breastlab.server.http import auth, errors, image_kind, inputs, routes
+from breastlab.server.tasks import weights
+from breastlab.server.tasks.infer import BundleInferTask
+from breastlab.server.tasks.promptable_infer import PromptInferTask
+from breastlab.server.tasks.scoring import DiversityScoring, UncertaintyScoring
+from breastlab.server.tasks.strategies import HandOuts, RandomUnlabeled, TopScored
+from breastlab.server.tasks.train import BundleTrainTask
 from breastlab.transforms import check_points, check_roi
 from breastlab.transforms.prompts import check_mask
 
@@ -61,7 +64,7 @@ class MyApp(MONAILabelApp):
             routes.install(monailabel.app.app)
 
     def init_datastore(self):
-        """A folder of PNGs, or a PACS when ``studies`` is a DICOMweb URL (``breastlab.server.dicomweb``)."""
+        """A folder of PNGs, or a PACS when ``studies`` is a DICOMweb URL (``breastlab.server.datastore.dicomweb``)."""
         if self.studies.startswith(("http://", "https://")):
             return dicomweb.from_environment(self.studies)
         return BreastLabDatastore(self.studies)

@@ -24,7 +24,7 @@ from monai.engines.utils import IterationEvents
 from monai.transforms import MapTransform
 
 from breastlab.engines.distributed import average_gradients
-from breastlab.engines.prompting import encode_image
+from breastlab.engines.promptable import encode_image
 from breastlab.evaluation.clicks import jittered_box
 from breastlab.transforms.clicks import next_click
 from breastlab.transforms.prompts import mask_prompt
@@ -38,7 +38,7 @@ class EmbedImaged(MapTransform):
     ``.npy`` in ``folder`` under a digest of the image file's bytes, the encoder's weights and its precision: computed
     once per image, reused by every later run (any datalist works: a dataset folder's or the server's). Use the
     precision the bundle serves with, so that the decoder trains on the embeddings it will see. ``flip``: the
-    embedding of the horizontally flipped network input (test-time flips, ``breastlab.engines.prompting``)."""
+    embedding of the horizontally flipped network input (test-time flips, ``breastlab.engines.promptable``)."""
 
     def __init__(self, keys, bundle_root: str, folder: str, precision: str = "fp32", flip: bool = False):
         super().__init__(keys)

@@ -17,7 +17,7 @@ from monai.data import decollate_batch
 
 from breastlab.bundle import Predictor, prediction_outputs
 from breastlab.data import read_dataset
-from breastlab.engines.prompting import PromptedPredictor
+from breastlab.engines.promptable import PromptedPredictor
 from breastlab.formats.png import read_gray_png
 from breastlab.metrics import format_table
 from breastlab.metrics.segmentation import dice

@@ -10,7 +10,7 @@ import numpy as np
 from breastlab.bundle import Bundle
 from breastlab.data import Case, DatasetError, class_index, read_dataset, select_cases
 from breastlab.data.mammo import lesion_circles, lesion_mask
-from breastlab.engines.prompting import PromptedPredictor, automatic_source
+from breastlab.engines.promptable import PromptedPredictor, automatic_source
 from breastlab.evaluation.calibration_report import birads_summary, print_birads, reliability
 from breastlab.evaluation.clicks import click_tables, evaluate_clicks
 from breastlab.evaluation.mammograms import LEVELS, MAP_COLUMNS, POOLING, grouped_rows, mammogram_scores, map_summary

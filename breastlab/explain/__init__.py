@@ -1,7 +1,5 @@
-"""Explanation and uncertainty: Grad-CAM and map regions as boxes, test-time-augmentation disagreement and entropy."""
+"""Explanation: Grad-CAM of a classifier and the top regions of any map as boxes."""
 
 from .saliency import GradCam, GradCamPredictor, UnitRangeMap, top_boxes, unit_range
-from .uncertainty import lesion_uncertainty, predictive_entropy, tta_probabilities
 
-__all__ = ["GradCam", "GradCamPredictor", "UnitRangeMap", "predictive_entropy", "top_boxes", "tta_probabilities",
-           "lesion_uncertainty", "unit_range"]
+__all__ = ["GradCam", "GradCamPredictor", "UnitRangeMap", "top_boxes", "unit_range"]

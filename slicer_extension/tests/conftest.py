@@ -6,8 +6,8 @@ import pytest
 import requests
 from BreastLabLib.client import BreastLabClient
 
-from breastlab.server.process import Server
-from breastlab.server.studies import import_dataset
+from breastlab.server.datastore.studies import import_dataset
+from tests.server_process import Server
 
 UNLABELLED = {"unlabelled_a": "case003", "unlabelled_b": "case007"}
 

@@ -39,7 +39,7 @@ def server(tmp_path_factory) -> dict:
     """A real BreastLab server (``url``, ``log``), run by the project's .venv (``BREASTLAB_PYTHON`` overrides)."""
     python = os.environ.get("BREASTLAB_PYTHON", str(PROJECT_ROOT / ".venv" / "bin" / "python"))
     workdir = tmp_path_factory.mktemp("session_server")
-    process = subprocess.Popen([python, str(Path(__file__).with_name("serve_breastlab.py")), str(workdir)],
+    process = subprocess.Popen([python, "-m", "slicer_extension.tests_mrml.serve_breastlab", str(workdir)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=PROJECT_ROOT, text=True)
     try:
         line = process.stdout.readline()

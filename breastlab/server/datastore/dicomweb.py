@@ -36,11 +36,11 @@ from breastlab.formats.dicom_seg import mask_to_seg, referenced_instance, seg_ma
 from breastlab.formats.dicom_sr import assessment_sr, read_assessment
 from breastlab.formats.png import ImageError, check_id
 from breastlab.formats.provenance import ModelIdentity
-from breastlab.server import errors
-from breastlab.server.datastore import BreastLabDatastore
-from breastlab.server.inputs import IMAGE_LABELS, checked_id, checked_image_labels
-from breastlab.server.pacs import Location, Pacs, StoreError
-from breastlab.server.screening import pacs_identity
+from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.datastore.pacs import Location, Pacs, StoreError
+from breastlab.server.datastore.screening import pacs_identity
+from breastlab.server.http import errors
+from breastlab.server.http.inputs import IMAGE_LABELS, checked_id, checked_image_labels
 
 logger = logging.getLogger(__name__)
 FINAL = DefaultLabelTag.FINAL.value

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
+from breastlab.activelearning.diversity import ImageEncoder, grouping, selection_order
+from breastlab.activelearning.uncertainty import lesion_uncertainty, predictive_entropy
 from breastlab.bundle import Bundle
-from breastlab.explain.diversity import ImageEncoder, grouping, selection_order
-from breastlab.explain.uncertainty import lesion_uncertainty, predictive_entropy
 from breastlab.progress import progress
-from breastlab.server import errors
-from breastlab.server.scores import EmbeddingIndex, ScoreIndex
-from breastlab.server.weights import read_served
+from breastlab.server.datastore.score_index import EmbeddingIndex, ScoreIndex
+from breastlab.server.http import errors
+from breastlab.server.tasks.weights import read_served
 
 FLUSH_EVERY = 50  # images between index writes, so a long job shows progress
 DEFAULT_BUDGET = 20  # images per labelling round: diversity clusters = labelled images + budget

@@ -8,8 +8,8 @@ import time
 from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.tasks.strategy import Strategy
 
-from breastlab.server import errors
-from breastlab.server.scores import ScoreIndex
+from breastlab.server.datastore.score_index import ScoreIndex
+from breastlab.server.http import errors
 
 MAX_TOP_K = 100
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from breastlab.activelearning.diversity import ImageEncoder, selection_order
+from breastlab.activelearning.uncertainty import lesion_uncertainty
 from breastlab.bundle import Bundle
 from breastlab.data import CLASS_NAMES, dataset_dicts
-from breastlab.explain.diversity import ImageEncoder, selection_order
-from breastlab.explain.uncertainty import lesion_uncertainty
 from breastlab.formats.png import read_gray_png
 from breastlab.metrics import format_table
 from breastlab.progress import progress

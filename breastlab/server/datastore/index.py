@@ -17,7 +17,7 @@ from fastapi import HTTPException
 from monailabel.datastore.local import ImageLabelModel, LocalDatastoreModel
 
 from breastlab.formats.png import write_text_atomic
-from breastlab.server import bounded_json
+from breastlab.server.http import bounded_json
 
 logger = logging.getLogger(__name__)
 COMPACT_AFTER = 2000  # journal lines before the snapshot is rewritten

@@ -26,7 +26,7 @@ from PIL import Image
 
 from breastlab.metrics import format_table
 from breastlab.metrics.segmentation import dice as mask_dice
-from breastlab.server import errors
+from breastlab.server.http import errors
 
 KEPT_DICE = 0.98  # a saved label this close to the first proposal counts as "kept as proposed"
 MAX_ANNOTATOR = 128

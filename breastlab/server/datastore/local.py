@@ -28,9 +28,10 @@ from PIL import Image
 
 from breastlab.data import Case
 from breastlab.formats.png import remove_stale_temp_files, write_png
-from breastlab.server import errors, export, index
-from breastlab.server.effort import EffortStore
-from breastlab.server.inputs import checked_id, checked_image_labels
+from breastlab.server.datastore import export, index
+from breastlab.server.datastore.effort import EffortStore
+from breastlab.server.http import errors
+from breastlab.server.http.inputs import checked_id, checked_image_labels
 
 EXTENSION = ".png"
 

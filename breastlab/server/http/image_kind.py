@@ -14,7 +14,7 @@ import numpy as np
 
 from breastlab.data.modality import MODALITIES, modality_check
 from breastlab.formats.jpeg import read_gray_image
-from breastlab.server import errors
+from breastlab.server.http import errors
 
 NAMES = {"US": "breast ultrasound", "MG": "mammograms"}
 

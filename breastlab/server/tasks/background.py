@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from monailabel.utils.async_tasks import utils as async_tasks
 
-from breastlab.server import errors
+from breastlab.server.http import errors
 
 MAX_WAITING = 4
 KEEP_FINISHED = 50

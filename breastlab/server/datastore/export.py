@@ -12,7 +12,7 @@ from monailabel.datastore.local import ImageLabelModel, LocalDatastoreModel
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from breastlab.data import Case, write_dataset
-from breastlab.server import errors
+from breastlab.server.http import errors
 
 
 def dataset_archive(index: LocalDatastoreModel, limit_cases: int | None = None,

@@ -17,9 +17,10 @@ from monailabel.endpoints import logs, scoring, train
 from monailabel.endpoints.user.auth import User
 from monailabel.interfaces.utils.app import app_instance
 
-from breastlab.server import errors, inputs, tasks
-from breastlab.server.auth import ADMIN, ANNOTATOR
-from breastlab.server.scoring import MAX_BUDGET
+from breastlab.server.http import errors, inputs
+from breastlab.server.http.auth import ADMIN, ANNOTATOR
+from breastlab.server.tasks import background as tasks
+from breastlab.server.tasks.scoring import MAX_BUDGET
 
 router = APIRouter(prefix=settings.MONAI_LABEL_API_STR)
 JSON_BODY = Depends(inputs.json_body)

@@ -14,7 +14,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from breastlab.bundle import Bundle
 from breastlab.data import case_dicts
 from breastlab.formats.png import write_text_atomic
-from breastlab.server import errors
+from breastlab.server.http import errors
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 
 from breastlab.data import DatasetError, read_dataset
 from breastlab.progress import progress
-from breastlab.server.datastore import BreastLabDatastore
+from breastlab.server.datastore.local import BreastLabDatastore
 
 
 def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | None = None) -> int:

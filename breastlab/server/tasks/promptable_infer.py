@@ -10,7 +10,7 @@ from collections import OrderedDict
 import torch
 from monai.transforms import Compose
 
-from breastlab.engines.prompting import (
+from breastlab.engines.promptable import (
     AnnotationHistory,
     Automatic,
     automatic_box,
@@ -19,9 +19,9 @@ from breastlab.engines.prompting import (
     empty_logits,
     encode_image,
 )
-from breastlab.server import errors
-from breastlab.server.embeddings import EmbeddingCache, file_key
-from breastlab.server.infer import BundleInferTask
+from breastlab.server.http import errors
+from breastlab.server.tasks.embeddings import EmbeddingCache, file_key
+from breastlab.server.tasks.infer import BundleInferTask
 from breastlab.transforms.prompts import has_prompt
 
 

@@ -29,8 +29,9 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.utils.app import app_instance
 from requests_toolbelt import MultipartEncoder
 
-from breastlab.server import effort, errors, inputs, limits, model_routes, stock_routes
-from breastlab.server.auth import ADMIN, ANNOTATOR, USER
+from breastlab.server.datastore import effort
+from breastlab.server.http import errors, inputs, limits, model_routes, stock_routes
+from breastlab.server.http.auth import ADMIN, ANNOTATOR, USER
 
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
 

@@ -1,4 +1,5 @@
-"""Run a real MONAI Label server with the BreastLab app in a subprocess (tests, benchmarks)."""
+"""The test harness: a real MONAI Label server with the BreastLab app in a subprocess (tests, benchmarks, the Slicer
+extension's tests)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,14 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import monailabel
 import psutil
 import requests
 
 from breastlab.bundle import BUNDLES_DIR, PROJECT_ROOT
-
-
-def server_command(app_dir: Path, studies: Path | str, host: str, port: int) -> list[str]:
-    """``python -m monailabel.main start_server`` for the app, with its logging config written into the app's
-    ``logs/`` (MONAI Label otherwise writes one into the temp folder at every start and leaves it there)."""
-    logs = Path(app_dir) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    template = (Path(monailabel.__file__).parent / "logging.json").read_text()
-    config = logs / "logging.json"
-    config.write_text(template.replace("${LOGDIR}", str(logs)).replace("${LOGFILE}", str(logs / "app.log")))
-    return [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app_dir), "--studies",
-            str(studies), "--host", host, "--port", str(port), "--log_config", str(config)]
+from breastlab.server.start import server_command
 
 
 def bundles_folder(folder: Path, inference: dict[str, dict], names: list[str] | None = None) -> Path:

@@ -17,8 +17,9 @@ from monailabel.interfaces.utils.app import app_instance
 
 from breastlab.formats.checkpoints import read_state_dict
 from breastlab.formats.png import write_atomic
-from breastlab.server import errors, inputs, weights
-from breastlab.server.auth import ADMIN
+from breastlab.server.http import errors, inputs
+from breastlab.server.http.auth import ADMIN
+from breastlab.server.tasks import weights
 
 router = APIRouter(prefix=settings.MONAI_LABEL_API_STR)
 

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from breastlab.data.mammo import read_mammogram
 from breastlab.evaluation.mammograms import grouped_rows
 from breastlab.formats.png import check_id
-from breastlab.server.inputs import SIDES
+from breastlab.server.http.inputs import SIDES
 from breastlab.transforms.mammo import breast_side, uninvert
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from pathlib import Path
 from fastapi import Request, UploadFile
 
 from breastlab.data import BIRADS, CLASS_NAMES, NO_CANCER
-from breastlab.engines.prompting import PROMPT_INPUTS
+from breastlab.engines.promptable import PROMPT_INPUTS
 from breastlab.formats.png import check_id
-from breastlab.server import bounded_json, errors
+from breastlab.server.http import bounded_json, errors
 
 RESERVED_PARAMS = frozenset({
     "model", "image", "image_path", "label", "label_tag", "save_label", "session", "session_id", "device",
