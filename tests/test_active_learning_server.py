@@ -8,7 +8,7 @@ import requests
 from helpers import MODEL, SAMPLES, sample_server, upload
 
 pytestmark = pytest.mark.slow
-STRATEGIES = {"random", "uncertainty", "diverse", "hybrid"}
+STRATEGIES = {"random", "uncertainty", "diverse", "hybrid", "second_read", "review"}
 
 
 @pytest.fixture(scope="module")

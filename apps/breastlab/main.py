@@ -21,7 +21,7 @@ from breastlab.server.tasks import weights
 from breastlab.server.tasks.infer import BundleInferTask
 from breastlab.server.tasks.promptable_infer import PromptInferTask
 from breastlab.server.tasks.scoring import DiversityScoring, UncertaintyScoring
-from breastlab.server.tasks.strategies import HandOuts, RandomUnlabeled, TopScored
+from breastlab.server.tasks.strategies import HandOuts, RandomUnlabeled, ReviewQueue, SecondRead, TopScored
 from breastlab.server.tasks.train import BundleTrainTask
 from breastlab.transforms import check_points, check_roi
 from breastlab.transforms.prompts import check_mask
@@ -104,6 +104,8 @@ class MyApp(MONAILabelApp):
             "diverse": TopScored("diverse", hand_outs, "Typical images spread over clusters (POST /scoring/diversity)"),
             "hybrid": TopScored("hybrid", hand_outs, "Most uncertain of each cluster's typical half, diverse before "
                                                      "an uncertainty scoring (POST /scoring/diversity)"),
+            "second_read": SecondRead(hand_outs),
+            "review": ReviewQueue(hand_outs),
         }
 
     def init_scoring_methods(self):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -60,6 +61,13 @@ def read_checked(path: str | Path, image_format: str, decode) -> np.ndarray:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot decode {image_format}: {e}") from e
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """An (H, W) uint8 array as PNG bytes (fast compression), for a response."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def write_png(array: np.ndarray, path: str | Path, durable: bool = True) -> Path:

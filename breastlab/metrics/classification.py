@@ -122,10 +122,10 @@ def classification_scores(
     y, s = _validate(y_true, y_score)
     out: dict = {"n": len(y), "n_positive": int(y.sum())}
     metrics = {name: (lambda idx, m=metric: m(y[idx], s[idx], threshold)) for name, metric in METRICS.items()}
-    return out | _bootstrap(metrics, len(y), n_bootstrap, seed, ci)
+    return out | bootstrap(metrics, len(y), n_bootstrap, seed, ci)
 
 
-def _bootstrap(metrics: dict[str, Callable[[np.ndarray], float | None]], n: int, n_bootstrap: int, seed: int,
+def bootstrap(metrics: dict[str, Callable[[np.ndarray], float | None]], n: int, n_bootstrap: int, seed: int,
                ci: float) -> dict:
     """``{name: {"value", "ci_low", "ci_high"}}`` for metrics of case indices; percentile bootstrap CIs that skip
     resamples where a metric is undefined (``None``)."""
@@ -171,4 +171,4 @@ def multiclass_scores(y_true: ArrayLike, probabilities: ArrayLike, n_bootstrap: 
     metrics = {"accuracy": lambda idx: float(np.mean(p[idx].argmax(axis=1) == y[idx])),
                "macro_f1": lambda idx: _macro_f1(y[idx], p[idx]),
                "macro_auc": lambda idx: _macro_auc(y[idx], p[idx])}
-    return {"n": len(y)} | _bootstrap(metrics, len(y), n_bootstrap, seed, ci)
+    return {"n": len(y)} | bootstrap(metrics, len(y), n_bootstrap, seed, ci)

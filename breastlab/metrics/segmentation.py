@@ -43,6 +43,15 @@ def dice(mask: ArrayLike, truth: ArrayLike) -> float:
     return 1.0 if total == 0 else float(2 * (mask & truth).sum() / total)
 
 
+def hd95(mask: ArrayLike, truth: ArrayLike, spacing: Sequence[float] = (1.0, 1.0)) -> float | None:
+    """95th-percentile Hausdorff distance of two binary masks (in ``spacing`` units); 0.0 when both are empty,
+    None when only one is."""
+    mask, truth = _as_tensor(mask), _as_tensor(truth)
+    if not mask.any() and not truth.any():
+        return 0.0
+    return _surface_distances(mask, truth, spacing)["hd95"] if mask.any() and truth.any() else None
+
+
 def _as_tensor(mask: ArrayLike) -> torch.Tensor:
     mask = np.asarray(mask)
     if mask.ndim != 2:

@@ -27,7 +27,7 @@ def test_info_sorts_models_by_type_and_lists_strategies(client, server):
                       "saliency": ["breast_mammo_end2end_saliency", "breast_mammo_glam_saliency",
                                    "breast_us_lanet_saliency"]}
     assert info.strategies == tuple(raw["strategies"])
-    assert set(info.strategies) == {"random", "uncertainty", "diverse", "hybrid"}  # the next-sample list
+    assert set(info.strategies) == {"random", "uncertainty", "diverse", "hybrid", "second_read", "review"}
     assert info.default_epochs(MODEL) == 10
 
 

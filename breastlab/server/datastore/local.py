@@ -30,6 +30,7 @@ from breastlab.data import Case
 from breastlab.formats.png import remove_stale_temp_files, write_png
 from breastlab.server.datastore import export, index
 from breastlab.server.datastore.effort import EffortStore
+from breastlab.server.datastore.review import is_read
 from breastlab.server.http import errors
 from breastlab.server.http.inputs import checked_id, checked_image_labels
 
@@ -181,13 +182,14 @@ class BreastLabDatastore(LocalDatastore):
         return copy.deepcopy(self._status[1])
 
     def random_unlabeled(self, exclude: set[str] = frozenset(), tries: int = 64) -> str | None:
-        """A random image without a final label and not in ``exclude``; O(1) expected while many are left."""
+        """A random image without a final or reader's label and not in ``exclude``; O(1) expected while many are
+        left."""
         objects = self._datastore.objects
         ids = list(objects)
         for image_id in random.choices(ids, k=min(tries, len(ids))):
-            if image_id not in exclude and not objects[image_id].labels.get(DefaultLabelTag.FINAL):
+            if image_id not in exclude and not is_read(objects[image_id].labels):
                 return image_id
-        left = [i for i, obj in objects.items() if i not in exclude and not obj.labels.get(DefaultLabelTag.FINAL)]
+        left = [i for i, obj in objects.items() if i not in exclude and not is_read(obj.labels)]
         return random.choice(left) if left else None
 
     def _reconcile_datastore(self) -> None:

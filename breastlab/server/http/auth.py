@@ -19,6 +19,8 @@ ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS
 USER = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER))  # the role a route requires, as its dependency
 ANNOTATOR = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))
 ADMIN = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN))
+REVIEWER_ROLES = [settings.MONAI_LABEL_AUTH_ROLE_REVIEWER, settings.MONAI_LABEL_AUTH_ROLE_ADMIN]
+REVIEWER = Depends(auth.RBAC(REVIEWER_ROLES))
 
 
 def from_token(token: str) -> auth.User:

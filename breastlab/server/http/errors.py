@@ -29,6 +29,10 @@ def integer_param(value, name: str, highest: int) -> int:
     return number
 
 
+def forbidden(message: str) -> HTTPException:
+    return HTTPException(status_code=403, detail=message)
+
+
 def not_found(message: str) -> HTTPException:
     return HTTPException(status_code=404, detail=message)
 

@@ -30,8 +30,9 @@ from monailabel.interfaces.utils.app import app_instance
 from requests_toolbelt import MultipartEncoder
 
 from breastlab.server.datastore import effort
-from breastlab.server.http import errors, inputs, limits, model_routes, stock_routes
-from breastlab.server.http.auth import ADMIN, ANNOTATOR, USER
+from breastlab.server.datastore.review import READER_PREFIX, Review
+from breastlab.server.http import errors, inputs, limits, model_routes, review_routes, stock_routes
+from breastlab.server.http.auth import ADMIN, ANNOTATOR, REVIEWER_ROLES, USER
 
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
 
@@ -116,7 +117,10 @@ def next_sample(strategy: str, params: dict = JSON_BODY, user: User = USER):
     """The next image to label, with its info; ``{}`` when every image has a final label. The hand-out starts the
     annotator's effort session (``effort``)."""
     instance, annotator = app_instance(), effort.annotator_of(params or {}, user.username)
-    result = instance.next_sample({**(params or {}), "strategy": strategy, "client_id": annotator})
+    if strategy == "review" and settings.MONAI_LABEL_AUTH_ENABLE and not set(REVIEWER_ROLES) & set(user.roles):
+        raise errors.forbidden("the review strategy hands images to reviewers (MONAI Label's reviewer or admin role)")
+    reader = review_routes.reader_of((params or {}).get("reader"), user)
+    result = instance.next_sample({**(params or {}), "strategy": strategy, "client_id": annotator, "reader": reader})
     if not result:
         return {}
     result = {key: value for key, value in result.items() if key != "path"}  # clients fetch images by id
@@ -208,29 +212,13 @@ def update_image_info(image: str, info: str = Form("{}"), user: User = ANNOTATOR
     return updated
 
 
-@router.put("/datastore/label", summary=f"{RBAC_ANNOTATOR}Save Finished Label")
-def save_label(
-    image: str,
-    params: str = Form("{}"),
-    tag: str = DefaultLabelTag.FINAL.value,
-    label: UploadFile = File(...),
-    user: User = ANNOTATOR,
-):
-    """The upload is read from the private uploads folder and removed, saved or not; a final label writes its
-    annotator's effort row (``effort``)."""
-    info = inputs.json_object(params, "params")
-    instance, annotator = app_instance(), effort.annotator_of(info, user.username)
-    tag = tag or DefaultLabelTag.FINAL.value
-    with inputs.saved_upload(label, instance.datastore().root) as path:
-        label_id = instance.datastore().save_label(image, str(path), tag, info)
-        if tag == DefaultLabelTag.FINAL.value:
-            instance.effort.saved(image, annotator, errors.read_upload(str(path), "label"))
-    return {**(instance.on_save_label(image, label_id) or {}), "image": image, "label": label_id}
-
-
 @router.delete("/datastore/label", summary=f"{RBAC_ADMIN}Remove Label")
 def remove_label(id: str, tag: str, user: User = ADMIN):
-    return datastore.remove_label(id, tag, user.username)
+    """A final or reader's label removed is an event of the image's review history."""
+    removed = datastore.remove_label(id, tag, user.username)
+    if tag == DefaultLabelTag.FINAL.value or tag.startswith(READER_PREFIX):
+        Review.of(app_instance().datastore()).events.append(id, user.username, "label_removed", tag=tag)
+    return removed
 
 
 @router.head("/datastore/image", summary=f"{RBAC_USER}Check If Image Exists")
@@ -278,7 +266,7 @@ def download_dataset(limit_cases: Optional[int] = None, user: User = ANNOTATOR):
 
 def install(app: FastAPI) -> None:
     """Put BreastLab's routes in front of MONAI Label's (first match wins) and bound every request body; idempotent."""
-    routers = (router, model_routes.router, stock_routes.router)
+    routers = (router, review_routes.router, model_routes.router, stock_routes.router)
     ours = [r for r in [route for r in routers for route in r.routes] if r not in app.router.routes]
     app.router.routes[:0] = ours
     limits.install(app)

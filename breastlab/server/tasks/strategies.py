@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
-from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.tasks.strategy import Strategy
 
+from breastlab.server.datastore.review import Review, is_read, readers_of
 from breastlab.server.datastore.score_index import ScoreIndex
 from breastlab.server.http import errors
 
 MAX_TOP_K = 100
+MAX_READERS = 10
 
 
 class HandOuts:
@@ -71,7 +73,7 @@ class TopScored(Strategy):
         with self.hand_outs.lock:
             recent = self.hand_outs.recent()
             top = index.top(k, skip=lambda i: i in recent or i not in objects
-                            or bool(objects[i].labels.get(DefaultLabelTag.FINAL)))
+                            or is_read(objects[i].labels))
             if top:
                 self.hand_outs.add(top[0][0])
         if not top:
@@ -80,3 +82,58 @@ class TopScored(Strategy):
         return {"id": top[0][0], "score": top[0][1], "top": [{"id": i, "score": s} for i, s in top],
                 "scored_with": index.meta}
 
+
+
+class ReviewQueue(Strategy):
+    """For a reviewer: the image awaiting review (two or more readers, not approved or returned) whose readers agree
+    least (mean pairwise Dice) first; handing it out puts it in review."""
+
+    def __init__(self, hand_outs: HandOuts):
+        super().__init__("Lowest reader agreement first among images awaiting review (2+ readers)")
+        self.hand_outs = hand_outs
+
+    def __call__(self, request, datastore):
+        review = Review.of(datastore)
+        with self.hand_outs.lock:
+            recent = self.hand_outs.recent()
+            waiting = [i for i, obj in datastore.objects.items() if len(readers_of(obj.labels)) >= 2
+                       and i not in recent and review.status(i)["status"] in ("labelled", "in_review")]
+            if not waiting:
+                return None
+            image = min(waiting, key=lambda i: (_or_one(review.agreement(i)["mean_dice"]), i))
+            self.hand_outs.add(image)
+        review.start(image, request["reader"])
+        return {"id": image, "mean_dice": review.agreement(image)["mean_dice"], "waiting": len(waiting)}
+
+
+class SecondRead(Strategy):
+    """For a reader: an image returned to them first; else one with fewer than ``readers`` readers (param, default
+    2), none of them this reader and not approved, the most-read first (pairs are completed before new images)."""
+
+    def __init__(self, hand_outs: HandOuts):
+        super().__init__("An image returned to this reader, else one with fewer than N readers (param readers, "
+                         "default 2) and none by this reader")
+        self.hand_outs = hand_outs
+
+    def __call__(self, request, datastore):
+        reader, needed = request["reader"], errors.integer_param(request.get("readers", 2), "readers", MAX_READERS)
+        review = Review.of(datastore)
+        with self.hand_outs.lock:
+            recent, returned, open_ = self.hand_outs.recent(), [], {}
+            for image, obj in datastore.objects.items():
+                readers = readers_of(obj.labels)
+                if image in recent or (reader in readers) != (review.status(image)["status"] == "returned"):
+                    continue
+                if reader in readers:
+                    returned.append(image)
+                elif len(readers) < needed and review.status(image)["status"] != "approved":
+                    open_.setdefault(len(readers), []).append(image)
+            if not returned and not open_:
+                return None
+            image = returned[0] if returned else random.choice(open_[max(open_)])
+            self.hand_outs.add(image)
+        return {"id": image, **review.status(image)}
+
+
+def _or_one(value: float | None) -> float:
+    return 1.0 if value is None else value

@@ -1,0 +1,70 @@
+"""A consensus of several readers, as a proposal for the reviewer: STAPLE over their masks (ITK's
+``STAPLEImageFilter``, Warfield et al. 2004), which also estimates each reader's sensitivity and specificity; a
+majority vote for the class; the median of the BI-RADS categories.
+
+Ties lean to the more severe call (the class later in ``CLASS_NAMES``, the upper median), as double reading recalls
+a woman when either reader would.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from breastlab.data import BIRADS, CLASS_NAMES
+
+
+def staple(masks: Sequence[ArrayLike], threshold: float = 0.5) -> dict:
+    """``{"probability", "mask", "sensitivity", "specificity"}``: STAPLE's per-pixel probability of the true
+    mask, the mask where it is at least ``threshold``, and each reader's estimated sensitivity and specificity (in
+    the order of ``masks``; None where a reader or all readers marked nothing, which STAPLE cannot weigh)."""
+    binary = [np.asarray(m) > 0 for m in masks]
+    if len({m.shape for m in binary}) != 1:
+        raise ValueError(f"masks differ in size: {sorted({m.shape for m in binary})}")
+    if not any(m.any() for m in binary) or all((m == binary[0]).all() for m in binary):
+        probability = binary[0].astype(np.float32)
+        rates = [1.0 if binary[0].any() else None] * len(binary)
+        return {"probability": probability, "mask": binary[0].copy(), "sensitivity": rates,
+                "specificity": [1.0] * len(binary)}
+    import itk  # loads its segmentation module on first use (seconds): only here
+
+    image = itk.Image[itk.F, 2]
+    fit = itk.STAPLEImageFilter[image, image].New()
+    for i, mask in enumerate(binary):
+        fit.SetInput(i, itk.image_from_array(mask.astype(np.float32)))
+    fit.SetForegroundValue(1)
+    fit.Update()
+    probability = itk.array_from_image(fit.GetOutput()).astype(np.float32)
+    marked = [m.any() for m in binary]
+    return {"probability": probability, "mask": probability >= threshold,
+            "sensitivity": [float(fit.GetSensitivity(i)) if marked[i] else None for i in range(len(binary))],
+            "specificity": [float(fit.GetSpecificity(i)) for i in range(len(binary))]}
+
+
+def majority_class(classes: Sequence[str], order: Sequence[str] = CLASS_NAMES) -> str | None:
+    """The most frequent class; a tie goes to the class later in ``order`` (the more severe)."""
+    counts = Counter(c for c in classes if c is not None)
+    if not counts:
+        return None
+    return max(counts, key=lambda c: (counts[c], order.index(c)))
+
+
+def median_category(categories: Sequence[str], order: Sequence[str] = BIRADS) -> str | None:
+    """The median of ordered categories; the upper one of the two middle values for an even count."""
+    ranks = sorted(order.index(c) for c in categories if c is not None)
+    return order[ranks[len(ranks) // 2]] if ranks else None
+
+
+def consensus(reads: dict[str, dict]) -> dict:
+    """The proposal for one image's reads ``{reader: {"mask", "class", "birads"}}``: the STAPLE mask and each
+    reader's sensitivity and specificity, the majority class and the median BI-RADS."""
+    readers = sorted(r for r, read in reads.items() if read.get("mask") is not None)
+    fit = staple([reads[r]["mask"] for r in readers]) if readers else None
+    return {"mask": fit["mask"] if fit else None,
+            "readers": {r: {"sensitivity": fit["sensitivity"][i], "specificity": fit["specificity"][i]}
+                        for i, r in enumerate(readers)},
+            "class": majority_class([read.get("class") for read in reads.values()]),
+            "birads": median_category([read.get("birads") for read in reads.values()])}
