@@ -1,4 +1,5 @@
-"""``breastlab`` command line: serve, import, train, evaluate, calibrate, publish, al-study, effort, bundle."""
+"""``breastlab`` command line: serve, import, train, evaluate, calibrate, publish, al-study, effort, agreement,
+bundle."""
 
 from __future__ import annotations
 
@@ -136,6 +137,12 @@ def cmd_effort(args) -> None:
         print(f"wrote {plot(report, args.plot)}")
 
 
+def cmd_agreement(args) -> None:
+    from breastlab.evaluation.agreement_report import agreement_report
+
+    agreement_report(args.studies, args.out, args.bootstrap)
+
+
 def _column_rule(option: str, rule: str) -> dict:
     from breastlab.data import DatasetError, column_rule
 
@@ -264,6 +271,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("studies", help="studies folder the server recorded into (<studies>/.breastlab/effort.sqlite)")
     s.add_argument("--plot", metavar="PNG", help="also write seconds per image and share kept per model here")
     s.set_defaults(func=cmd_effort)
+
+    s = sub.add_parser("agreement", help="agreement between the readers of a studies folder (table, CSV, figure)")
+    s.add_argument("studies", help="studies folder whose images several readers labelled")
+    s.add_argument("--out", help="write agreement.csv, agreement.json and agreement.png here")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
+    s.set_defaults(func=cmd_agreement)
 
     add_bundle_commands(sub)
     return p

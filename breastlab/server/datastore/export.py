@@ -16,18 +16,18 @@ from breastlab.server.http import errors
 
 
 def dataset_archive(index: LocalDatastoreModel, limit_cases: int | None = None,
-                    extra: Callable[[list[str]], dict[str, str]] | None = None) -> str:
+                    extra: Callable[[list[str], Path], None] | None = None) -> str:
     """A zip of the index's images, final masks and classes, from one snapshot of it (writes replace the index, so
-    a delete meanwhile cannot pull an entry; a case whose files are gone since is left out); ``extra(ids)`` gives
-    further text files of the exported ids (name: text), written next to the manifest."""
+    a delete meanwhile cannot pull an entry; a case whose files are gone since is left out); ``extra(ids, folder)``
+    writes further files of the exported ids into the dataset folder."""
     objects = index.objects
     ids = sorted(objects)[: limit_cases or None]
     if not ids:
         raise errors.not_found("the datastore is empty: nothing to export")
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_dataset(Path(tmp) / "dataset", [as_case(index, i, objects[i]) for i in ids])
-        for name, text in (extra(ids) if extra else {}).items():
-            (folder / name).write_text(text, encoding="utf-8")
+        if extra:
+            extra(ids, folder)
         with tempfile.NamedTemporaryFile(suffix=".zip", delete=False) as archive:
             base = archive.name.removesuffix(".zip")
         return shutil.make_archive(base, "zip", folder)

@@ -28,9 +28,9 @@ from PIL import Image
 
 from breastlab.data import Case
 from breastlab.formats.png import remove_stale_temp_files, write_png
-from breastlab.server.datastore import export, index
+from breastlab.server.datastore import export, index, review_export
 from breastlab.server.datastore.effort import EffortStore
-from breastlab.server.datastore.review import is_read
+from breastlab.server.datastore.review import Review, is_read
 from breastlab.server.http import errors
 from breastlab.server.http.inputs import checked_id, checked_image_labels
 
@@ -164,9 +164,15 @@ class BreastLabDatastore(LocalDatastore):
 
     def get_dataset_archive(self, limit_cases: int | None = None) -> str:
         """A zip of the datastore as a dataset folder (images, final masks, classes) ``breastlab import`` reads, with
-        the annotation effort of its labels (``effort.csv``)."""
+        the annotation effort of its labels (``effort.csv``) and every reader's labels and review
+        (``review_export``)."""
         effort = EffortStore.of(self.root)
-        return export.dataset_archive(self._datastore, limit_cases, lambda ids: {"effort.csv": effort.csv(ids)})
+
+        def extra(ids: list[str], folder: Path) -> None:
+            (folder / "effort.csv").write_text(effort.csv(ids), encoding="utf-8")
+            review_export.write_reviews(Review.of(self), ids, folder)
+
+        return export.dataset_archive(self._datastore, limit_cases, extra)
 
     def final_cases(self) -> list[Case]:
         """The images with a final label, as dataset cases (mask, class), sorted by id: what trainers use."""

@@ -10,6 +10,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from breastlab.data import DatasetError, read_dataset
 from breastlab.progress import progress
 from breastlab.server.datastore.local import BreastLabDatastore
+from breastlab.server.datastore.review_export import read_reviews
 
 
 def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | None = None) -> int:
@@ -17,7 +18,8 @@ def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | N
 
     The image-level class (``normal``/``benign``/``malignant``) is stored as ``class`` in the image
     info, so it is listed by ``/datastore`` whether or not the image has a mask; the manifest's ``patient``
-    (a safe id) too, where it has one. Returns the count.
+    (a safe id) too, where it has one. A BreastLab export's readers' labels and review history come along
+    (``review_export``). Returns the count.
     """
     cases = read_dataset(data_dir, split)
     store = BreastLabDatastore(str(studies_dir))
@@ -32,5 +34,9 @@ def import_dataset(data_dir: str | Path, studies_dir: str | Path, split: str | N
                 store.save_label(case.case, str(case.mask), DefaultLabelTag.FINAL.value, mask_source)
         except HTTPException as e:
             raise DatasetError(f"case {case.case!r} ({case.image}): {e.detail}") from e
+    try:
+        read_reviews(Path(data_dir), store)
+    except (HTTPException, ValueError, KeyError) as e:
+        raise DatasetError(f"{data_dir}: readers' labels: {getattr(e, 'detail', e)}") from e
     store.compact()
     return len(cases)
