@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from breastlab.bundle import BUNDLES_DIR, PROJECT_ROOT, SHARED_DATA, Bundle
+
 from tests.test_mammo import synthetic_breast
 
 

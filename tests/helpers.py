@@ -20,6 +20,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 from breastlab import __version__
 from breastlab.bundle import PROJECT_ROOT, file_sha256, get_bundle
 from breastlab.server.datastore.studies import import_dataset
+
 from tests.server_process import Server
 
 MODEL = "breast_us_t2kd"

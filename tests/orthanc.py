@@ -23,10 +23,9 @@ import pydicom
 import requests
 from pydicom.uid import generate_uid
 
+from helpers import dicom_bytes
 from tests.server_process import stop_process
 from tests.test_mammo import synthetic_breast
-
-from helpers import dicom_bytes
 
 BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"  # Debian's path, also when /usr/sbin is not on PATH
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")

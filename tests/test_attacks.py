@@ -14,7 +14,6 @@ from breastlab.bundle import get_bundle
 from breastlab.data import Case, write_dataset
 from breastlab.formats.png import write_png
 from breastlab.server.datastore.studies import import_dataset
-from tests.server_process import Server
 
 from helpers import (
     MODEL,
@@ -27,6 +26,7 @@ from helpers import (
     sample_server,
     upload,
 )
+from tests.server_process import Server
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ from breastlab.formats.png import write_png
 from breastlab.server.datastore import index
 from breastlab.server.datastore.local import BreastLabDatastore
 from breastlab.server.datastore.studies import import_dataset
-from tests.server_process import Server
 
 from helpers import MODEL, SAMPLES, png_bytes, sample_server
+from tests.server_process import Server
 
 pytestmark = pytest.mark.slow
 MEDSAM = "breast_us_medsam"

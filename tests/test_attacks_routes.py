@@ -20,9 +20,9 @@ from breastlab.server.datastore import export
 from breastlab.server.datastore.local import BreastLabDatastore
 from breastlab.server.datastore.studies import import_dataset
 from breastlab.server.http import errors, stock_routes
-from tests.server_process import Server
 
 from helpers import MODEL, SAMPLES, infer, sample_server, upload
+from tests.server_process import Server
 
 pytestmark = pytest.mark.slow
 LIMIT_MB = 16

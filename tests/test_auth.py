@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from breastlab.bundle import PROJECT_ROOT
-from tests.server_process import Server
 
 from helpers import MODEL, png_bytes
+from tests.server_process import Server
 
 sys.path.insert(0, str(PROJECT_ROOT / "slicer_extension" / "BreastLab"))  # as Slicer puts the module folder there
 from BreastLabLib.client import BreastLabClient, ServerError  # noqa: E402

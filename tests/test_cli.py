@@ -15,6 +15,7 @@ from PIL import Image
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.cli import main
 from breastlab.data import read_dataset
+
 from tests.server_process import free_port
 
 pytestmark = pytest.mark.slow

@@ -23,10 +23,10 @@ from pydicom.uid import JPEGLSLossless, generate_uid
 
 from breastlab.formats.dicom_seg import mask_to_seg
 from breastlab.formats.dicom_sr import read_assessment
-from tests.server_process import Server
 
 from helpers import dicom_bytes, infer, png_bytes, save_label, upload
 from orthanc import Orthanc, instance, mammogram, missing
+from tests.server_process import Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 # synthetic mammograms: (side, rows, columns, lesion disc or None)

@@ -17,10 +17,10 @@ from PIL import Image
 
 from breastlab.formats.png import TEMP_MARK, read_gray_png, write_png
 from breastlab.server.datastore.index import read_index
-from tests.server_process import Server
 
 from fuzz_inputs import VALID_PNG, endpoints, files, ids, params
 from helpers import MODEL, png_bytes, save_label, upload
+from tests.server_process import Server
 
 pytestmark = pytest.mark.slow
 FUZZ_EXAMPLES = 1000

@@ -22,6 +22,7 @@ from breastlab.server.datastore.local import BreastLabDatastore
 from breastlab.server.datastore.review import Review, reader_tag
 from breastlab.server.datastore.studies import import_dataset
 from breastlab.server.tasks.strategies import HandOuts, ReviewQueue, SecondRead
+
 from tests.synthetic_readers import reading_study
 
 SIZE = 48

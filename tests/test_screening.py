@@ -14,6 +14,7 @@ from breastlab.bundle import get_bundle
 from breastlab.server.datastore.predictions import PredictionStore
 from breastlab.server.datastore.screening import pacs_identity, pooled, side_entry
 from breastlab.server.http.inputs import checked_image_labels
+
 from tests.test_mammo import synthetic_breast
 
 

@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from breastlab.server.datastore.studies import import_dataset
-from tests.server_process import Server, bundles_folder
 
 from helpers import infer
+from tests.server_process import Server, bundles_folder
 
 pytestmark = pytest.mark.slow
 MODEL = "breast_mammo_end2end"

@@ -15,9 +15,9 @@ from scipy import ndimage
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.metrics.birads import birads_probabilities
 from breastlab.metrics.segmentation import dice
-from tests.server_process import bundles_folder
 
 from helpers import FLOAT32, SAMPLES, dicom_bytes, infer, model_entry, png_bytes, sample_server, upload
+from tests.server_process import bundles_folder
 
 pytestmark = pytest.mark.slow
 INTERACTIVE = "breast_us_interactive"

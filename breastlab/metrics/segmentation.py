@@ -49,7 +49,12 @@ def hd95(mask: ArrayLike, truth: ArrayLike, spacing: Sequence[float] = (1.0, 1.0
     mask, truth = _as_tensor(mask), _as_tensor(truth)
     if not mask.any() and not truth.any():
         return 0.0
-    return _surface_distances(mask, truth, spacing)["hd95"] if mask.any() and truth.any() else None
+    if not mask.any() or not truth.any():
+        return None
+    with warnings.catch_warnings():  # MONAI 1.5+ warns about its own internal use of a deprecated argument
+        warnings.simplefilter("ignore", FutureWarning)
+        return float(compute_hausdorff_distance(mask, truth, include_background=True, percentile=95,
+                                                spacing=list(spacing)).item())
 
 
 def _as_tensor(mask: ArrayLike) -> torch.Tensor:

@@ -7,6 +7,7 @@ import requests
 from BreastLabLib.client import BreastLabClient
 
 from breastlab.server.datastore.studies import import_dataset
+
 from tests.server_process import Server
 
 UNLABELLED = {"unlabelled_a": "case003", "unlabelled_b": "case007"}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from breastlab.bundle import PROJECT_ROOT
 from breastlab.server.datastore.studies import import_dataset
+
 from tests.server_process import Server, bundles_folder
 
 BIRADS = {"categories": ["2", "3", "4", "5"], "slope": 1.2, "cuts": [-4.0, -2.5, 2.0]}
