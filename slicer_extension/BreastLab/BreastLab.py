@@ -1,7 +1,8 @@
 """BreastLab: annotate breast ultrasound images with the BreastLab (MONAI Label) server's models.
 
 The widget only wires the panel to ``BreastLabLib``: ``client`` (HTTP), ``session`` (the image, its lesion
-segment, click lists and saliency overlay in the scene), ``mrml`` (array <-> node helpers) and ``results``.
+segment, click lists and saliency overlay in the scene), ``review_mrml`` (readers and consensus for a reviewer, whose
+section ``panel`` wires), ``mrml`` (array <-> node helpers) and ``results``.
 """
 
 import numpy as np
@@ -10,6 +11,7 @@ import slicer
 from BreastLabLib import mrml
 from BreastLabLib.client import ServerError
 from BreastLabLib.logic import BreastLabLogic
+from BreastLabLib.panel import ReviewPanel, fill
 from BreastLabLib.results import probabilities_text
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -30,13 +32,14 @@ class BreastLab(ScriptedLoadableModule):
         parent.helpText = (
             "Connect to a BreastLab server, get the next image to annotate, run segmentation, click-based, "
             "classification and saliency models (Ctrl+Z undoes the last AI step, never a manual edit), set the class "
-            "and BI-RADS (Accept takes a calibrated model's suggestion), save the label and train."
+            "and BI-RADS (Accept takes a calibrated model's suggestion), save the label as a reader and train. "
+            "Reviewers compare the readers' masks with their consensus, then approve one or return the image."
         )
         parent.acknowledgementText = "Built on MONAI and MONAI Label. Research use only; not a medical device."
 
 
 class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: each button calls one method of the logic's ``AnnotationSession``."""
+    """The panel: each button calls one method of the logic's ``AnnotationSession`` (Review: ``ReviewPanel``)."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -71,6 +74,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.trainButton, self.on_train),
         ):
             button.connect("clicked(bool)", handler)
+        self.review_panel = ReviewPanel(self.ui, self.logic, self.show_loaded_image, self.update_buttons)
         self.ui.opacitySlider.connect("valueChanged(double)", self.on_opacity_changed)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.on_scene_closed)
         self.update_buttons()
@@ -117,9 +121,9 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def on_next_sample(self):
         with slicer.util.tryWithErrorDisplay("Cannot get the next sample.", waitCursor=True):
-            image_id = self.logic.session.load_next(self.ui.strategyComboBox.currentText)
+            image_id = self.logic.session.load_next(self.ui.strategyComboBox.currentText, self.review_panel.reader())
             if image_id is None:
-                slicer.util.infoDisplay("Every image has a final label.")
+                slicer.util.infoDisplay("The strategy has no image left (for this reader).")
                 return
             self.show_loaded_image()
 
@@ -128,16 +132,17 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.session.load(self.ui.imageIdEdit.text.strip())
             self.show_loaded_image()
 
-    def show_loaded_image(self):
+    def show_loaded_image(self, review: bool = False):
+        """The image with its class and BI-RADS in the Label fields (blank for a reviewer, whose choices override)."""
         session = self.logic.session
         self.ui.imageIdEdit.text = session.image_id
-        info = session.image_info()
+        info = {} if review else session.image_info()
         self.ui.classComboBox.setCurrentText(info.get("class", ""))
         self.ui.biradsComboBox.setCurrentText(info.get("birads", ""))
         self.show_classification({})
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView)
         slicer.util.resetSliceViews()
-        self.update_buttons()
+        self.review_panel.show()
 
     def on_segment(self):
         with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
@@ -192,7 +197,8 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def on_save(self):
         with slicer.util.tryWithErrorDisplay("Saving the label failed.", waitCursor=True):
-            info = self.logic.session.save(self.ui.classComboBox.currentText, self.ui.biradsComboBox.currentText)
+            info = self.logic.session.save(self.ui.classComboBox.currentText, self.ui.biradsComboBox.currentText,
+                                           self.review_panel.reader())
             slicer.util.showStatusMessage(f"Saved label of {self.logic.session.image_id} {info}", 3000)
 
     def on_score(self):
@@ -224,6 +230,7 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         connected = self.logic.session is not None
         loaded = connected and self.logic.session.image_id is not None
         self.ui.nextSampleButton.enabled = self.ui.loadImageButton.enabled = self.ui.scoreButton.enabled = connected
+        self.review_panel.enable(connected)
         self.ui.trainButton.enabled = connected and self.ui.trainModelComboBox.count > 0
         for button, models in ((self.ui.segmentButton, self.ui.segmentationModelComboBox),
                                (self.ui.classifyButton, self.ui.classificationModelComboBox),
@@ -232,15 +239,6 @@ class BreastLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.saveButton.enabled = self.ui.clearPointsButton.enabled = loaded
         self.ui.undoButton.enabled = loaded and len(self.logic.session.steps) > 0
         self.ui.acceptBiradsButton.enabled = loaded and self.logic.session.suggestion is not None
-
-
-def fill(combo_box, names):
-    """Replace a combo box's items, keeping the current choice when it is still offered."""
-    current = combo_box.currentText
-    combo_box.clear()
-    combo_box.addItems(list(names))
-    if current in names:
-        combo_box.setCurrentText(current)
 
 
 class BreastLabTest(ScriptedLoadableModuleTest):

@@ -79,7 +79,8 @@ def test_ui_declares_its_custom_widgets():
 
 def test_every_widget_the_module_uses_is_in_the_ui(module_source):
     names = {w.get("name") for w in ui_tree().iter("widget")}
-    used = set(re.findall(r"self\.ui\.(\w+)", module_source))
+    panel_source = (MODULE / "BreastLabLib" / "panel.py").read_text()  # the Review section's wiring
+    used = set(re.findall(r"\bui\.(\w+)", module_source + panel_source))  # self.ui.x and ui.x
     used |= {f"{kind}ModelComboBox" for kind in MODEL_TYPES}  # looked up with getattr per model type
     assert used and used <= names, sorted(used - names)
 

@@ -75,9 +75,10 @@ class BreastLabClient:
     def info(self) -> ServerInfo:
         return ServerInfo.from_json(self._call("GET", "/info/").json())
 
-    def next_sample(self, strategy: str) -> dict | None:
-        """The next image to annotate (its id under ``"id"``, plus its info); None when none is left."""
-        return self._call("POST", f"/activelearning/{strategy}", json={}).json() or None
+    def next_sample(self, strategy: str, **params) -> dict | None:
+        """The strategy's next image (its id under ``"id"``, plus its info); None when none is left. ``params`` go in
+        the request: ``reader`` for ``second_read`` (the reader asking) and ``review`` (the reviewer)."""
+        return self._call("POST", f"/activelearning/{strategy}", json=params).json() or None
 
     def start_scoring(self, model: str | None = None, wait: bool = False) -> list[str]:
         """Start the ``diversity`` scoring job and, given a segmentation ``model``, the ``uncertainty`` one, that the
@@ -150,10 +151,44 @@ class BreastLabClient:
     def label_info(self, image_id: str, tag: str = "final") -> dict:
         return self._call("GET", "/datastore/label/info", params={"label": image_id, "tag": tag}).json()
 
-    def save_label(self, image_id: str, mask: np.ndarray, info: dict | None = None, tag: str = "final") -> None:
-        """Store ``mask`` (non-zero = lesion, image size) as the image's label, with ``info`` as label info."""
-        self._call("PUT", "/datastore/label", params={"image": image_id, "tag": tag},
-                   data={"params": json.dumps(info or {})}, files={"label": ("label.png", mask_png(mask), "image/png")})
+    def save_label(self, image_id: str, mask: np.ndarray, info: dict | None = None, tag: str = "final",
+                   reader: str | None = None) -> dict:
+        """Store ``mask`` (non-zero = lesion, image size) as the image's label, with ``info`` (``class``, ``birads``)
+        as label info; a final label is stored as ``reader``'s (default: the server's user). The server's answer
+        (``status`` and ``readers`` for a final label)."""
+        params = {"image": image_id, "tag": tag, **({"reader": reader} if reader else {})}
+        return self._call("PUT", "/datastore/label", params=params, data={"params": json.dumps(info or {})},
+                          files={"label": ("label.png", mask_png(mask), "image/png")}).json()
+
+    def reader_label(self, image_id: str, reader: str) -> np.ndarray:
+        """One reader's mask of the image (label tag ``reader-<name>``)."""
+        return self.label(image_id, f"reader-{reader}")
+
+    def review(self, image_id: str) -> dict:
+        """The image's review state: ``status``, ``readers`` (each one's class, BI-RADS, sensitivity and specificity),
+        ``consensus`` (class, BI-RADS), pairwise ``agreement`` (Dice, HD95), ``events`` and a return's ``comment``."""
+        return self._call("GET", "/datastore/review", params={"image": image_id}).json()
+
+    def consensus(self, image_id: str) -> np.ndarray:
+        """The readers' STAPLE consensus mask (0/1, image size)."""
+        return decode_png(self._call("GET", "/datastore/consensus", params={"image": image_id}).content)
+
+    def agreement(self, image_id: str | None = None) -> dict:
+        """One image's reader pairs (Dice, HD95); without ``image_id`` the study's agreement with 95 % intervals."""
+        params = {"image": image_id} if image_id else {}
+        return self._call("GET", "/datastore/agreement", params=params).json()
+
+    def approve(self, image_id: str, source: str, labels: dict | None = None, mask: np.ndarray | None = None) -> dict:
+        """Make ``source`` (``consensus``, ``reader:<name>``, or ``edited`` with its ``mask``) the final label, with
+        ``labels`` (``class``, ``birads``) over the source's own; the image's status after."""
+        files = None if mask is None else {"label": ("label.png", mask_png(mask), "image/png")}
+        return self._call("POST", "/datastore/review/approve", params={"image": image_id, "source": source},
+                          data={"params": json.dumps(labels or {})}, files=files).json()
+
+    def return_image(self, image_id: str, comment: str) -> dict:
+        """Send the image back to its readers with the reviewer's ``comment``; its status after."""
+        return self._call("POST", "/datastore/review/return", params={"image": image_id},
+                          data={"comment": comment}).json()
 
     def start_training(self, model: str, **options) -> dict:
         """Start fine-tuning ``model`` (options such as ``max_epochs``); the server's task record."""

@@ -64,8 +64,20 @@ def add_segmentation(scene, volume, segment_name: str = "lesion", color=(0.9, 0.
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume.GetName()} segmentation")
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
     segmentation.CreateDefaultDisplayNodes()
-    segment_id = segmentation.GetSegmentation().AddEmptySegment(segment_name, segment_name, list(color))
-    return segmentation, segment_id
+    return segmentation, add_segment(segmentation, segment_name, color)
+
+
+def add_segment(segmentation, name: str, color, segment_id: str | None = None) -> str:
+    """A new empty segment ``name`` in ``color`` (RGB 0-1), with id ``segment_id`` (default: the name); its id."""
+    return segmentation.GetSegmentation().AddEmptySegment(segment_id or name, name, list(color))
+
+
+def set_segment_look(segmentation, segment_id: str, name: str, color, fill: bool = True) -> None:
+    """Rename and recolour a segment; ``fill`` False draws only its outline in the slice views."""
+    segment = segmentation.GetSegmentation().GetSegment(segment_id)
+    segment.SetName(name)
+    segment.SetColor(list(color))
+    segmentation.GetDisplayNode().SetSegmentOpacity2DFill(segment_id, 1.0 if fill else 0.0)
 
 
 def set_segment_mask(segmentation, segment_id: str, mask: np.ndarray, volume) -> None:
@@ -216,8 +228,6 @@ def _ids(segment_id: str) -> vtk.vtkStringArray:
 def _slice_composites(scene) -> list:
     return [scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
             for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]
-
-
 
 
 def _unit(value: float) -> float:

@@ -10,6 +10,7 @@ from . import mrml
 from .client import BreastLabClient
 from .history import MAX_STEPS, AIStep, Prompts, keeps_history, mask_to_send, undo_mask
 from .results import BiradsSuggestion
+from .review import given_labels
 
 FOREGROUND_COLOR = (0.2, 0.9, 0.3)
 BACKGROUND_COLOR = (0.9, 0.2, 0.2)
@@ -20,7 +21,8 @@ class AnnotationSession:
     """The current image's volume, lesion segment, box, click lists and saliency overlay, kept in ``scene``, the
     AI steps on it (``steps``, the latest last) for ``undo``, the promptable model's last answer that its server
     keeps (``server_answer``: model and mask; None: the next request starts the server's history afresh), and the
-    BI-RADS suggestion of the last model that classified the image (``suggestion``; ``save`` never reads it)."""
+    BI-RADS suggestion of the last model that classified the image (``suggestion``; ``save`` never reads it) and the
+    reviewer's ``comment`` on an image returned to this reader."""
 
     def __init__(self, client: BreastLabClient, scene):
         self.client = client
@@ -33,6 +35,7 @@ class AnnotationSession:
         self.steps: deque[AIStep] = deque(maxlen=MAX_STEPS)
         self.server_answer: tuple[str, np.ndarray] | None = None
         self.suggestion: BiradsSuggestion | None = None
+        self.comment: str | None = None
         self._promptable: set[str] | None = None  # models that refine a mask sent with the clicks (from /info/)
 
     def load(self, image_id: str):
@@ -45,12 +48,16 @@ class AnnotationSession:
         mrml.show_layers(self.scene, self.volume)
         return self.volume
 
-    def load_next(self, strategy: str) -> str | None:
-        """Load the strategy's next image; None (and nothing changes) when every image is labelled."""
-        sample = self.client.next_sample(strategy)
+    def load_next(self, strategy: str, reader: str = "") -> str | None:
+        """Load the strategy's next image for ``reader`` (sent when given); None (and nothing changes) when none is
+        left. An image the reviewer returned to this reader comes with its ``comment`` and the reader's own mask."""
+        sample = self.client.next_sample(strategy, **({"reader": reader} if reader else {}))
         if sample is None:
             return None
         self.load(sample["id"])
+        if sample.get("status") == "returned" and reader in sample.get("readers", ()):
+            self._set_mask(self.client.reader_label(sample["id"], reader))
+        self.comment = sample.get("comment")
         return sample["id"]
 
     def segment(self, model: str) -> dict:
@@ -128,12 +135,11 @@ class AnnotationSession:
     def image_info(self) -> dict:
         return self.client.image_info(self._loaded())
 
-    def save(self, image_class: str = "", birads: str = "") -> dict:
-        """Save the lesion mask as the final label and the class / BI-RADS (those given) as image and label info."""
-        info = {key: value for key, value in (("class", image_class), ("birads", birads)) if value}
-        self.client.save_label(self._loaded(), self.mask(), info)
-        if info:
-            self.client.set_image_info(self.image_id, info)
+    def save(self, image_class: str = "", birads: str = "", reader: str = "") -> dict:
+        """Save the lesion mask as ``reader``'s label (default: the server's user) with the class / BI-RADS (those
+        given) as its info; the server decides the final label and the image's class (one reader's, or a review's)."""
+        info = given_labels(image_class, birads)
+        self.client.save_label(self._loaded(), self.mask(), info, reader=reader or None)
         return info
 
     def clear_points(self) -> None:
@@ -150,6 +156,7 @@ class AnnotationSession:
             if node is not None:
                 mrml.remove_node(node)
         self.volume = self.segmentation = self.segment_id = self.overlay = self.image_id = self.suggestion = None
+        self.comment = None
         self.clear_points()
 
     def end(self) -> None:
