@@ -13,6 +13,7 @@ from PIL import Image
 
 from breastlab.bundle import BUNDLES_DIR, PROJECT_ROOT, SHARED_DATA, Bundle
 
+import orthanc
 from tests.test_mammo import synthetic_breast
 
 
@@ -36,6 +37,26 @@ def shared_data() -> Path:
 def samples_dir() -> Path:
     """The six demo ultrasound cases shipped with the project."""
     return PROJECT_ROOT / "samples" / "breast_lesions_usg"
+
+
+@pytest.fixture(scope="session")
+def pacs(tmp_path_factory, samples_dir):
+    """A real Orthanc with MG and US instances (``orthanc.populated_pacs``), shared by the PACS tests: each test that
+    changes what it holds works on instances of its own. Skipped where Orthanc is not installed."""
+    if orthanc.missing():
+        pytest.skip(orthanc.missing())
+    with orthanc.populated_pacs(tmp_path_factory.mktemp("orthanc"), samples_dir) as pacs:
+        yield pacs
+
+
+@pytest.fixture(scope="session")
+def pacs_server(pacs, tmp_path_factory):
+    """A real BreastLab server on the shared PACS."""
+    server = orthanc.start_server(pacs, lambda: tmp_path_factory.mktemp("pacs_server"))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

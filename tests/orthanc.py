@@ -16,15 +16,19 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import requests
+from dicomweb_client import DICOMwebClient
+from PIL import Image
 from pydicom.uid import generate_uid
 
 from helpers import dicom_bytes
-from tests.server_process import stop_process
+from tests.server_process import Server, stop_process
 from tests.test_mammo import synthetic_breast
 
 BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"  # Debian's path, also when /usr/sbin is not on PATH
@@ -162,3 +166,86 @@ def mammogram(side: str, rows: int, cols: int, lesion: tuple | None) -> np.ndarr
         rr, cc = np.mgrid[:rows, :cols]
         image[(rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2] = 230
     return image
+
+
+# a PACS for the tests: synthetic mammograms (side, rows, columns, lesion disc or None) and shipped ultrasound
+# samples, benign and malignant, spanning 0..255 (an instance without a window is shown stretched from its lowest to
+# its highest value)
+MAMMOGRAMS = {"mg_seg": ("left", 320, 256, (160, 80, 18)), "mg_unlabelled": ("right", 288, 224, None),
+              "mg_other_tool": ("left", 288, 384, (150, 90, 24))}
+US_CASES = ("case002", "case005")
+
+
+def read_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"))
+
+
+@contextmanager
+def populated_pacs(folder: Path, samples_dir: Path) -> Iterator[Orthanc]:
+    """Orthanc holding 3 MG + 2 US cases (``cases``: id -> (dataset, pixels)), a CT (filtered out by BreastLab) and an
+    MG without pixel data (skipped), with a DICOMweb ``client``."""
+    with Orthanc(folder).start() as orthanc:
+        client = DICOMwebClient(orthanc.dicomweb)
+        images = {**{case: (mammogram(*spec), "MG") for case, spec in MAMMOGRAMS.items()},
+                  **{case: (read_png(samples_dir / "images" / f"{case}.png"), "US") for case in US_CASES}}
+        assert all((pixels.min(), pixels.max()) == (0, 255) for pixels, _ in images.values())
+        cases = {}
+        for case, (pixels, modality) in images.items():
+            side = {"ImageLaterality": MAMMOGRAMS[case][0][0].upper()} if modality == "MG" else {}
+            ds = pydicom.dcmread(io.BytesIO(instance(pixels, modality, **side)))
+            cases[case] = (ds, pixels)
+            client.store_instances([ds])
+        ct = pydicom.dcmread(io.BytesIO(instance(np.zeros((64, 64), np.uint8), "CT")))
+        client.store_instances([ct])
+        no_pixels = pydicom.dcmread(io.BytesIO(instance(np.zeros((64, 64), np.uint8), "MG")))
+        del no_pixels.PixelData
+        client.store_instances([no_pixels])
+        orthanc.cases, orthanc.client = cases, client
+        orthanc.ct, orthanc.no_pixels = ct.SOPInstanceUID, no_pixels.SOPInstanceUID
+        yield orthanc
+
+
+def start_server(pacs: Orthanc, workdirs: Callable[[], Path], attempts: int = 3) -> Server:
+    """A BreastLab server on the PACS, in a new ``workdirs()`` folder. Its port is chosen free but only bound later:
+    when another program took it meanwhile, the server exits (then a new port is tried) or another server answers
+    there (it does not serve this PACS: a new port too)."""
+    for _ in range(attempts):
+        workdir = workdirs()
+        env = {"BREASTLAB_DICOMWEB_CACHE": str(workdir / "cache"), "BREASTLAB_DICOMWEB_REFRESH_S": "0",
+               "BREASTLAB_DICOMWEB_MODALITIES": "MG,US"}
+        srv = Server(pacs.dicomweb, workdir, env=env)
+        try:
+            srv.start()
+        except RuntimeError:
+            if "already in use" not in srv.log.read_text():
+                raise
+            continue
+        try:
+            info = requests.get(f"{srv.url}/info/", timeout=30).json()
+        except (requests.RequestException, ValueError):
+            info = {}
+        if info.get("datastore", {}).get("pacs", {}).get("url") == pacs.dicomweb and srv.process.poll() is None:
+            srv.cache = workdir / "cache"
+            return srv
+        srv.stop()
+    raise RuntimeError(f"no free port for the BreastLab server in {attempts} tries")
+
+
+def eventually(condition, timeout: float = 30.0):
+    """``condition()`` once it is truthy, polled until ``timeout`` s have passed (then its last, falsy, value): the
+    server refreshes from the PACS on each listing, but serves its cache when a refresh is busy or fails."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.2)  # poll interval, bounded by the deadline
+    return value
+
+
+def results_for(pacs, modality: str, image_uid: str) -> list[pydicom.Dataset]:
+    """The instances of ``modality`` in Orthanc that reference ``image_uid`` (QIDO-RS, then WADO-RS)."""
+    found = []
+    for hit in pacs.client.search_for_instances(search_filters={"Modality": modality}):
+        ds = pydicom.Dataset.from_json(hit)
+        full = pacs.client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        if image_uid in json.dumps(full.to_json_dict(None, None)):
+            found.append(full)
+    return found

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from breastlab import __version__
-from breastlab.formats.dicom_seg import mask_to_seg, seg_mask
+from breastlab.formats.dicom_seg import mask_to_seg, seg_mask, seg_reader
 from breastlab.formats.dicom_sr import assessment_sr, read_assessment
 from breastlab.formats.provenance import ModelIdentity
 
@@ -67,3 +67,26 @@ def test_sr_probabilities_name_the_model_they_are_from(model):
                 ("Algorithm Parameters", f"weights_sha256={'ab' * 32}"),
                 ("Algorithm Parameters", f"breastlab={__version__}")] if model else []
     assert algorithms == [expected, expected]
+
+
+def test_a_readers_seg_names_the_reader_and_a_final_one_who_decided():
+    mask = np.zeros((32, 48), np.uint8)
+    mask[2:9, 3:12] = 1
+    read = written(mask_to_seg(source_image(), mask, creator="ann", reader=True))
+    assert (str(read.ContentCreatorName), read.ContentLabel, seg_reader(read)) == ("ann", "READER", "ann")
+    assert read.SeriesDescription == "BreastLab reader label"
+    np.testing.assert_array_equal(seg_mask(read), mask)
+    final = written(mask_to_seg(source_image(), mask, creator="rev"))
+    assert (str(final.ContentCreatorName), seg_reader(final)) == ("rev", None)
+
+
+def test_a_readers_sr_names_the_reader_and_an_approved_one_is_verified_by_the_reviewer():
+    source = source_image()
+    read = written(assessment_sr(source, {"class": "benign", "birads": "3", "reader": "ann"}))
+    assert read_assessment(read) == (source.SOPInstanceUID, {"class": "benign", "birads": "3", "reader": "ann"})
+    assert read.VerificationFlag == "UNVERIFIED"
+    approved = {"class": "malignant", "birads": "4c", "approved": {"by": "rev", "source": "consensus"}}
+    final = written(assessment_sr(source, approved))
+    assert read_assessment(final) == (source.SOPInstanceUID, approved)
+    assert final.VerificationFlag == "VERIFIED"
+    assert str(final.VerifyingObserverSequence[0].VerifyingObserverName) == "rev"

@@ -1,116 +1,39 @@
 """BreastLab on a real PACS: Orthanc with DICOMweb, MG (synthetic) and US (the shipped samples) instances, SEG and
 SR results.
 
-Starts Orthanc (Debian's ``orthanc`` + ``orthanc-dicomweb``) and a BreastLab server on its DICOMweb URL, once for
-the module; skipped only when Orthanc is not installed. Every test that changes what the PACS holds works on
-instances of its own (see ``CASES``), so the tests pass in any order; everything is written under the module's
-temporary folders.
+Orthanc (Debian's ``orthanc`` + ``orthanc-dicomweb``) and a BreastLab server on its DICOMweb URL run once for the
+session (``pacs`` and ``pacs_server`` in conftest.py); skipped only when Orthanc is not installed. Every test that
+changes what the PACS holds works on instances of its own (see ``CASES``; tests/test_pacs_review.py stores its own),
+so the tests pass in any order; everything is written under the run's temporary folders.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import time
 
 import numpy as np
 import pydicom
 import pytest
 import requests
-from dicomweb_client import DICOMwebClient
-from PIL import Image
 from pydicom.uid import JPEGLSLossless, generate_uid
 
-from breastlab.formats.dicom_seg import mask_to_seg
+from breastlab.formats.dicom_seg import mask_to_seg, seg_reader
 from breastlab.formats.dicom_sr import read_assessment
 
 from helpers import dicom_bytes, infer, png_bytes, save_label, upload
-from orthanc import Orthanc, instance, mammogram, missing
-from tests.server_process import Server
+from orthanc import eventually, instance, missing, read_png, results_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
-# synthetic mammograms: (side, rows, columns, lesion disc or None)
-MAMMOGRAMS = {"mg_seg": ("left", 320, 256, (160, 80, 18)), "mg_unlabelled": ("right", 288, 224, None),
-              "mg_other_tool": ("left", 288, 384, (150, 90, 24))}
-# shipped samples, benign and malignant, spanning 0..255: shown as stored (an instance without a window is shown
-# stretched from its lowest to its highest value)
-US_CASES = ("case002", "case005")
 UPLOADED_US = "case008"  # shipped sample, only ever stored by the upload test
 # which test changes what about which case (no two tests touch the same one)
 CASES = {"SEG saved through BreastLab": ("mg_seg", "case005"), "never labelled": ("mg_unlabelled",),
          "SR": ("case002",), "SEG stored by another tool": ("mg_other_tool",)}
 
 
-def read_png(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
-
-
-def eventually(condition, timeout: float = 30.0):
-    """``condition()`` once it is truthy, polled until ``timeout`` s have passed (then its last, falsy, value): the
-    server refreshes from the PACS on each listing, but serves its cache when a refresh is busy or fails."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()) and time.monotonic() < deadline:
-        time.sleep(0.2)  # poll interval, bounded by the deadline
-    return value
-
-
-@pytest.fixture(scope="module")
-def pacs(tmp_path_factory, samples_dir):
-    """Orthanc holding 3 MG + 2 US cases, a CT (filtered out) and an MG without pixel data (skipped)."""
-    with Orthanc(tmp_path_factory.mktemp("orthanc")).start() as orthanc:
-        client = DICOMwebClient(orthanc.dicomweb)
-        images = {**{case: (mammogram(*spec), "MG") for case, spec in MAMMOGRAMS.items()},
-                  **{case: (read_png(samples_dir / "images" / f"{case}.png"), "US") for case in US_CASES}}
-        assert all((pixels.min(), pixels.max()) == (0, 255) for pixels, _ in images.values())
-        cases = {}
-        for case, (pixels, modality) in images.items():
-            side = {"ImageLaterality": MAMMOGRAMS[case][0][0].upper()} if modality == "MG" else {}
-            ds = pydicom.dcmread(io.BytesIO(instance(pixels, modality, **side)))
-            cases[case] = (ds, pixels)
-            client.store_instances([ds])
-        ct = pydicom.dcmread(io.BytesIO(instance(np.zeros((64, 64), np.uint8), "CT")))
-        client.store_instances([ct])
-        no_pixels = pydicom.dcmread(io.BytesIO(instance(np.zeros((64, 64), np.uint8), "MG")))
-        del no_pixels.PixelData
-        client.store_instances([no_pixels])
-        orthanc.cases, orthanc.client = cases, client
-        orthanc.ct, orthanc.no_pixels = ct.SOPInstanceUID, no_pixels.SOPInstanceUID
-        yield orthanc
-
-
-def start_server(pacs, tmp_path_factory, attempts: int = 3) -> Server:
-    """A BreastLab server on the PACS. Its port is chosen free but only bound later: when another program took it
-    meanwhile, the server exits (then a new port is tried) or another server answers there (it does not serve
-    this PACS: a new port too)."""
-    for _ in range(attempts):
-        workdir = tmp_path_factory.mktemp("server")
-        env = {"BREASTLAB_DICOMWEB_CACHE": str(workdir / "cache"), "BREASTLAB_DICOMWEB_REFRESH_S": "0",
-               "BREASTLAB_DICOMWEB_MODALITIES": "MG,US"}
-        srv = Server(pacs.dicomweb, workdir, env=env)
-        try:
-            srv.start()
-        except RuntimeError:
-            if "already in use" not in srv.log.read_text():
-                raise
-            continue
-        try:
-            info = requests.get(f"{srv.url}/info/", timeout=30).json()
-        except (requests.RequestException, ValueError):
-            info = {}
-        if info.get("datastore", {}).get("pacs", {}).get("url") == pacs.dicomweb and srv.process.poll() is None:
-            srv.cache = workdir / "cache"
-            return srv
-        srv.stop()
-    raise RuntimeError(f"no free port for the BreastLab server in {attempts} tries")
-
-
-@pytest.fixture(scope="module")
-def server(pacs, tmp_path_factory):
-    srv = start_server(pacs, tmp_path_factory)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+@pytest.fixture
+def server(pacs_server):
+    return pacs_server
 
 
 def uid(pacs, case: str) -> str:
@@ -135,17 +58,6 @@ def orthanc_id(pacs, sop: str) -> str:
 def pacs_instances(pacs, modality: str) -> set[str]:
     return {pydicom.Dataset.from_json(hit).SOPInstanceUID
             for hit in pacs.client.search_for_instances(search_filters={"Modality": modality})}
-
-
-def results_for(pacs, modality: str, image_uid: str) -> list[pydicom.Dataset]:
-    """The instances of ``modality`` in Orthanc that reference ``image_uid`` (QIDO-RS, then WADO-RS)."""
-    found = []
-    for hit in pacs.client.search_for_instances(search_filters={"Modality": modality}):
-        ds = pydicom.Dataset.from_json(hit)
-        full = pacs.client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        if image_uid in json.dumps(full.to_json_dict(None, None)):
-            found.append(full)
-    return found
 
 
 def test_serves_the_pacs_mg_and_us_instances_as_display_ready_images(pacs, server):
@@ -178,8 +90,11 @@ def test_label_save_stores_a_seg_with_the_mask_and_geometry(pacs, server):
         assert mask.shape == pixels.shape
         mask[10:40, 20:70] = 1  # never empty, and not only the model's answer
         assert save_label(server, source.SOPInstanceUID, png_bytes(mask)).status_code == 200
-        (seg,) = results_for(pacs, "SEG", source.SOPInstanceUID)
+        segs = results_for(pacs, "SEG", source.SOPInstanceUID)
+        (read,), (seg,) = ([ds for ds in segs if (seg_reader(ds) is None) == final] for final in (False, True))
+        assert seg_reader(read) == "admin" and str(seg.ContentCreatorName) == "admin"  # the one reader decided it
         np.testing.assert_array_equal(seg.pixel_array, mask)
+        np.testing.assert_array_equal(read.pixel_array, mask)
         assert seg.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"  # the annotator's, whatever model proposed it
         assert (seg.Rows, seg.Columns) == pixels.shape
         assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.PatientID == source.PatientID

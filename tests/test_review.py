@@ -126,7 +126,9 @@ def test_a_returned_image_goes_back_to_its_readers_first(store):
     state = review.return_to_readers("a", "rev", "the lesion's lower edge is missing")
     assert state["status"] == "returned" and state["comment"] == "the lesion's lower edge is missing"
     assert final_mask(store, "a") is None
-    second_read = SecondRead(HandOuts())
+    hand_outs = HandOuts()
+    hand_outs.add("a")  # the reviewer had it a moment ago
+    second_read = SecondRead(hand_outs)
     assert second_read({"reader": "ann"}, store)["id"] == "a"
     assert second_read({"reader": "bob"}, store)["id"] in {"b", "c"}  # not returned to bob: a new image
     save(review, "a", "ann", box(4, 4))

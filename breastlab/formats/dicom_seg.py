@@ -5,7 +5,9 @@ instance in ``ReferencedSeriesSequence`` and in the frame's derivation, the sour
 (``PixelMeasuresSequence``) and its frame of reference when it has one. highdicom 0.22 (the last for
 pydicom 2) cannot parse back a SEG without ``SliceThickness``, which 2D images lack, so reading uses pydicom.
 
-The segment of an annotator's mask is MANUAL; that of a model's result is AUTOMATIC and names the model
+A reader's label (several readers per image, ``breastlab.server.datastore.review``) names its reader as
+``ContentCreatorName``, with content label ``READER``; a final label names who decided it. The segment of an
+annotator's mask is MANUAL; that of a model's result is AUTOMATIC and names the model
 (``breastlab.formats.provenance``): segment algorithm name ``<bundle> <version>``, the algorithm identification
 (bundle, version, family artificial intelligence, the weights' SHA-256 in its parameters), and both BreastLab's and
 the bundle's version in ``SoftwareVersions``.
@@ -23,6 +25,7 @@ from breastlab import __version__
 from breastlab.formats.provenance import ModelIdentity
 
 SERIES_NUMBER = 9901
+READER_LABEL = "READER"
 PATIENT_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
                        "StudyTime", "AccessionNumber", "ReferringPhysicianName")
 
@@ -37,9 +40,11 @@ def writable_source(source: Dataset) -> Dataset:
     return ds
 
 
-def mask_to_seg(source: Dataset, mask: np.ndarray, model: ModelIdentity | None = None) -> hd.seg.Segmentation:
+def mask_to_seg(source: Dataset, mask: np.ndarray, model: ModelIdentity | None = None, creator: str | None = None,
+                reader: bool = False) -> hd.seg.Segmentation:
     """A binary SEG (one segment, ``lesion``) of ``mask`` ((H, W), non-zero = lesion) on ``source``: ``model``'s
-    result, or an annotator's mask (None)."""
+    result, or an annotator's mask (None) made by ``creator``; ``reader``: the creator's label as one of several
+    readers."""
     src = writable_source(source)
     frame_of_reference = src.get("FrameOfReferenceUID")
     if frame_of_reference:  # highdicom then wants plane positions, which a 2D projection image does not have
@@ -49,8 +54,9 @@ def mask_to_seg(source: Dataset, mask: np.ndarray, model: ModelIdentity | None =
         segment_descriptions=[lesion_segment(model)], series_instance_uid=generate_uid(), series_number=SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="BreastLab",
         manufacturer_model_name="BreastLab", software_versions=model.software_versions if model else __version__,
-        device_serial_number="0", omit_empty_frames=False)
-    seg.SeriesDescription = "BreastLab lesion segmentation"
+        device_serial_number="0", omit_empty_frames=False, content_creator_name=creator,
+        content_label=READER_LABEL if reader else "LESION")
+    seg.SeriesDescription = "BreastLab reader label" if reader else "BreastLab lesion segmentation"
     if frame_of_reference:
         seg.FrameOfReferenceUID = frame_of_reference
     return seg
@@ -77,6 +83,13 @@ def referenced_instance(ds: Dataset) -> str:
     if len(refs) != 1:
         raise ValueError(f"SEG references {len(refs)} instances; one 2D image is expected")
     return refs.pop()
+
+
+def seg_reader(ds: Dataset) -> str | None:
+    """The reader whose label a SEG is (its ``ContentCreatorName``); None for a final label or a model's result."""
+    if str(ds.get("ContentLabel", "")) != READER_LABEL or not ds.get("ContentCreatorName"):
+        return None
+    return str(ds.ContentCreatorName)
 
 
 def seg_mask(ds: Dataset) -> np.ndarray:

@@ -6,11 +6,13 @@ The PACS holds the record; a local cache folder holds what the bundles read (dis
 - images: every instance of the configured modalities (QIDO-RS); image id = SOPInstanceUID, with its PatientID and
   laterality as ``patient`` and ``laterality``. Instances BreastLab cannot read (no pixel data, no decoder) are
   skipped and listed in the status.
-- final labels: the newest DICOM SEG in the PACS that references the image; a label save stores a SEG.
-- class / BI-RADS / probabilities (and the model whose result they are): the newest SR
-  (``breastlab.formats.dicom_sr``) referencing the image.
+- final labels: the newest DICOM SEG in the PACS that references the image; a label save stores a SEG naming who
+  decided it. Each reader's label (``review``): the newest SEG of that reader (``ContentCreatorName``), with the
+  reader's class and BI-RADS in the newest SR naming the reader.
+- class / BI-RADS / probabilities (and the model whose result they are), and the approval of a final label: the
+  newest SR (``breastlab.formats.dicom_sr``) referencing the image.
 
-Other label tags stay in the cache only. Images are deleted in the PACS, not through BreastLab.
+Other label tags stay in the cache only. Images and labels are deleted in the PACS, not through BreastLab.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import pydicom
 import requests
@@ -32,28 +33,20 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
 from breastlab.formats.dicom import is_dicom, read_dicom_image
-from breastlab.formats.dicom_seg import mask_to_seg, referenced_instance, seg_mask
+from breastlab.formats.dicom_seg import mask_to_seg, referenced_instance, seg_mask, seg_reader
 from breastlab.formats.dicom_sr import assessment_sr, read_assessment
 from breastlab.formats.png import ImageError, check_id
 from breastlab.formats.provenance import ModelIdentity
 from breastlab.server.datastore.local import BreastLabDatastore
-from breastlab.server.datastore.pacs import Location, Pacs, StoreError
+from breastlab.server.datastore.pacs import Location, Pacs, Result, StoreError, when_made
+from breastlab.server.datastore.review import READER_PREFIX, reader_tag
 from breastlab.server.datastore.screening import pacs_identity
 from breastlab.server.http import errors
 from breastlab.server.http.inputs import IMAGE_LABELS, checked_id, checked_image_labels
 
 logger = logging.getLogger(__name__)
 FINAL = DefaultLabelTag.FINAL.value
-ASSESSMENT_KEYS = (*IMAGE_LABELS, "probabilities", "model")
-
-
-class Result(NamedTuple):
-    """A SEG or SR in the PACS: the image it is about, when it was made, and (SR) the labels it holds."""
-
-    image: str
-    when: tuple
-    loc: Location
-    labels: dict | None = None
+ASSESSMENT_KEYS = (*IMAGE_LABELS, "probabilities", "model", "approved")
 
 
 def from_environment(url: str) -> "DicomWebDatastore":
@@ -129,46 +122,63 @@ class DicomWebDatastore(BreastLabDatastore):
         self._store_image(loc.sop, image.pixels, {"dicom": image.description(), "study": loc.study,
                                                   "series": loc.series, **pacs_identity(ds)})
 
-    def _newest(self, modality: str) -> dict[str, Result]:
-        """The newest SEG or SR per image id, from the PACS (metadata fetched once per instance)."""
-        newest: dict[str, Result] = {}
+    def _newest(self, modality: str) -> dict[tuple[str, str | None], Result]:
+        """The newest SEG or SR per image id and reader (None: the final label, the image's labels), from the PACS
+        (metadata fetched once per instance)."""
+        newest: dict[tuple[str, str | None], Result] = {}
         for sop, loc in self.pacs.instances(modality).items():
             if sop not in self._results:
                 self._results[sop] = self._result(loc, modality)
             result = self._results[sop]
-            if result and result.image in self.objects and (result.image not in newest
-                                                            or result.when > newest[result.image].when):
-                newest[result.image] = result
+            key = result and (result.image, result.reader)
+            if result and result.image in self.objects and (key not in newest or result.when > newest[key].when):
+                newest[key] = result
         return newest
 
     def _result(self, loc: Location, modality: str) -> Result | None:
         try:
             ds = self.pacs.metadata(loc)
             image, labels = read_assessment(ds) if modality == "SR" else (referenced_instance(ds), None)
+            reader = labels.pop("reader", None) if labels else seg_reader(ds)
+            if reader is not None:
+                check_id(reader, "reader")
         except (ValueError, KeyError, AttributeError, IndexError) as e:
             logger.warning(f"PACS {modality} {loc.sop} ignored: {e}")
             return None
-        return Result(image, _when(ds), loc, labels)
+        return Result(image, when_made(ds), loc, labels, reader)
 
-    def _sync_labels(self, segs: dict[str, Result]) -> None:
+    def _sync_labels(self, segs: dict[tuple[str, str | None], Result]) -> None:
+        """The final label and each reader's label of every image, as the newest SEGs say."""
         for image_id, obj in self.objects.items():
-            seg, label = segs.get(image_id), obj.labels.get(FINAL)
-            if seg is None and label is not None:
-                BreastLabDatastore.remove_label(self, image_id, FINAL)
-            elif seg is not None and (label is None or label.info.get("seg") != seg.loc.sop):
-                try:
-                    mask = seg_mask(self.pacs.retrieve(seg.loc))
-                except (ValueError, AttributeError) as e:
-                    logger.warning(f"PACS SEG {seg.loc.sop} ignored: {e}")
-                    continue
-                if mask.shape == (obj.image.info.get("height"), obj.image.info.get("width")):
-                    self._store_label(image_id, FINAL, mask, {"seg": seg.loc.sop})
-                else:
-                    logger.warning(f"PACS SEG {seg.loc.sop} ignored: its size differs from image {image_id}")
+            readers = {reader for image, reader in segs if image == image_id and reader}
+            tags = {FINAL: segs.get((image_id, None))} | {reader_tag(r): segs[(image_id, r)] for r in readers}
+            tags |= {tag: None for tag in obj.labels if tag.startswith(READER_PREFIX) and tag not in tags}
+            for tag, seg in tags.items():
+                label = obj.labels.get(tag)
+                if seg is None and label is not None:
+                    BreastLabDatastore.remove_label(self, image_id, tag)
+                elif seg is not None and (label is None or label.info.get("seg") != seg.loc.sop):
+                    self._cache_seg(image_id, tag, seg)
 
-    def _sync_assessments(self, srs: dict[str, Result]) -> None:
-        for image_id, sr in srs.items():
-            if self.objects[image_id].image.info.get("sr") != sr.loc.sop:
+    def _cache_seg(self, image_id: str, tag: str, seg: Result) -> None:
+        try:
+            mask = seg_mask(self.pacs.retrieve(seg.loc))
+        except (ValueError, AttributeError) as e:
+            logger.warning(f"PACS SEG {seg.loc.sop} ignored: {e}")
+            return
+        info = self.objects[image_id].image.info
+        if mask.shape != (info.get("height"), info.get("width")):
+            logger.warning(f"PACS SEG {seg.loc.sop} ignored: its size differs from image {image_id}")
+            return
+        self._store_label(image_id, tag, mask, {"seg": seg.loc.sop, **({"reader": seg.reader} if seg.reader else {})})
+
+    def _sync_assessments(self, srs: dict[tuple[str, str | None], Result]) -> None:
+        for (image_id, reader), sr in srs.items():
+            label = self.objects[image_id].labels.get(reader_tag(reader)) if reader else None
+            if reader and label and label.info.get("sr") != sr.loc.sop:
+                update = {**dict.fromkeys(IMAGE_LABELS), **sr.labels, "sr": sr.loc.sop}
+                BreastLabDatastore.update_label_info(self, image_id, reader_tag(reader), update)
+            elif not reader and self.objects[image_id].image.info.get("sr") != sr.loc.sop:
                 self._set_info(image_id, {**dict.fromkeys(ASSESSMENT_KEYS), **sr.labels, "sr": sr.loc.sop})
 
     def _set_info(self, image_id: str, info: dict) -> None:
@@ -212,7 +222,7 @@ class DicomWebDatastore(BreastLabDatastore):
                                                           "unsupported"))
         pixels, image = errors.read_image_upload(image_filename, self.modalities)
         ds = pydicom.dcmread(image_filename)
-        loc = _location(ds)
+        loc = location(ds)
         info = checked_image_labels(image_info or {})
         self._store(ds)
         self._store_image(loc.sop, pixels, {**info, "dicom": image.description(), "study": loc.study,
@@ -222,16 +232,25 @@ class DicomWebDatastore(BreastLabDatastore):
         return loc.sop
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict) -> str:
-        """A final label becomes a DICOM SEG in the PACS (then the cache); other tags stay in the cache."""
+        """A final label becomes a DICOM SEG in the PACS naming who decided it (then the cache); a reader's label a
+        SEG naming the reader, and the reader's class and BI-RADS an SR; other tags stay in the cache."""
         image_id = checked_id(image_id)
-        tag = checked_id(label_tag or FINAL, "label tag")
+        tag, info = checked_id(label_tag or FINAL, "label tag"), dict(label_info or {})
         mask = self._checked_mask(image_id, label_filename)
-        if tag != FINAL:
-            return self._store_label(image_id, tag, mask, label_info)
-        seg = mask_to_seg(self._source(image_id), mask)
+        reader = tag.removeprefix(READER_PREFIX) if tag.startswith(READER_PREFIX) else None
+        if tag != FINAL and reader is None:
+            return self._store_label(image_id, tag, mask, info)
+        source = self._source(image_id)
+        seg = mask_to_seg(source, mask, creator=reader or info.get("by"), reader=reader is not None)
         self._store(seg)
-        self._results[seg.SOPInstanceUID] = Result(image_id, _when(seg), _location(seg))
-        return self._store_label(image_id, tag, mask, {**(label_info or {}), "seg": seg.SOPInstanceUID})
+        self._results[seg.SOPInstanceUID] = Result(image_id, when_made(seg), location(seg), reader=reader)
+        labels = {key: info[key] for key in IMAGE_LABELS if info.get(key) is not None}
+        if reader and labels:
+            sr = assessment_sr(source, {**labels, "reader": reader})
+            self._store(sr)
+            self._results[sr.SOPInstanceUID] = Result(image_id, when_made(sr), location(sr), labels, reader)
+            info["sr"] = sr.SOPInstanceUID
+        return self._store_label(image_id, tag, mask, {**info, "seg": seg.SOPInstanceUID})
 
     def update_image_info(self, image_id: str, info: dict) -> None:
         """Class, BI-RADS and probabilities (naming the model they are from) go to the PACS as an SR holding all
@@ -243,7 +262,7 @@ class DicomWebDatastore(BreastLabDatastore):
             model = ModelIdentity(**labels["model"]) if labels["model"] else None
             sr = assessment_sr(self._source(image_id), labels, model)
             self._store(sr)
-            self._results[sr.SOPInstanceUID] = Result(image_id, _when(sr), _location(sr), labels)
+            self._results[sr.SOPInstanceUID] = Result(image_id, when_made(sr), location(sr), labels)
             info["sr"] = sr.SOPInstanceUID
         super().update_image_info(image_id, info)
 
@@ -251,8 +270,8 @@ class DicomWebDatastore(BreastLabDatastore):
         raise errors.conflict(f"image {image_id!r} is an instance in the PACS {self.pacs.url}: delete it there")
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
-        if label_tag == FINAL:
-            raise errors.conflict(f"the final label of {label_id!r} is a SEG in the PACS {self.pacs.url}: "
+        if label_tag == FINAL or label_tag.startswith(READER_PREFIX):
+            raise errors.conflict(f"the {label_tag} label of {label_id!r} is a SEG in the PACS {self.pacs.url}: "
                                   "delete it there")
         super().remove_label(label_id, label_tag)
 
@@ -270,15 +289,9 @@ class DicomWebDatastore(BreastLabDatastore):
             raise errors.bad_gateway(f"the PACS {self.pacs.url} did not store the instance: {e}") from e
 
 
-def _location(ds: Dataset) -> Location:
+def location(ds: Dataset) -> Location:
     """Study, series and instance UIDs of an upload; 400 when one is missing or not a safe id."""
     uids = [str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
     if not all(uids):
         raise errors.bad_request("DICOM instance lacks StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
     return Location(uids[0], uids[1], checked_id(uids[2], "SOPInstanceUID"))
-
-
-def _when(ds: Dataset) -> tuple:
-    """Sort key: content date and time, then the instance UID."""
-    date, clock = (str(ds.get(k) or "").replace("-", "").replace(":", "") for k in ("ContentDate", "ContentTime"))
-    return date, float(clock or 0), str(ds.get("SOPInstanceUID", ""))  # DA/TM as written or as read back

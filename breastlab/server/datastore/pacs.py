@@ -20,6 +20,23 @@ class Location(NamedTuple):
     sop: str
 
 
+class Result(NamedTuple):
+    """A SEG or SR in the PACS: the image it is about, when it was made, (SR) the labels it holds and the reader whose
+    label it is (None: the final label, or the image's labels)."""
+
+    image: str
+    when: tuple
+    loc: Location
+    labels: dict | None = None
+    reader: str | None = None
+
+
+def when_made(ds: Dataset) -> tuple:
+    """Sort key: content date and time, then the instance UID."""
+    date, clock = (str(ds.get(k) or "").replace("-", "").replace(":", "") for k in ("ContentDate", "ContentTime"))
+    return date, float(clock or 0), str(ds.get("SOPInstanceUID", ""))  # DA/TM as written or as read back
+
+
 class StoreError(RuntimeError):
     """The PACS did not store an instance."""
 

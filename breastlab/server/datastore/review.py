@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from fastapi import HTTPException
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from breastlab.formats.png import read_gray_png, write_png
@@ -134,13 +135,18 @@ class Review:
         return study_agreement({image: self.agreement(image) for image in read}, n_bootstrap)
 
     def status(self, image: str) -> dict:
-        """The image's status, its readers and, for a returned image, the reviewer's comment."""
-        readers, state, comment = self.readers(image), "unlabelled", None
+        """The image's status, its readers and, for a returned image, the reviewer's comment. Without events (a
+        PACS read into a new cache) it follows the labels: approved where an approval is recorded, else labelled
+        where there are readers."""
+        readers, state, comment = self.readers(image), None, None
         for event in self.events.of(image):
             if event["event"] in ("label", "review", "approve", "return"):
                 state = {"label": "labelled", "review": "in_review", "approve": "approved"}.get(event["event"],
                                                                                                "returned")
                 comment = event.get("comment")
+        obj = self.store.objects.get(image)
+        if state is None:
+            state = "approved" if obj and obj.image.info.get("approved") else "labelled" if readers else "unlabelled"
         state = state if readers or state == "approved" else "unlabelled"
         return {"image": image, "status": state, "readers": readers, **({"comment": comment} if comment else {})}
 
@@ -220,12 +226,25 @@ class Review:
         """Write the final label (with the reader's label ``info`` where one reader's save made it) and its event."""
         record = {**(info or {}), "source": source, "decided": decided, "by": user, **labels}
         self.store.save_label(image, mask_path, FINAL, record)
-        if labels:
-            self.store.update_image_info(image, labels)
+        approved = {"by": user, "source": source} if decided == "review" else None
+        if labels or approved or self._approved(image):
+            self.store.update_image_info(image, {**labels, "approved": approved})
         self.events.append(image, user, "final", source=source, decided=decided, **labels)
 
+    def _approved(self, image: str) -> bool:
+        return bool(self.store.objects[image].image.info.get("approved"))
+
     def _withdraw(self, image: str, user: str, reason: str) -> None:
-        self.store.remove_label(image, FINAL)
+        """Remove the final label; a PACS keeps its SEG (409: deleted in the PACS only) until the next decision."""
+        try:
+            self.store.remove_label(image, FINAL)
+        except HTTPException as e:
+            if e.status_code != 409:
+                raise
+            self.events.append(image, user, "final_kept", reason=f"{reason}; {e.detail}")
+            return
+        if self._approved(image):
+            self.store.update_image_info(image, {"approved": None})
         self.events.append(image, user, "final_withdrawn", reason=reason)
 
     @contextmanager

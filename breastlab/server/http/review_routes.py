@@ -1,8 +1,9 @@
 """Several readers per image over HTTP: label saves under their reader, agreement, the consensus proposal and the
 reviewer's decisions (``breastlab.server.datastore.review``).
 
-The reader is the authenticated user where auth is on (a ``reader`` naming someone else is refused), else the query
-parameter ``reader``, else MONAI Label's default user. Reviewing needs MONAI Label's reviewer (or admin) role.
+The reader (or reviewer) is the authenticated user where auth is on (a ``reader`` or ``reviewer`` naming someone else
+is refused), else the query parameter ``reader`` (``reviewer``), else MONAI Label's default user. Reviewing needs
+MONAI Label's reviewer (or admin) role.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ router = APIRouter()
 FINAL = DefaultLabelTag.FINAL.value
 
 
-def reader_of(reader: str | None, user: User) -> str:
-    """Who reads: see the module docstring."""
+def reader_of(name: str | None, user: User, role: str = "reader") -> str:
+    """Who reads or reviews: see the module docstring."""
     if settings.MONAI_LABEL_AUTH_ENABLE:
-        if reader not in (None, user.username):
-            raise errors.forbidden(f"a reader saves under their own name ({user.username!r}), not {reader!r}")
+        if name not in (None, user.username):
+            raise errors.forbidden(f"a {role} acts under their own name ({user.username!r}), not {name!r}")
         return safe_reader(user.username)
-    return inputs.checked_id(reader, "reader") if reader is not None else safe_reader(user.username)
+    return inputs.checked_id(name, role) if name is not None else safe_reader(user.username)
 
 
 def safe_reader(name: str) -> str:
@@ -112,25 +113,25 @@ def consensus_mask(image: str, user: User = USER):
 
 
 @router.post("/datastore/review/start", summary=f"{RBAC_REVIEWER}Put an image in review")
-def start_review(image: str, user: User = REVIEWER):
-    return review_of().start(image, user.username)
+def start_review(image: str, reviewer: Optional[str] = None, user: User = REVIEWER):
+    return review_of().start(image, reader_of(reviewer, user, "reviewer"))
 
 
 @router.post("/datastore/review/approve", summary=f"{RBAC_REVIEWER}Approve a label as the image's final label")
-def approve(image: str, source: str, params: str = Form("{}"), label: UploadFile = File(None),
-            user: User = REVIEWER):
+def approve(image: str, source: str, reviewer: Optional[str] = None, params: str = Form("{}"),
+            label: UploadFile = File(None), user: User = REVIEWER):
     """``source``: ``consensus``, ``reader:<name>`` or ``edited`` (the uploaded ``label``); ``params`` may set the
     final ``class`` and ``birads`` (else the source's own)."""
-    labels, review = inputs.json_object(params, "params"), review_of()
+    labels, review, name = inputs.json_object(params, "params"), review_of(), reader_of(reviewer, user, "reviewer")
     if label is None:
-        return review.approve(image, user.username, source, labels=labels)
+        return review.approve(image, name, source, labels=labels)
     with inputs.saved_upload(label, app_instance().datastore().root) as path:
-        return review.approve(image, user.username, source, str(path), labels)
+        return review.approve(image, name, source, str(path), labels)
 
 
 @router.post("/datastore/review/return", summary=f"{RBAC_REVIEWER}Return an image to its readers with a comment")
-def return_image(image: str, comment: str = Form(...), user: User = REVIEWER):
-    return review_of().return_to_readers(image, user.username, comment)
+def return_image(image: str, comment: str = Form(...), reviewer: Optional[str] = None, user: User = REVIEWER):
+    return review_of().return_to_readers(image, reader_of(reviewer, user, "reviewer"), comment)
 
 
 def _require_image(image: str) -> None:

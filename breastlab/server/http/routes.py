@@ -205,6 +205,8 @@ def update_image_info(image: str, info: str = Form("{}"), user: User = ANNOTATOR
     """``model`` (with ``probabilities``) must be that of the latest result of its model on the image; a new
     ``patient`` moves the image's stored results to that woman."""
     checked = inputs.checked_image_labels(inputs.json_object(info, "info"))
+    if "approved" in checked:
+        raise errors.unprocessable("approved is set by a reviewer's approval (POST /datastore/review/approve)")
     inputs.check_served(checked.get("model"), app_instance().predictions.list(image), image)
     updated = datastore.update_image_info(image, json.dumps(checked), user.username)
     if "patient" in checked:

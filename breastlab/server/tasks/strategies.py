@@ -122,11 +122,11 @@ class SecondRead(Strategy):
             recent, returned, open_ = self.hand_outs.recent(), [], {}
             for image, obj in datastore.objects.items():
                 readers = readers_of(obj.labels)
-                if image in recent or (reader in readers) != (review.status(image)["status"] == "returned"):
+                if (reader in readers) != (review.status(image)["status"] == "returned"):
                     continue
-                if reader in readers:
+                if reader in readers:  # returned to this reader: whoever had it last (the reviewer) is done with it
                     returned.append(image)
-                elif len(readers) < needed and review.status(image)["status"] != "approved":
+                elif image not in recent and len(readers) < needed and review.status(image)["status"] != "approved":
                     open_.setdefault(len(readers), []).append(image)
             if not returned and not open_:
                 return None
