@@ -31,6 +31,7 @@ from BreastLabLib.client import BreastLabClient, ServerError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROLES = {"user": ["monailabel-user"], "annotator": ["monailabel-user", "monailabel-annotator"],
+         "reviewer": ["monailabel-user", "monailabel-annotator", "monailabel-reviewer"],
          "admin": ["monailabel-user", "monailabel-annotator", "monailabel-admin"]}
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -140,6 +141,36 @@ def test_roles_decide_who_may_do_what(server):
     assert request["save label"](bearer("annotator")).status_code == 200
     assert request["remove label"](bearer("annotator")).status_code == 403
     assert request["remove label"](bearer("admin")).status_code == 200
+
+
+def test_readers_are_the_signed_in_users_and_only_reviewers_review(server):
+    url, mask = server.url, png_bytes(np.ones((64, 80), np.uint8))
+    image = requests.put(f"{url}/datastore/image", params={"image": "read_twice"}, headers=bearer("annotator"),
+                         files={"file": ("i.png", png_bytes(np.zeros((64, 80), np.uint8)))}, timeout=30)
+    assert image.status_code == 200, image.text
+
+    def save(headers, **params):
+        return requests.put(f"{url}/datastore/label", params={"image": "read_twice", **params}, headers=headers,
+                            files={"label": ("l.png", mask)}, timeout=30)
+
+    assert save(bearer("annotator"), reader="someone-else").status_code == 403
+    assert save(bearer("annotator", preferred_username="bob")).json()["readers"] == ["bob"]
+    readers = save(bearer("annotator", preferred_username="ann@example.org")).json()["readers"]
+    assert len(readers) == 2 and readers[0].startswith("ann_example.org-")  # an e-mail made a safe, unique id
+
+    def approve(role, **params):
+        return requests.post(f"{url}/datastore/review/approve", headers=bearer(role, preferred_username="rev"),
+                             params={"image": "read_twice", "source": "reader:bob", **params}, timeout=30)
+
+    assert approve("annotator").status_code == 403
+    assert requests.post(f"{url}/activelearning/review", json={}, headers=bearer("annotator"),
+                         timeout=30).status_code == 403
+    assert approve("reviewer", reviewer="somebody").status_code == 403
+    assert approve("reviewer").json()["status"] == "approved"
+    events = requests.get(f"{url}/datastore/review", params={"image": "read_twice"}, headers=bearer("user"),
+                          timeout=30).json()["events"]
+    assert [(e["event"], e["user"]) for e in events if e["event"] in ("approve", "label")] == [
+        ("label", "bob"), ("label", "ann@example.org"), ("approve", "rev")]
 
 
 def test_login_gives_a_token_for_the_realms_users_and_401_otherwise(server):
