@@ -1,8 +1,8 @@
 """Agreement and consensus of a synthetic reading study (goal: 100 images, 3 readers in <= 10 s).
 
 Builds the study (``tests/synthetic_readers.py``), then in this process: the study's agreement (each image's pairwise
-Dice and HD95, kappas, 1,000 bootstrap resamples) and STAPLE's consensus of every image; first cold (ITK loads its
-segmentation module on first use, seconds), then again on a new ``Review`` (nothing cached).
+Dice and HD95, kappas, 1,000 bootstrap resamples) and STAPLE's consensus of every image; the first run in a fresh
+process, then again on a new ``Review`` (nothing cached).
 Run by hand: ``python bench/review_scale.py [--images 100] [--readers 3] [--size 256]``.
 """
 
@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         reading_study(Path(tmp) / "studies", args.images, args.readers, args.size)
-        rows = [measure(Path(tmp) / "studies", run) for run in ("cold (ITK loads)", "warm")]
+        rows = [measure(Path(tmp) / "studies", run) for run in ("first in the process", "again")]
     title = (f"Review scale: {args.images} images x {args.readers} readers, {args.size}x{args.size} px "
              "(goal: total <= 10 s)")
     print(format_table(rows, ["run", "agreement (s)", "consensus (s)", "total (s)"], title))

@@ -15,7 +15,7 @@ from breastlab.metrics.agreement import (
     mask_pairs,
     study_agreement,
 )
-from breastlab.metrics.consensus import consensus, majority_class, median_category, staple
+from breastlab.metrics.consensus import consensus, majority_class, median_category, staple, staple_em
 from breastlab.metrics.segmentation import dice
 
 # Fleiss (1971) as worked on Wikipedia's "Fleiss' kappa" page: 10 items, 14 raters, 5 categories; kappa = 0.210
@@ -93,6 +93,28 @@ def test_staple_recovers_the_truth_better_than_any_noisy_reader():
     fit = staple(readers)
     assert dice(fit["mask"], truth) > max(dice(r, truth) for r in readers)
     assert fit["sensitivity"][0] > fit["sensitivity"][2] and fit["specificity"][0] > fit["specificity"][2]
+
+
+@pytest.mark.slow  # ITK loads its segmentation module (seconds)
+@pytest.mark.parametrize("case", ["noisy pixels", "shifted boxes", "a reader who misses the lesion"])
+def test_staple_em_equals_itks_staple_image_filter(case):
+    import itk
+
+    rng = np.random.default_rng(2)
+    truth = square(96, 30, 30, 36)
+    readers = {"noisy pixels": [noisy_reader(truth, rng, flip) for flip in (0.05, 0.1, 0.2)],
+               "shifted boxes": [square(96, 30 + s, 28 + 2 * s, 36) for s in range(4)],
+               "a reader who misses the lesion": [truth, square(96, 34, 30, 30), square(96, 70, 70, 10)]}[case]
+    image = itk.Image[itk.F, 2]
+    fit = itk.STAPLEImageFilter[image, image].New()
+    for i, mask in enumerate(readers):
+        fit.SetInput(i, itk.image_from_array(mask.astype(np.float32)))
+    fit.SetForegroundValue(1)
+    fit.Update()
+    probability, sensitivity, specificity = staple_em(np.stack(readers) > 0)
+    np.testing.assert_allclose(probability, itk.array_from_image(fit.GetOutput()), atol=1e-4)
+    np.testing.assert_allclose(sensitivity, [fit.GetSensitivity(i) for i in range(len(readers))], atol=1e-5)
+    np.testing.assert_allclose(specificity, [fit.GetSpecificity(i) for i in range(len(readers))], atol=1e-5)
 
 
 def test_staple_of_identical_or_empty_masks_needs_no_fit():

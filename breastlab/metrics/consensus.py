@@ -1,6 +1,10 @@
-"""A consensus of several readers, as a proposal for the reviewer: STAPLE over their masks (ITK's
-``STAPLEImageFilter``, Warfield et al. 2004), which also estimates each reader's sensitivity and specificity; a
-majority vote for the class; the median of the BI-RADS categories.
+"""A consensus of several readers, as a proposal for the reviewer: STAPLE over their masks (Warfield et al. 2004),
+which also estimates each reader's sensitivity and specificity; a majority vote for the class; the median of the
+BI-RADS categories.
+
+STAPLE is the EM algorithm of ITK's ``STAPLEImageFilter`` (same prior, start and outputs; tested equal to it within
+1e-4), run on the distinct patterns of the readers' votes rather than on every pixel: a few milliseconds an image,
+where ITK's filter first loads its segmentation module for about 6 s in every process.
 
 Ties lean to the more severe call (the class later in ``CLASS_NAMES``, the upper median), as double reading recalls
 a woman when either reader would.
@@ -35,21 +39,37 @@ def staple(masks: Sequence[ArrayLike], threshold: float = 0.5) -> dict:
         rates = [1.0 if binary[0].any() else None] * len(binary)
         return {"probability": probability, "mask": binary[0].copy(), "sensitivity": rates,
                 "specificity": [1.0] * len(binary)}
-    import itk  # loads its segmentation module on first use (seconds): only here
-
     region = marked_region(binary)
-    image = itk.Image[itk.F, 2]
-    fit = itk.STAPLEImageFilter[image, image].New()
-    for i, mask in enumerate(binary):
-        fit.SetInput(i, itk.image_from_array(np.ascontiguousarray(mask[region], dtype=np.float32)))
-    fit.SetForegroundValue(1)
-    fit.Update()
     probability = np.zeros(binary[0].shape, np.float32)
-    probability[region] = itk.array_from_image(fit.GetOutput())
+    probability[region], sensitivity, specificity = staple_em(np.stack([m[region] for m in binary]))
     marked = [m.any() for m in binary]
     return {"probability": probability, "mask": probability >= threshold,
-            "sensitivity": [float(fit.GetSensitivity(i)) if marked[i] else None for i in range(len(binary))],
-            "specificity": [float(fit.GetSpecificity(i)) for i in range(len(binary))]}
+            "sensitivity": [float(s) if marked[i] else None for i, s in enumerate(sensitivity)],
+            "specificity": [float(s) for s in specificity]}
+
+
+def staple_em(votes: np.ndarray, tolerance: float = 1e-8, max_iterations: int = 10_000):
+    """STAPLE on ``votes`` (readers, *pixels) of booleans: the probability that each pixel is foreground, and each
+    reader's sensitivity and specificity. Starts as ITK does (prior = the share of foreground votes, sensitivity
+    and specificity 0.99999) and stops when no estimate moves by ``tolerance``."""
+    readers = len(votes)
+    bits = 1 << np.arange(readers)
+    codes, where, counts = np.unique(bits @ votes.reshape(readers, -1), return_inverse=True, return_counts=True)
+    patterns = (codes[:, None] & bits) > 0  # (distinct patterns, readers)
+    prior = float(counts @ patterns.sum(1)) / (counts.sum() * readers)
+    sensitivity = specificity = np.full(readers, 0.99999)
+    for _ in range(max_iterations):
+        foreground = prior * np.prod(np.where(patterns, sensitivity, 1 - sensitivity), 1)
+        background = (1 - prior) * np.prod(np.where(patterns, 1 - specificity, specificity), 1)
+        total = foreground + background
+        weight = np.divide(foreground, total, out=np.zeros_like(total), where=total > 0)
+        new = ((counts * weight) @ patterns / (counts @ weight),
+               (counts * (1 - weight)) @ ~patterns / (counts @ (1 - weight)))
+        moved = max(np.abs(new[0] - sensitivity).max(), np.abs(new[1] - specificity).max())
+        sensitivity, specificity = new
+        if moved < tolerance:
+            break
+    return weight[where.ravel()].reshape(votes.shape[1:]).astype(np.float32), sensitivity, specificity
 
 
 def marked_region(masks: Sequence[np.ndarray]) -> tuple[slice, slice]:
