@@ -17,7 +17,7 @@ def main(out: str) -> None:
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)
     images, masks = torch.rand(8, 1, 64, 64), (torch.rand(8, 1, 64, 64) > 0.7).double()
-    network = AttentionUnet(2, 1, 1, [16, 32, 64, 128, 256], [2, 2, 2, 2])
+    network = AttentionUnet(2, 1, 1, [8, 16, 32, 64], [2, 2, 2])
     if "RANK" in os.environ:
         distributed.init_process_group()
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()

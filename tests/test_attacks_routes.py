@@ -190,9 +190,10 @@ def test_run_sync_scorings_at_once_take_turns_and_show_no_server_path(server):
 
 
 @pytest.mark.parametrize("path", ["/ohif/%2e%2e", "/ohif/%2e", "/ohif/", "/ohif/index.html"])
-def test_the_ohif_viewer_is_not_offered(server, path):
-    """Row 15: the stock route handed a directory to FileResponse (500)."""
-    assert requests.get(server.url + path, timeout=30).status_code == 404
+def test_the_ohif_viewer_is_not_offered_without_a_pacs(server, path):
+    """Row 15: the stock route handed a directory to FileResponse (500). The viewer reads a PACS (test_viewer.py)."""
+    response = requests.get(server.url + path, timeout=30)
+    assert response.status_code == 404 and "reads a PACS" in response.json()["detail"]
 
 
 def test_errors_carry_no_server_path(server):

@@ -46,7 +46,8 @@ class Pacs:
 
     def __init__(self, url: str, session: requests.Session | None = None):
         self.url = url.rstrip("/")
-        self.client = DICOMwebClientX(url=self.url, session=session)  # MONAI Label's, tolerant of Orthanc's replies
+        self.session = session or requests.Session()  # with the PACS's credentials, if it needs any
+        self.client = DICOMwebClientX(url=self.url, session=self.session)  # MONAI Label's, tolerant of Orthanc's
 
     def instances(self, modality: str) -> dict[str, Location]:
         """Every instance of ``modality``, by SOPInstanceUID (all pages of the QIDO-RS answer)."""
@@ -61,6 +62,11 @@ class Pacs:
     def retrieve(self, loc: Location) -> Dataset:
         """The whole instance, asked for in explicit VR little endian (the PACS decodes what it can)."""
         return self.client.retrieve_instance(*loc, media_types=(("application/dicom", EXPLICIT_LITTLE_ENDIAN),))
+
+    def get(self, path: str, query: str, accept: str) -> requests.Response:
+        """A GET of ``path`` under the DICOMweb root, as it is (the web viewer's pass-through)."""
+        return self.session.get(f"{self.url}/{path}" + (f"?{query}" if query else ""), headers={"Accept": accept},
+                                timeout=60)
 
     def store(self, ds: Dataset) -> None:
         """STOW-RS one instance; ``StoreError`` when the PACS reports it failed."""

@@ -37,6 +37,10 @@ def not_found(message: str) -> HTTPException:
     return HTTPException(status_code=404, detail=message)
 
 
+def not_allowed(message: str) -> HTTPException:
+    return HTTPException(status_code=405, detail=message)
+
+
 def conflict(message: str) -> HTTPException:
     return HTTPException(status_code=409, detail=message)
 

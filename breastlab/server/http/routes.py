@@ -31,7 +31,7 @@ from requests_toolbelt import MultipartEncoder
 
 from breastlab.server.datastore import effort
 from breastlab.server.datastore.review import READER_PREFIX, Review
-from breastlab.server.http import errors, inputs, limits, model_routes, review_routes, stock_routes
+from breastlab.server.http import errors, inputs, limits, model_routes, review_routes, stock_routes, viewer
 from breastlab.server.http.auth import ADMIN, ANNOTATOR, REVIEWER_ROLES, USER
 
 INFERENCE = ThreadPoolExecutor(int(os.environ.get("BREASTLAB_INFER_WORKERS", "1")), thread_name_prefix="inference")
@@ -268,7 +268,7 @@ def download_dataset(limit_cases: Optional[int] = None, user: User = ANNOTATOR):
 
 def install(app: FastAPI) -> None:
     """Put BreastLab's routes in front of MONAI Label's (first match wins) and bound every request body; idempotent."""
-    routers = (router, review_routes.router, model_routes.router, stock_routes.router)
+    routers = (router, review_routes.router, viewer.router, model_routes.router, stock_routes.router)
     ours = [r for r in [route for r in routers for route in r.routes] if r not in app.router.routes]
     app.router.routes[:0] = ours
     limits.install(app)

@@ -1,7 +1,7 @@
 """MONAI Label's job routes, answered by BreastLab: every training or scoring goes through the queue cap
 (``tasks``) and the parameter checks, ``run_sync`` runs in the thread pool and one at a time in the server
 (``in_process``: a run_sync scoring holds the server's memory as a training does); the stock routes BreastLab does not
-offer (run-everything job routes, whole slides, batch, sessions, the OHIF viewer and its DICOM proxy) answer 404."""
+offer (run-everything job routes, whole slides, batch, sessions, MONAI Label's DICOM proxy) answer 404."""
 
 from __future__ import annotations
 
@@ -88,8 +88,8 @@ NOT_OFFERED = [("POST", "/scoring/"), ("POST", "/train/"),  # every method / tra
                ("POST", "/infer/wsi_v2/{model}"), ("POST", "/infer/wsi/{model}"), ("POST", "/batch/infer/{model}"),
                ("GET", "/batch/infer"), ("DELETE", "/batch/infer"), ("PUT", "/session/"),
                ("GET", "/session/{session_id}"), ("DELETE", "/session/{session_id}"), ("GET", "/logs/gpu"),
-               ("GET", "/ohif/{path:path}"),  # a web viewer that needs the DICOM proxy below
-               ("GET", "/proxy/dicom/{path:path}"), ("POST", "/proxy/dicom/{path:path}")]  # PACS pass-through
+               ("GET", "/proxy/dicom/{path:path}"), ("POST", "/proxy/dicom/{path:path}")]  # MONAI Label's
+# pass-through to any PACS path, stores included; BreastLab's read-only one for the web viewer is ``viewer``
 
 
 def not_offered(request: Request):
