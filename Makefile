@@ -8,7 +8,7 @@ serve: env
 
 test: env slicer-env
 	.venv/bin/ruff check .
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 2 --dist loadfile
 	.venv-slicer/bin/python -m pytest slicer_extension/tests_mrml
 
 test-fast: env slicer-env
