@@ -108,10 +108,13 @@ def calls(url: str) -> dict:
                                              headers=h, timeout=30),
         "remove label": lambda h: requests.delete(f"{url}/datastore/label", params={"id": "img", "tag": "final"},
                                                   headers=h, timeout=30),
+        "viewer": lambda h: requests.get(f"{url}/ohif/", headers=h, timeout=30),
+        "pass-through": lambda h: requests.get(f"{url}/proxy/dicom/dicomweb/studies", headers=h, timeout=30),
     }
 
 
-@pytest.mark.parametrize("call", ["info", "infer", "next sample", "save label", "remove label"])
+@pytest.mark.parametrize("call", ["info", "infer", "next sample", "save label", "remove label", "viewer",
+                                  "pass-through"])
 def test_requests_without_a_valid_token_get_401(server, call):
     request = calls(server.url)[call]
     assert request({}).status_code == 401
@@ -141,6 +144,7 @@ def test_roles_decide_who_may_do_what(server):
     assert request["save label"](bearer("annotator")).status_code == 200
     assert request["remove label"](bearer("annotator")).status_code == 403
     assert request["remove label"](bearer("admin")).status_code == 200
+    assert request["pass-through"](bearer("user")).status_code == 404  # signed in: a folder has no PACS to read
 
 
 def test_readers_are_the_signed_in_users_and_only_reviewers_review(server):

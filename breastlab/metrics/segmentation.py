@@ -49,12 +49,7 @@ def hd95(mask: ArrayLike, truth: ArrayLike, spacing: Sequence[float] = (1.0, 1.0
     mask, truth = _as_tensor(mask), _as_tensor(truth)
     if not mask.any() and not truth.any():
         return 0.0
-    if not mask.any() or not truth.any():
-        return None
-    with warnings.catch_warnings():  # MONAI 1.5+ warns about its own internal use of a deprecated argument
-        warnings.simplefilter("ignore", FutureWarning)
-        return float(compute_hausdorff_distance(mask, truth, include_background=True, percentile=95,
-                                                spacing=list(spacing)).item())
+    return _surface_distances(mask, truth, spacing, ("hd95",))["hd95"] if mask.any() and truth.any() else None
 
 
 def _as_tensor(mask: ArrayLike) -> torch.Tensor:
@@ -64,13 +59,16 @@ def _as_tensor(mask: ArrayLike) -> torch.Tensor:
     return torch.as_tensor(mask != 0, dtype=torch.float64)[None, None]
 
 
-def _surface_distances(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[float]) -> dict:
+def _surface_distances(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[float],
+                       which: Sequence[str] = ("hd95", "asd")) -> dict:
+    """MONAI's 95th-percentile Hausdorff and average symmetric surface distances (those in ``which``)."""
+    metrics = {"hd95": lambda: compute_hausdorff_distance(pred, truth, include_background=True, percentile=95,
+                                                          spacing=list(spacing)),
+               "asd": lambda: compute_average_surface_distance(pred, truth, include_background=True, symmetric=True,
+                                                               spacing=list(spacing))}
     with warnings.catch_warnings():  # MONAI 1.5+ warns about its own internal use of a deprecated argument
         warnings.simplefilter("ignore", FutureWarning)
-        hd = compute_hausdorff_distance(pred, truth, include_background=True, percentile=95, spacing=list(spacing))
-        asd = compute_average_surface_distance(pred, truth, include_background=True, symmetric=True,
-                                               spacing=list(spacing))
-    return {"hd95": float(hd.item()), "asd": float(asd.item())}
+        return {name: float(metrics[name]().item()) for name in which}
 
 
 def _largest_box_iou(pred: torch.Tensor, truth: torch.Tensor) -> float:

@@ -149,9 +149,11 @@ class DicomWebDatastore(BreastLabDatastore):
 
     def _sync_labels(self, segs: dict[tuple[str, str | None], Result]) -> None:
         """The final label and each reader's label of every image, as the newest SEGs say."""
+        by_image: dict[str, dict[str, Result]] = {}
+        for (image, reader), seg in segs.items():
+            by_image.setdefault(image, {})[reader_tag(reader) if reader else FINAL] = seg
         for image_id, obj in self.objects.items():
-            readers = {reader for image, reader in segs if image == image_id and reader}
-            tags = {FINAL: segs.get((image_id, None))} | {reader_tag(r): segs[(image_id, r)] for r in readers}
+            tags = {FINAL: None, **by_image.get(image_id, {})}
             tags |= {tag: None for tag in obj.labels if tag.startswith(READER_PREFIX) and tag not in tags}
             for tag, seg in tags.items():
                 label = obj.labels.get(tag)

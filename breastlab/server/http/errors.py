@@ -14,8 +14,23 @@ DICOM_MODALITIES = ("MG", "US")
 DECODES = threading.BoundedSemaphore(int(os.environ.get("BREASTLAB_DECODES", "2")))  # uploads decoded at once
 
 
-def bad_request(message: str) -> HTTPException:
-    return HTTPException(status_code=400, detail=message)
+def status_error(status: int):
+    """The constructor of one kind of error: ``kind(message)`` is an HTTPException with ``status`` and the message."""
+    def error(message: str) -> HTTPException:
+        return HTTPException(status_code=status, detail=message)
+
+    return error
+
+
+bad_request = status_error(400)
+forbidden = status_error(403)
+not_found = status_error(404)
+not_allowed = status_error(405)
+conflict = status_error(409)
+too_large = status_error(413)
+unprocessable = status_error(422)
+too_many = status_error(429)
+bad_gateway = status_error(502)  # the PACS behind the datastore refused or did not answer
 
 
 def integer_param(value, name: str, highest: int) -> int:
@@ -27,39 +42,6 @@ def integer_param(value, name: str, highest: int) -> int:
     if isinstance(value, bool) or not 1 <= number <= highest:
         raise bad_request(f"{name} must be an integer from 1 to {highest}, not {value!r}")
     return number
-
-
-def forbidden(message: str) -> HTTPException:
-    return HTTPException(status_code=403, detail=message)
-
-
-def not_found(message: str) -> HTTPException:
-    return HTTPException(status_code=404, detail=message)
-
-
-def not_allowed(message: str) -> HTTPException:
-    return HTTPException(status_code=405, detail=message)
-
-
-def conflict(message: str) -> HTTPException:
-    return HTTPException(status_code=409, detail=message)
-
-
-def too_large(message: str) -> HTTPException:
-    return HTTPException(status_code=413, detail=message)
-
-
-def too_many(message: str) -> HTTPException:
-    return HTTPException(status_code=429, detail=message)
-
-
-def unprocessable(message: str) -> HTTPException:
-    return HTTPException(status_code=422, detail=message)
-
-
-def bad_gateway(message: str) -> HTTPException:
-    """The PACS behind the datastore refused or did not answer."""
-    return HTTPException(status_code=502, detail=message)
 
 
 def image_error(what: str, error: ImageError, path: str | None = None) -> HTTPException:

@@ -10,7 +10,7 @@ The pass-through reaches the configured PACS's DICOMweb root and nothing else: `
 WADO-RS shapes (``studies``, then study, series and instance UIDs with ``series``, ``instances``, ``metadata``,
 ``frames``, ``rendered``, ``thumbnail``, ``bulk``); query parameters passed on as values; the PACS's credentials
 added by the server, never sent to the browser; the PACS's absolute URLs in its answers rewritten to the
-pass-through's; only content headers passed back.
+pass-through's; only content headers passed back. Both need MONAI Label's user role where authentication is on.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import monailabel
 import requests
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
+from monailabel.endpoints.user.auth import User
 from monailabel.interfaces.utils.app import app_instance
 
 from breastlab.server.http import errors
+from breastlab.server.http.auth import USER
 
 router = APIRouter()
 BUILD = Path(monailabel.__file__).parent / "endpoints" / "static" / "ohif"
@@ -36,7 +38,7 @@ FRAMES = r"[0-9]{1,6}(?:,[0-9]{1,6}){0,63}"
 INSTANCES = rf"/instances(?:/{UID}(?:{LEVEL}|/frames/{FRAMES}(?:/rendered)?|/bulk/[0-9a-fA-F]{{8}})?)?"
 SERIES = rf"/series(?:/{UID}(?:{LEVEL}|{INSTANCES})?)?"
 DICOMWEB_PATH = re.compile(rf"studies(?:/{UID}(?:{LEVEL}|{SERIES})?)?")
-PASSED_HEADERS = ("content-type", "content-length", "cache-control", "etag", "last-modified")
+PASSED_HEADERS = ("content-type", "cache-control", "etag", "last-modified")  # the length may change: rewritten
 MEDIA = {".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm", ".json": "application/json",
          ".html": "text/html", ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon"}
 
@@ -86,7 +88,7 @@ def pacs():
 
 
 @router.get("/ohif/{path:path}", include_in_schema=False)
-def ohif(path: str = ""):
+def ohif(path: str = "", user: User = USER):
     """A file of the OHIF build, BreastLab's ``app-config.js``, or ``index.html`` for the viewer's own routes."""
     pacs()
     if path == "app-config.js":
@@ -103,7 +105,7 @@ def ohif(path: str = ""):
 
 @router.api_route(PROXY + "/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
                   include_in_schema=False)
-def dicomweb(path: str, request: Request):
+def dicomweb(path: str, request: Request, user: User = USER):
     """A QIDO-RS or WADO-RS GET to the PACS (see the module docstring)."""
     if request.method != "GET":
         raise errors.not_allowed(f"{request.method}: the viewer's pass-through to the PACS is read-only (GET)")
@@ -119,5 +121,5 @@ def dicomweb(path: str, request: Request):
     content = answer.content
     if answer.headers.get("content-type", "").startswith("application/dicom+json"):
         content = content.replace(archive.url.encode() + b"/", PROXY.encode() + b"/")
-    headers = {k: v for k, v in answer.headers.items() if k.lower() in PASSED_HEADERS and k.lower() != "content-length"}
+    headers = {k: v for k, v in answer.headers.items() if k.lower() in PASSED_HEADERS}
     return Response(content, status_code=answer.status_code, headers=headers)

@@ -122,11 +122,11 @@ class SecondRead(Strategy):
             recent, returned, open_ = self.hand_outs.recent(), [], {}
             for image, obj in datastore.objects.items():
                 readers = readers_of(obj.labels)
-                if (reader in readers) != (review.status(image)["status"] == "returned"):
-                    continue
-                if reader in readers:  # returned to this reader: whoever had it last (the reviewer) is done with it
+                state = review.status(image)["status"] if readers else "unlabelled"  # no events to replay
+                if reader in readers and state == "returned":  # whoever had it last (the reviewer) is done with it
                     returned.append(image)
-                elif image not in recent and len(readers) < needed and review.status(image)["status"] != "approved":
+                elif reader not in readers and image not in recent and len(readers) < needed and state not in (
+                        "approved", "returned"):
                     open_.setdefault(len(readers), []).append(image)
             if not returned and not open_:
                 return None
